@@ -1,0 +1,246 @@
+"""The `fluxroute` command: parse arguments, call the library, print, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from fluxroute.errors import (
+    AllProvidersFailed,
+    BudgetExceeded,
+    ConfigError,
+    FluxrouteError,
+    InvalidRequest,
+    NoRouteError,
+    ProviderError,
+)
+from fluxroute.router import Router
+from fluxroute.settings import Settings
+from fluxroute.types import PROVIDER_NAMES, ImageRequest, Plan
+
+EXIT_CODES: list[tuple[type[FluxrouteError], int]] = [
+    (InvalidRequest, 2),
+    (NoRouteError, 3),
+    (BudgetExceeded, 4),
+    (ProviderError, 5),
+    (AllProvidersFailed, 5),
+    (ConfigError, 6),
+]
+
+
+def _add_request_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", help="what the image should show")
+    parser.add_argument("--model", default="auto", help="flux-krea-dev, flux-dev, krea-2 or auto (default)")
+    size = parser.add_argument_group("size (give one way: --width/--height, --aspect-ratio, --image-size)")
+    size.add_argument("--width", type=int)
+    size.add_argument("--height", type=int)
+    size.add_argument("--aspect-ratio", help="e.g. 16:9 or 2.35:1 (default 1:1)")
+    size.add_argument("--megapixels", type=float, help="area with --aspect-ratio (default 1.0)")
+    size.add_argument("--image-size", help="a fal preset: square_hd, square, portrait_4_3, landscape_16_9, ...")
+    parser.add_argument("--num-images", type=int)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--guidance", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--output-format", choices=["png", "jpeg"])
+    parser.add_argument("--negative-prompt")
+    parser.add_argument("--init-image", help="URL of an image to start from (image-to-image)")
+    parser.add_argument("--strength", type=float, help="with --init-image: 0.01-1, how far to move from it")
+    parser.add_argument(
+        "--style-ref", action="append", metavar="URL[=STRENGTH]", help="style reference image (repeatable)"
+    )
+    routing = parser.add_argument_group("routing")
+    routing.add_argument("--usage", choices=["commercial", "non-commercial"], help="default from settings: commercial")
+    routing.add_argument("--max-cost", type=float, metavar="USD", help="refuse offers that cost more")
+    routing.add_argument("--provider", choices=PROVIDER_NAMES, help="pin one provider")
+    routing.add_argument("--exclude-provider", action="append", choices=PROVIDER_NAMES, help="repeatable")
+    routing.add_argument("--prefer", choices=["cost", "speed"])
+
+
+def _request_from(args: argparse.Namespace) -> ImageRequest:
+    data: dict[str, Any] = {
+        "prompt": args.prompt,
+        "model": args.model,
+        "width": args.width,
+        "height": args.height,
+        "aspect_ratio": args.aspect_ratio,
+        "megapixels": args.megapixels,
+        "image_size": args.image_size,
+        "num_images": args.num_images,
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "seed": args.seed,
+        "output_format": args.output_format,
+        "negative_prompt": args.negative_prompt,
+        "init_image": args.init_image,
+        "strength": args.strength,
+        "usage": args.usage,
+        "max_cost_usd": args.max_cost,
+        "provider": args.provider,
+        "exclude_providers": args.exclude_provider,
+        "prefer": args.prefer,
+    }
+    refs = []
+    for item in args.style_ref or []:
+        url, _, strength = item.partition("=")
+        refs.append({"url": url, "strength": float(strength)} if strength else {"url": url})
+    data["style_references"] = refs or None
+    return ImageRequest.parse({k: v for k, v in data.items() if v is not None})
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _plan_text(plan: Plan, explain: bool) -> str:
+    if not explain:
+        best = plan.chosen or (plan.unavailable[0] if plan.unavailable else None)
+        if best is None:
+            return plan.explanation
+        state = "" if best.available else f"  [not available: {best.unavailable_reason}]"
+        return (
+            f"{best.label} ({best.model}): ${best.cost_usd:g}, ~{best.latency_s:g} s, "
+            f"{best.width}x{best.height} x{best.num_images}{state}\n(--explain for the reasons and the parameters)"
+        )
+    lines = [plan.explanation]
+    for candidate in [*plan.candidates, *plan.unavailable][:1]:
+        lines.append(f"parameters sent to {candidate.endpoint}: {json.dumps(candidate.params)}")
+    return "\n".join(lines)
+
+
+def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
+    plan = Router(settings).plan(_request_from(args))
+    fits = bool(plan.candidates or plan.unavailable)
+    if args.json:
+        _print_json(plan.model_dump(mode="json"))
+    elif fits:
+        print(_plan_text(plan, args.explain))
+    if not fits:
+        raise NoRouteError("no offer can serve this request", [str(r) for r in plan.rejections])
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    router = Router(settings)
+    catalog = router.catalog
+    rows = []
+    for offer in catalog.offers:
+        license_ = catalog.licenses[offer.license]
+        availability = router.availability[offer.provider]
+        rows.append(
+            {
+                "model": offer.model,
+                "offer": offer.id,
+                "provider": offer.provider,
+                "endpoint": offer.endpoint,
+                "price_usd": str(offer.price.usd),
+                "price_unit": offer.price.unit,
+                "price_as_of": offer.price.as_of,
+                "license": license_.name,
+                "commercial_use": license_.commercial
+                or (offer.provider == "local" and settings.local_commercial_license),
+                "available": availability.ok,
+                "reason": availability.reason,
+            }
+        )
+    if args.json:
+        _print_json(rows)
+        return 0
+    units = {"image": "/image", "megapixel_ceil": "/MP (rounded up)", "gpu_second": "/GPU-s"}
+    for model in catalog.models:
+        print(f"{model.id}  {model.name} - {model.summary}")
+        for row in (r for r in rows if r["model"] == model.id):
+            use = "commercial ok" if row["commercial_use"] else "non-commercial only"
+            state = "available" if row["available"] else f"unavailable: {row['reason']}"
+            print(
+                f"  {row['offer']:<20} ${row['price_usd']}{units[row['price_unit']]:<17} {use:<20} {state}"
+            )
+    return 0
+
+
+def cmd_tools(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.tools import export
+
+    _print_json(export(args.format))
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.store import JobStore
+
+    store = JobStore.open(settings.home)
+    jobs = store.list_jobs(limit=args.limit)
+    if args.json:
+        _print_json([job.__dict__ for job in jobs])
+        return 0
+    if not jobs:
+        print("no jobs yet")
+    for job in jobs:
+        prompt = str(job.request.get("prompt", ""))[:50]
+        print(f"{job.id}  {job.created_at:%Y-%m-%d %H:%M}  {job.status:<10} {prompt}")
+    return 0
+
+
+def cmd_spend(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.store import JobStore
+
+    summary = JobStore.open(settings.home).spend_summary(daily_cap=settings.budget_daily_usd)
+    if args.json:
+        _print_json(summary.__dict__)
+        return 0
+    cap = f" of ${summary.daily_cap} daily cap" if summary.daily_cap is not None else ""
+    print(f"today ({summary.day}): ${summary.spent_today} spent, ${summary.reserved_today} reserved{cap}")
+    print(f"all time: ${summary.spent_total} over {summary.charges} charge(s)")
+    for provider, amount in sorted(summary.by_provider.items()):
+        print(f"  {provider}: ${amount}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fluxroute",
+        description="FLUX-family image generation routed to Krea, fal.ai or local diffusers by cost, "
+        "license and resolution.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    route = sub.add_parser("route", help="plan a generation: where it would run, why, what it costs (no spend)")
+    _add_request_options(route)
+    route.add_argument("--explain", action="store_true", help="every candidate, rejection and parameter")
+    route.add_argument("--json", action="store_true")
+    route.set_defaults(handler=cmd_route)
+
+    models = sub.add_parser("models", help="models, offers, prices, licenses and availability")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(handler=cmd_models)
+
+    tools = sub.add_parser("tools", help="print the tool definitions as JSON")
+    tools.add_argument("--format", choices=["mcp", "openai", "openai-strict", "anthropic"], default="mcp")
+    tools.set_defaults(handler=cmd_tools)
+
+    jobs = sub.add_parser("jobs", help="recent generation jobs")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--json", action="store_true")
+    jobs.set_defaults(handler=cmd_jobs)
+
+    spend = sub.add_parser("spend", help="money spent today and in all, by provider")
+    spend.add_argument("--json", action="store_true")
+    spend.set_defaults(handler=cmd_spend)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.load()
+        code: int = args.handler(args, settings)
+        return code
+    except FluxrouteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

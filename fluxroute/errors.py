@@ -1,0 +1,166 @@
+"""The error tree: every failure a caller can see, typed, with whether a retry can help.
+
+    FluxrouteError
+     ├── InvalidRequest          bad input; names field, value, what is allowed (never retryable)
+     ├── ConfigError             bad settings or catalog data
+     ├── NoRouteError            no offer can serve the request; carries every rejection reason
+     ├── BudgetExceeded          per-call or daily cap would be crossed
+     ├── IdempotencyConflict     same idempotency key, different request
+     ├── JobNotFound             unknown job id in the store
+     ├── UnsafeURL               an input URL points somewhere it may not
+     ├── ProviderError           a provider failed; .provider, .retryable, .status_code
+     │    ├── AuthError               401/403, missing or rejected credentials
+     │    ├── ProviderBadRequest      400/404/422 the provider refused the parameters
+     │    ├── InsufficientCredits     402, the provider account is out of balance
+     │    ├── RateLimited             429 (retryable; .retry_after seconds if known)
+     │    ├── ProviderUnavailable     5xx, connection failures, provider not configured (retryable)
+     │    ├── ProviderTimeout         the job did not finish within its time budget (retryable)
+     │    ├── JobFailed               the provider ran the job and it failed
+     │    ├── ContentFiltered         the provider's safety system refused the prompt or output
+     │    └── Cancelled               the job was cancelled by the user or the provider
+     └── AllProvidersFailed      every candidate failed; .failures holds each ProviderError
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class FluxrouteError(Exception):
+    """Base of every error fluxroute raises on purpose."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One invalid input field: where, what was given, what is allowed."""
+
+    field: str
+    value: object
+    allowed: str
+    missing: bool = False
+
+    def __str__(self) -> str:
+        if self.missing:
+            return f"{self.field}: missing; {self.allowed}"
+        return f"{self.field}: got {_short(self.value)}; {self.allowed}"
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class InvalidRequest(FluxrouteError):
+    """The request cannot be served as written; nothing was sent to any provider."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self.errors = list(errors)
+        lines = "\n".join(f"- {e}" for e in self.errors)
+        super().__init__(f"invalid request ({len(self.errors)} problem(s)):\n{lines}")
+
+
+class ConfigError(FluxrouteError):
+    """Settings or catalog data are invalid."""
+
+
+class NoRouteError(FluxrouteError):
+    """No offer can serve the request; the message lists why each one was rejected."""
+
+    def __init__(self, message: str, reasons: Sequence[str] = ()) -> None:
+        self.reasons = list(reasons)
+        detail = "".join(f"\n- {r}" for r in self.reasons)
+        super().__init__(message + detail)
+
+
+class BudgetExceeded(FluxrouteError):
+    """Spending this much would cross a configured cap."""
+
+
+class IdempotencyConflict(FluxrouteError):
+    """An idempotency key was reused with a different request."""
+
+
+class JobNotFound(FluxrouteError):
+    """No job with that id exists in the store."""
+
+
+class UnsafeURL(FluxrouteError):
+    """A caller-supplied URL is not allowed (scheme, address range or size)."""
+
+
+class ProviderError(FluxrouteError):
+    """A provider call failed. `retryable` says whether trying again (or elsewhere) can help."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status_code: int | None = None,
+        provider_job_id: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        self.provider = provider
+        self.status_code = status_code
+        self.provider_job_id = provider_job_id
+        if retryable is not None:
+            self.retryable = retryable
+        super().__init__(f"{provider}: {message}")
+
+
+class AuthError(ProviderError):
+    """Credentials are missing or were rejected."""
+
+
+class ProviderBadRequest(ProviderError):
+    """The provider refused the parameters."""
+
+
+class InsufficientCredits(ProviderError):
+    """The provider account has no balance left."""
+
+
+class RateLimited(ProviderError):
+    """Too many requests or concurrent jobs."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not be reached or is failing on its side."""
+
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    """The job did not finish in time."""
+
+    retryable = True
+
+
+class JobFailed(ProviderError):
+    """The provider accepted and ran the job, and the job failed."""
+
+
+class ContentFiltered(ProviderError):
+    """The provider's safety system refused the prompt or the output."""
+
+
+class Cancelled(ProviderError):
+    """The job was cancelled."""
+
+
+class AllProvidersFailed(FluxrouteError):
+    """Every candidate failed; `failures` holds each provider's error in the order tried."""
+
+    def __init__(self, failures: Sequence[ProviderError]) -> None:
+        self.failures = list(failures)
+        lines = "\n".join(f"- {f}" for f in self.failures)
+        super().__init__(f"every candidate failed ({len(self.failures)}):\n{lines}")

@@ -1,0 +1,37 @@
+"""Exact cost rules per price unit, in Decimal so estimates and ledgers agree to the micro-dollar."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+from fluxroute.catalog import Price
+
+PIXELS_PER_MEGAPIXEL = 1_000_000
+
+
+def billed_megapixels(width: int, height: int) -> int:
+    """Megapixels billed for one image: rounded up per image (fal's rule)."""
+    return math.ceil(width * height / PIXELS_PER_MEGAPIXEL)
+
+
+def estimate_cost(
+    price: Price,
+    *,
+    width: int,
+    height: int,
+    num_images: int,
+    gpu_seconds: float = 0.0,
+    style_references: bool = False,
+) -> Decimal:
+    """What one call costs under `price`.
+
+    image: usd x images (the style-reference rate when references are sent);
+    megapixel_ceil: ceil(w*h / 1e6) x usd x images; gpu_second: usd x expected GPU seconds.
+    """
+    if price.unit == "image":
+        rate = price.with_style_references_usd if style_references and price.with_style_references_usd else price.usd
+        return rate * num_images
+    if price.unit == "megapixel_ceil":
+        return billed_megapixels(width, height) * price.usd * num_images
+    return (price.usd * Decimal(str(round(gpu_seconds, 3)))).quantize(Decimal("0.000001"))

@@ -1,0 +1,149 @@
+"""Resolution: the size a request asks for, and how each offer can (or cannot) deliver it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from fluxroute.catalog import SizeRule
+from fluxroute.types import Adjustment, ImageRequest, parse_aspect_ratio
+
+DEFAULT_ASPECT_RATIO = "1:1"
+SNAP = 16
+# Krea 2 renders only at 1K; requests up to this factor above its table size still fit.
+FIXED_SIZE_TOLERANCE = 1.25
+
+
+@dataclass(frozen=True)
+class Target:
+    """The size the request asks for, before any offer adapts it."""
+
+    width: int
+    height: int
+    ratio_text: str | None  # as the caller wrote it, when given as an aspect ratio
+    preset: str | None
+    derivation: str  # how width x height was obtained, for the explanation
+
+    @property
+    def ratio(self) -> float:
+        return self.width / self.height
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1e6
+
+
+@dataclass
+class Sized:
+    """An offer's answer to a target: the size it sends, how it sends it, and what changed."""
+
+    width: int
+    height: int
+    preset: str | None = None
+    aspect_key: str | None = None
+    adjustments: list[Adjustment] = field(default_factory=list)
+    rejection: str | None = None
+
+
+def size_for_ratio(ratio: float, megapixels: float, multiple: int = SNAP) -> tuple[int, int]:
+    """The largest multiple-of-16 size close to `ratio` whose area does not exceed `megapixels`."""
+    budget = megapixels * 1e6
+    best: tuple[float, int, int, int] | None = None
+    h_top = max(multiple, int(math.sqrt(budget / ratio) // multiple * multiple))
+    for h in range(h_top, max(multiple, h_top - 4 * multiple) - 1, -multiple):
+        w = max(multiple, round(h * ratio / multiple) * multiple)
+        while w * h > budget and w > multiple:
+            w -= multiple
+        score = (abs(math.log((w / h) / ratio)), -(w * h), w, h)
+        if best is None or score < best:
+            best = score
+    assert best is not None
+    return best[2], best[3]
+
+
+def target_of(request: ImageRequest, presets: dict[str, tuple[int, int]]) -> Target:
+    if request.width is not None and request.height is not None:
+        return Target(request.width, request.height, None, None, f"{request.width}x{request.height} as given")
+    if request.image_size is not None:
+        w, h = presets[request.image_size]
+        return Target(w, h, None, request.image_size, f"preset {request.image_size} = {w}x{h}")
+    ratio_text = request.aspect_ratio or DEFAULT_ASPECT_RATIO
+    w, h = size_for_ratio(parse_aspect_ratio(ratio_text), request.megapixels)
+    given = "" if request.aspect_ratio else " (default)"
+    return Target(
+        w, h, ratio_text, None,
+        f"aspect_ratio {ratio_text}{given} at {request.megapixels:g} MP -> {w}x{h} (multiples of 16, area <= {request.megapixels:g} MP)",
+    )
+
+
+def fit(rule: SizeRule, target: Target, presets: dict[str, tuple[int, int]]) -> Sized:
+    """How an offer with `rule` delivers `target`, or why it cannot."""
+    if rule.aspect_sizes:
+        return _fit_fixed(rule, target)
+    if target.preset and rule.presets:
+        return Sized(target.width, target.height, preset=target.preset)
+    if rule.presets:
+        for name, (pw, ph) in presets.items():
+            if (pw, ph) == (target.width, target.height):
+                return Sized(pw, ph, preset=name)
+    if not rule.custom:
+        return Sized(target.width, target.height, rejection=f"{target.width}x{target.height} is not one of its presets")
+    width, height, adjustments = target.width, target.height, []
+    if rule.multiple > 1 and (width % rule.multiple or height % rule.multiple):
+        width, height = _snap(width, rule.multiple), _snap(height, rule.multiple)
+        adjustments.append(
+            Adjustment(
+                field="size",
+                requested=f"{target.width}x{target.height}",
+                sent=f"{width}x{height}",
+                reason=f"snapped to multiples of {rule.multiple}",
+            )
+        )
+    problems = []
+    for name, side in (("width", width), ("height", height)):
+        if not rule.min_side <= side <= rule.max_side:
+            problems.append(f"{name} {side} outside {rule.min_side}-{rule.max_side} px")
+    if rule.max_megapixels is not None and width * height / 1e6 > rule.max_megapixels:
+        problems.append(f"{width * height / 1e6:.1f} MP exceeds {rule.max_megapixels:g} MP")
+    if problems:
+        return Sized(width, height, rejection="; ".join(problems))
+    return Sized(width, height, adjustments=adjustments)
+
+
+def _snap(side: int, multiple: int) -> int:
+    """Nearest multiple, halves rounded up (so 1000 -> 1008, not banker's 992)."""
+    return max(multiple, (side + multiple // 2) // multiple * multiple)
+
+
+def _fit_fixed(rule: SizeRule, target: Target) -> Sized:
+    """Offers with a fixed table of aspect ratios (Krea 2): the nearest ratio, at its one size."""
+    if target.ratio_text in rule.aspect_sizes:
+        key = target.ratio_text
+    else:
+        key = min(
+            rule.aspect_sizes,
+            key=lambda k: abs(math.log(parse_aspect_ratio(k) / target.ratio)),
+        )
+    width, height = rule.aspect_sizes[key]
+    if target.width * target.height > FIXED_SIZE_TOLERANCE * width * height:
+        return Sized(
+            width, height, aspect_key=key,
+            rejection=f"{target.megapixels:.1f} MP requested; renders {key} at {width}x{height} "
+            f"({width * height / 1e6:.1f} MP) only",
+        )
+    adjustments = []
+    requested = target.ratio_text or f"{target.width}x{target.height}"
+    if key != target.ratio_text:
+        adjustments.append(
+            Adjustment(field="aspect_ratio", requested=requested, sent=key, reason="nearest supported aspect ratio")
+        )
+    if (width, height) != (target.width, target.height):
+        adjustments.append(
+            Adjustment(
+                field="size",
+                requested=f"{target.width}x{target.height}",
+                sent=f"{width}x{height}",
+                reason=f"renders {key} at 1K only",
+            )
+        )
+    return Sized(width, height, aspect_key=key, adjustments=adjustments)

@@ -1,0 +1,104 @@
+"""One settings object, read once from the environment and an optional fluxroute.toml, passed down."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from fluxroute.errors import ConfigError
+from fluxroute.types import Usage
+
+APP_NAME = "fluxroute"
+
+# environment variable -> settings field
+ENV_FIELDS: dict[str, str] = {
+    "FAL_KEY": "fal_key",
+    "KREA_API_TOKEN": "krea_api_token",
+    "FLUXROUTE_KREA_BASE_URL": "krea_base_url",
+    "FLUXROUTE_HOME": "home",
+    "FLUXROUTE_USAGE": "usage",
+    "FLUXROUTE_LOCAL_MODEL": "local_model",
+    "FLUXROUTE_LOCAL_DEVICE": "local_device",
+    "FLUXROUTE_BUDGET_PER_CALL_USD": "budget_per_call_usd",
+    "FLUXROUTE_BUDGET_DAILY_USD": "budget_daily_usd",
+}
+
+
+def default_home() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_config_file() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "fluxroute.toml"
+
+
+class Settings(BaseModel):
+    """Everything configurable. Secrets are SecretStr so repr, logs and errors never show them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fal_key: SecretStr | None = None
+    krea_api_token: SecretStr | None = None
+    krea_base_url: str = "https://api.krea.ai"
+    home: Path = Field(default_factory=default_home)
+    usage: Usage = "commercial"
+    local_model: Path | None = None
+    local_device: Literal["auto", "cuda", "cpu"] = "auto"
+    local_commercial_license: bool = Field(
+        default=False,
+        description="Set true only if you hold your own commercial license for the FLUX.1 [dev] weights.",
+    )
+    budget_per_call_usd: Decimal | None = Field(default=None, ge=0)
+    budget_daily_usd: Decimal | None = Field(default=None, ge=0)
+    prices: dict[str, Decimal] = Field(
+        default_factory=dict, description="offer id -> price override in USD (per the offer's unit)"
+    )
+    offers: list[dict[str, Any]] = Field(
+        default_factory=list, description="extra offers, same shape as the catalog's [[offers]]"
+    )
+    allow_private_urls: bool = False
+    max_input_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        config_file: Path | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Read fluxroute.toml (FLUXROUTE_CONFIG or the user config dir), then the environment, then overrides.
+
+        Raises:
+            ConfigError: the file is not valid TOML or a value is out of range; the message names the
+                field and never echoes a secret's value.
+        """
+        env = os.environ if environ is None else environ
+        path = config_file or Path(env.get("FLUXROUTE_CONFIG") or default_config_file())
+        values: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        for var, field in ENV_FIELDS.items():
+            if env.get(var):
+                values[field] = env[var]
+        values.update(overrides)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)
+            )
+            raise ConfigError(f"invalid settings ({path}): {problems}") from None

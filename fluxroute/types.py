@@ -1,0 +1,235 @@
+"""Request and result models shared by every layer: what a caller asks for and what comes back."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fluxroute.errors import FieldError, InvalidRequest
+
+Usage = Literal["commercial", "non-commercial"]
+ProviderName = Literal["krea", "fal", "local"]
+Prefer = Literal["cost", "speed"]
+OutputFormat = Literal["png", "jpeg"]
+FalPreset = Literal[
+    "square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"
+]
+
+PROVIDER_NAMES: tuple[ProviderName, ...] = ("krea", "fal", "local")
+ASPECT_RATIO_PATTERN = r"^[0-9]+(\.[0-9]+)?:[0-9]+(\.[0-9]+)?$"
+MAX_SIDE = 14142
+MAX_SEED = 2**32 - 1
+
+
+def parse_aspect_ratio(text: str) -> float:
+    """'16:9' -> 1.777...; raises ValueError for anything else."""
+    if not re.match(ASPECT_RATIO_PATTERN, text):
+        raise ValueError(f"aspect_ratio must look like '16:9' or '2.35:1', got {text!r}")
+    w, h = (float(part) for part in text.split(":"))
+    if w <= 0 or h <= 0:
+        raise ValueError(f"aspect_ratio sides must be positive, got {text!r}")
+    ratio = w / h
+    if not 0.1 <= ratio <= 10:
+        raise ValueError(f"aspect_ratio must lie between 1:10 and 10:1, got {text!r}")
+    return ratio
+
+
+class StyleReference(BaseModel):
+    """An image whose style the result should follow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(min_length=1, max_length=4096, description="http(s) URL of the reference image.")
+    strength: float = Field(
+        default=0.5, ge=0, le=1, description="0 = no influence, 1 = strongest. Default 0.5."
+    )
+
+
+class ImageRequest(BaseModel):
+    """One image-generation call: the image wanted, and the constraints on where it may run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = Field(min_length=1, max_length=10_000)
+    model: str = Field(default="auto", min_length=1, max_length=64)
+    width: int | None = Field(default=None, ge=64, le=MAX_SIDE)
+    height: int | None = Field(default=None, ge=64, le=MAX_SIDE)
+    aspect_ratio: str | None = Field(default=None, pattern=ASPECT_RATIO_PATTERN)
+    megapixels: float = Field(default=1.0, gt=0, le=16)
+    image_size: FalPreset | None = None
+    num_images: int = Field(default=1, ge=1, le=4)
+    steps: int | None = Field(default=None, ge=1, le=100)
+    guidance: float | None = Field(default=None, ge=0, le=24)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    output_format: OutputFormat = "png"
+    negative_prompt: str | None = Field(default=None, min_length=1, max_length=2000)
+    init_image: str | None = Field(default=None, min_length=1, max_length=4096)
+    strength: float | None = Field(default=None, ge=0.01, le=1)
+    style_references: tuple[StyleReference, ...] = Field(default=(), max_length=10)
+    usage: Usage | None = None
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    providers: tuple[ProviderName, ...] | None = None
+    exclude_providers: tuple[ProviderName, ...] = ()
+    provider: ProviderName | None = None
+    prefer: Prefer = "cost"
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must contain visible text")
+        return value
+
+    @field_validator("aspect_ratio")
+    @classmethod
+    def _ratio_in_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_aspect_ratio(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ImageRequest:
+        if (self.width is None) != (self.height is None):
+            raise ValueError("width and height must be given together")
+        given = [
+            name
+            for name, present in (
+                ("width/height", self.width is not None),
+                ("aspect_ratio", self.aspect_ratio is not None),
+                ("image_size", self.image_size is not None),
+            )
+            if present
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give one way to size the image, not {' and '.join(given)}")
+        if self.strength is not None and self.init_image is None:
+            raise ValueError("strength needs init_image")
+        return self
+
+    @classmethod
+    def parse(cls, data: object) -> ImageRequest:
+        """Validate caller data into a request.
+
+        Raises:
+            InvalidRequest: one FieldError per problem, naming the field, the value and what is allowed.
+        """
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidRequest(field_errors(exc)) from None
+
+    @property
+    def mode(self) -> Literal["text-to-image", "image-to-image"]:
+        return "image-to-image" if self.init_image else "text-to-image"
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """Pydantic's errors in our words: field path, the value given, what is allowed."""
+    out = []
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in err["loc"]) or "request"
+        allowed = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            allowed = "unknown field; remove it"
+        elif err["type"] == "missing":
+            allowed = "required"
+        missing = err["type"] == "missing"
+        out.append(FieldError(field, None if missing else err.get("input"), allowed, missing=missing))
+    return out
+
+
+class Adjustment(BaseModel):
+    """A change an offer needs to the request (snap, clamp, ignore), always shown, never silent."""
+
+    field: str
+    requested: object
+    sent: object
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.requested!r} -> {self.sent!r} ({self.reason})"
+
+
+class Candidate(BaseModel):
+    """One offer that can serve the request, with exactly what it would send and cost."""
+
+    offer_id: str
+    label: str
+    provider: ProviderName
+    model: str
+    endpoint: str
+    width: int
+    height: int
+    num_images: int
+    cost_usd: float
+    latency_s: float
+    license: str
+    adjustments: list[Adjustment] = Field(default_factory=list)
+    params: dict[str, object]
+    available: bool = True
+    unavailable_reason: str | None = None
+
+
+class Rejection(BaseModel):
+    """An offer that cannot serve the request, and every reason why."""
+
+    offer_id: str
+    label: str
+    provider: ProviderName
+    model: str
+    reasons: list[str]
+
+    def __str__(self) -> str:
+        return f"{self.label}: {'; '.join(self.reasons)}"
+
+
+class Plan(BaseModel):
+    """Ranked candidates (best first), rejected offers with reasons, and a short explanation."""
+
+    request: dict[str, object]
+    usage: Usage
+    target_width: int
+    target_height: int
+    candidates: list[Candidate]
+    unavailable: list[Candidate] = Field(
+        default_factory=list,
+        description="Offers that fit the request but are not configured here (no key, no GPU).",
+    )
+    rejections: list[Rejection]
+    explanation: str
+
+    @property
+    def chosen(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+
+class GeneratedImage(BaseModel):
+    """One saved image."""
+
+    path: str | None = None
+    url: str | None = None
+    preview_path: str | None = None
+    width: int
+    height: int
+    format: str
+    seed: int | None = None
+    sha256: str | None = None
+    flagged: bool = False
+
+
+class GenerationResult(BaseModel):
+    """What one generation produced, where it ran, what it cost, and why it ran there."""
+
+    job_id: str
+    images: list[GeneratedImage]
+    provider: ProviderName
+    model: str
+    offer_id: str
+    cost_usd: float
+    seed: int | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    plan: Plan
+    warnings: list[str] = Field(default_factory=list)
