@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import shutil
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from fluxroute.errors import (
@@ -17,9 +21,10 @@ from fluxroute.errors import (
     NoRouteError,
     ProviderError,
 )
+from fluxroute.providers.base import Progress
 from fluxroute.router import Router
 from fluxroute.settings import Settings
-from fluxroute.types import PROVIDER_NAMES, ImageRequest, Plan
+from fluxroute.types import PROVIDER_NAMES, GenerationResult, ImageRequest, Plan
 
 EXIT_CODES: list[tuple[type[FluxrouteError], int]] = [
     (InvalidRequest, 2),
@@ -81,6 +86,7 @@ def _request_from(args: argparse.Namespace) -> ImageRequest:
         "provider": args.provider,
         "exclude_providers": args.exclude_provider,
         "prefer": args.prefer,
+        "idempotency_key": getattr(args, "idempotency_key", None),
     }
     refs = []
     for item in args.style_ref or []:
@@ -122,6 +128,85 @@ def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+class ProgressLine:
+    """One status line on stderr, rewritten in place; silent when stderr is not a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started = time.monotonic()
+
+    async def __call__(self, event: Progress) -> None:
+        if not self.enabled:
+            return
+        parts = [f"{event.provider}: {event.status}"]
+        if event.queue_position is not None:
+            parts.append(f"queue position {event.queue_position}")
+        if event.step is not None and event.total_steps:
+            parts.append(f"step {event.step}/{event.total_steps}")
+        if event.message and event.message != event.status:
+            parts.append(event.message[:60])
+        line = f"[{time.monotonic() - self.started:5.1f}s] " + " | ".join(parts)
+        sys.stderr.write("\r\033[K" + line[: shutil.get_terminal_size().columns - 1])
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _print_result(result: GenerationResult) -> None:
+    print(f"{result.provider} {result.model} ({result.offer_id}): ${result.cost_usd:g}, seed {result.seed}")
+    for image in result.images:
+        flag = "  [flagged by the provider's safety checker]" if image.flagged else ""
+        print(f"  {image.path}  {image.width}x{image.height}{flag}")
+    for warning in result.warnings:
+        print(f"  note: {warning}")
+
+
+async def _generate(
+    router: Router, request: ImageRequest, out_dir: Path | None, line: ProgressLine
+) -> GenerationResult:
+    try:
+        return await router.generate(request, progress=line, out_dir=out_dir)
+    finally:
+        line.done()
+        await router.aclose()
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    if args.dry_run:
+        return cmd_route(args, settings)
+    request = _request_from(args)
+    router = Router(settings)
+    line = ProgressLine(enabled=sys.stderr.isatty() and not args.json)
+    result = asyncio.run(_generate(router, request, args.out, line))
+    if args.json:
+        _print_json(result.model_dump(mode="json"))
+    else:
+        _print_result(result)
+    return 0
+
+
+def cmd_jobs_resume(args: argparse.Namespace, settings: Settings) -> int:
+    async def resume() -> list[GenerationResult | ProviderError]:
+        router = Router(settings)
+        try:
+            return await router.resume_in_flight()
+        finally:
+            await router.aclose()
+
+    outcomes = asyncio.run(resume())
+    if not outcomes:
+        print("nothing in flight")
+    for outcome in outcomes:
+        if isinstance(outcome, GenerationResult):
+            _print_result(outcome)
+        else:
+            print(f"failed: {outcome}")
+    return 5 if any(isinstance(o, ProviderError) for o in outcomes) else 0
+
+
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     router = Router(settings)
     catalog = router.catalog
@@ -154,9 +239,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         for row in (r for r in rows if r["model"] == model.id):
             use = "commercial ok" if row["commercial_use"] else "non-commercial only"
             state = "available" if row["available"] else f"unavailable: {row['reason']}"
-            print(
-                f"  {row['offer']:<20} ${row['price_usd']}{units[row['price_unit']]:<17} {use:<20} {state}"
-            )
+            print(f"  {row['offer']:<20} ${row['price_usd']}{units[row['price_unit']]:<17} {use:<20} {state}")
     return 0
 
 
@@ -220,10 +303,22 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("--format", choices=["mcp", "openai", "openai-strict", "anthropic"], default="mcp")
     tools.set_defaults(handler=cmd_tools)
 
-    jobs = sub.add_parser("jobs", help="recent generation jobs")
+    generate = sub.add_parser("generate", help="generate images (spends money on hosted providers)")
+    _add_request_options(generate)
+    generate.add_argument("--out", type=Path, help="directory for the images (default: FLUXROUTE_HOME/images)")
+    generate.add_argument("--json", action="store_true")
+    generate.add_argument("--dry-run", action="store_true", help="only plan, like `fluxroute route`")
+    generate.add_argument("--explain", action="store_true", help="with --dry-run: every reason")
+    generate.add_argument("--idempotency-key", help="the same key never pays for a second generation")
+    generate.set_defaults(handler=cmd_generate)
+
+    jobs = sub.add_parser("jobs", help="recent generation jobs; `jobs resume` collects interrupted ones")
     jobs.add_argument("--limit", type=int, default=20)
     jobs.add_argument("--json", action="store_true")
     jobs.set_defaults(handler=cmd_jobs)
+    jobs_sub = jobs.add_subparsers(dest="jobs_command")
+    resume = jobs_sub.add_parser("resume", help="finish jobs a stopped process left at the provider")
+    resume.set_defaults(handler=cmd_jobs_resume)
 
     spend = sub.add_parser("spend", help="money spent today and in all, by provider")
     spend.add_argument("--json", action="store_true")

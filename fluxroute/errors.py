@@ -1,24 +1,25 @@
 """The error tree: every failure a caller can see, typed, with whether a retry can help.
 
-    FluxrouteError
-     ├── InvalidRequest          bad input; names field, value, what is allowed (never retryable)
-     ├── ConfigError             bad settings or catalog data
-     ├── NoRouteError            no offer can serve the request; carries every rejection reason
-     ├── BudgetExceeded          per-call or daily cap would be crossed
-     ├── IdempotencyConflict     same idempotency key, different request
-     ├── JobNotFound             unknown job id in the store
-     ├── UnsafeURL               an input URL points somewhere it may not
-     ├── ProviderError           a provider failed; .provider, .retryable, .status_code
-     │    ├── AuthError               401/403, missing or rejected credentials
-     │    ├── ProviderBadRequest      400/404/422 the provider refused the parameters
-     │    ├── InsufficientCredits     402, the provider account is out of balance
-     │    ├── RateLimited             429 (retryable; .retry_after seconds if known)
-     │    ├── ProviderUnavailable     5xx, connection failures, provider not configured (retryable)
-     │    ├── ProviderTimeout         the job did not finish within its time budget (retryable)
-     │    ├── JobFailed               the provider ran the job and it failed
-     │    ├── ContentFiltered         the provider's safety system refused the prompt or output
-     │    └── Cancelled               the job was cancelled by the user or the provider
-     └── AllProvidersFailed      every candidate failed; .failures holds each ProviderError
+   FluxrouteError
+    ├── InvalidRequest          bad input; names field, value, what is allowed (never retryable)
+    ├── ConfigError             bad settings or catalog data
+    ├── NoRouteError            no offer can serve the request; carries every rejection reason
+    ├── BudgetExceeded          per-call or daily cap would be crossed
+    ├── IdempotencyConflict     same idempotency key, different request
+    ├── JobNotFound             unknown job id in the store
+    ├── UnsafeURL               an input URL points somewhere it may not
+├── WebhookRejected         an incoming webhook is forged, stale or not ours
+    ├── ProviderError           a provider failed; .provider, .retryable, .status_code
+    │    ├── AuthError               401/403, missing or rejected credentials
+    │    ├── ProviderBadRequest      400/404/422 the provider refused the parameters
+    │    ├── InsufficientCredits     402, the provider account is out of balance
+    │    ├── RateLimited             429 (retryable; .retry_after seconds if known)
+    │    ├── ProviderUnavailable     5xx, connection failures, provider not configured (retryable)
+    │    ├── ProviderTimeout         the job did not finish within its time budget (retryable)
+    │    ├── JobFailed               the provider ran the job and it failed
+    │    ├── ContentFiltered         the provider's safety system refused the prompt or output
+    │    └── Cancelled               the job was cancelled by the user or the provider
+    └── AllProvidersFailed      every candidate failed; .failures holds each ProviderError
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ class UnsafeURL(FluxrouteError):
     """A caller-supplied URL is not allowed (scheme, address range or size)."""
 
 
+class WebhookRejected(FluxrouteError):
+    """An incoming webhook failed verification."""
+
+
 class ProviderError(FluxrouteError):
     """A provider call failed. `retryable` says whether trying again (or elsewhere) can help."""
 
@@ -102,8 +107,12 @@ class ProviderError(FluxrouteError):
         status_code: int | None = None,
         provider_job_id: str | None = None,
         retryable: bool | None = None,
+        maybe_accepted: bool = False,
     ) -> None:
         self.provider = provider
+        # True when the provider may have accepted (and will bill) a job we have no id for:
+        # trying another candidate could pay twice, so the router stops instead.
+        self.maybe_accepted = maybe_accepted
         self.status_code = status_code
         self.provider_job_id = provider_job_id
         if retryable is not None:

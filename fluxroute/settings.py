@@ -63,6 +63,7 @@ class Settings(BaseModel):
     offers: list[dict[str, Any]] = Field(
         default_factory=list, description="extra offers, same shape as the catalog's [[offers]]"
     )
+    provider_timeout_s: float = Field(default=600.0, gt=0, description="give up on (and cancel) a job after this")
     allow_private_urls: bool = False
     max_input_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
 

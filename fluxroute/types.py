@@ -13,9 +13,7 @@ Usage = Literal["commercial", "non-commercial"]
 ProviderName = Literal["krea", "fal", "local"]
 Prefer = Literal["cost", "speed"]
 OutputFormat = Literal["png", "jpeg"]
-FalPreset = Literal[
-    "square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"
-]
+FalPreset = Literal["square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"]
 
 PROVIDER_NAMES: tuple[ProviderName, ...] = ("krea", "fal", "local")
 ASPECT_RATIO_PATTERN = r"^[0-9]+(\.[0-9]+)?:[0-9]+(\.[0-9]+)?$"
@@ -36,15 +34,24 @@ def parse_aspect_ratio(text: str) -> float:
     return ratio
 
 
+def _image_url(value: str) -> str:
+    if not value.startswith(("http://", "https://", "data:image/")):
+        raise ValueError("must be an http(s) URL or a data:image/... URI")
+    return value
+
+
 class StyleReference(BaseModel):
     """An image whose style the result should follow."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field(min_length=1, max_length=4096, description="http(s) URL of the reference image.")
-    strength: float = Field(
-        default=0.5, ge=0, le=1, description="0 = no influence, 1 = strongest. Default 0.5."
-    )
+    strength: float = Field(default=0.5, ge=0, le=1, description="0 = no influence, 1 = strongest. Default 0.5.")
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, value: str) -> str:
+        return _image_url(value)
 
 
 class ImageRequest(BaseModel):
@@ -82,6 +89,11 @@ class ImageRequest(BaseModel):
         if not value.strip():
             raise ValueError("prompt must contain visible text")
         return value
+
+    @field_validator("init_image")
+    @classmethod
+    def _init_image_url(cls, value: str | None) -> str | None:
+        return None if value is None else _image_url(value)
 
     @field_validator("aspect_ratio")
     @classmethod

@@ -12,7 +12,11 @@ LOCAL_PACKAGES = ("torch", "diffusers", "transformers")
 
 
 def check_availability(settings: Settings) -> dict[ProviderName, Availability]:
-    return {"krea": krea_availability(settings), "fal": fal_availability(settings), "local": local_availability(settings)}
+    return {
+        "krea": krea_availability(settings),
+        "fal": fal_availability(settings),
+        "local": local_availability(settings),
+    }
 
 
 def krea_availability(settings: Settings) -> Availability:

@@ -1,8 +1,12 @@
-"""What every provider is: availability with a reason, and the shape of a call and its result."""
+"""What every provider is: availability, progress events, raw results, and the submit/wait/cancel protocol."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from fluxroute.types import Candidate, ProviderName
 
 
 @dataclass(frozen=True)
@@ -11,3 +15,58 @@ class Availability:
 
     ok: bool
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress event from a running job, in provider-neutral terms."""
+
+    provider: str
+    status: str
+    message: str = ""
+    queue_position: int | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    elapsed_s: float = 0.0
+
+
+ProgressCallback = Callable[[Progress], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ProviderImage:
+    """One image as the provider returned it, already downloaded."""
+
+    data: bytes
+    width: int
+    height: int
+    content_type: str
+    url: str | None = None
+    flagged: bool = False
+
+
+@dataclass(frozen=True)
+class ProviderResult:
+    """A finished job: its images and what the provider reported about it."""
+
+    provider_job_id: str
+    images: list[ProviderImage]
+    seed: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    """Submit returns as soon as the provider accepted the job (its id is then recorded), wait follows
+    it to the end (also after a restart: crash-resume calls wait with a stored id), cancel stops it."""
+
+    name: ProviderName
+
+    async def submit(self, candidate: Candidate, *, webhook_url: str | None = None) -> str: ...
+
+    async def wait(
+        self, job_id: str, candidate: Candidate, progress: ProgressCallback | None, timeout_s: float
+    ) -> ProviderResult: ...
+
+    async def cancel(self, job_id: str, candidate: Candidate) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,32 +1,104 @@
-"""The Router facade: plan a request (and, with providers, run it) under one settings object."""
+"""The Router facade: plan a request, run it with fallback, resume what a previous process left in flight."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
 from fluxroute.catalog import Catalog, load_catalog
+from fluxroute.errors import ProviderError
+from fluxroute.providers import create_provider
 from fluxroute.providers.availability import check_availability
-from fluxroute.providers.base import Availability
+from fluxroute.providers.base import Availability, ProgressCallback, Provider
+from fluxroute.router.execute import Executor
 from fluxroute.router.planner import Planner
 from fluxroute.settings import Settings
-from fluxroute.types import ImageRequest, Plan
+from fluxroute.store import JobStore
+from fluxroute.types import GenerationResult, ImageRequest, Plan
 
 __all__ = ["Router"]
 
+# a submission takes seconds; one still unconfirmed after this was cut off by a crash
+STALE_SUBMISSION = timedelta(minutes=2)
+
 
 class Router:
-    """Plans image requests against the catalog; availability is checked once, at construction."""
+    """Plans and runs image requests. Availability is checked once, at construction; providers and the
+    store are created on first use, so planning needs neither keys nor a writable home."""
 
     def __init__(
         self,
         settings: Settings,
         catalog: Catalog | None = None,
-        availability: dict[str, Availability] | None = None,
+        availability: Mapping[str, Availability] | None = None,
+        store: JobStore | None = None,
+        providers: Mapping[str, Provider] | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog or load_catalog(settings)
-        self.availability: dict[str, Availability] = (
-            dict(check_availability(settings)) if availability is None else availability
+        self.availability: dict[str, Availability] = dict(
+            check_availability(settings) if availability is None else availability
         )
         self.planner = Planner(self.catalog, settings, self.availability)
+        self._store = store
+        self._providers: dict[str, Provider] = dict(providers or {})
+
+    @property
+    def store(self) -> JobStore:
+        if self._store is None:
+            self._store = JobStore.open(self.settings.home)
+        return self._store
+
+    def provider(self, name: str) -> Provider:
+        if name not in self._providers:
+            self._providers[name] = create_provider(name, self.settings)
+        return self._providers[name]
 
     def plan(self, request: ImageRequest) -> Plan:
         return self.planner.plan(request)
+
+    async def generate(
+        self, request: ImageRequest, progress: ProgressCallback | None = None, out_dir: Path | None = None
+    ) -> GenerationResult:
+        """Plan, then run the candidates in order until one succeeds.
+
+        Raises:
+            NoRouteError: nothing configured can serve the request (every reason listed).
+            BudgetExceeded: every candidate would cross a spending cap.
+            AllProvidersFailed: every candidate failed; each provider's error is attached.
+            ProviderError: a failure after which trying elsewhere could pay twice or go against the caller.
+        """
+        return await self._executor().run(request, self.plan(request), progress, out_dir)
+
+    async def resume_in_flight(
+        self, progress: ProgressCallback | None = None
+    ) -> list[GenerationResult | ProviderError]:
+        """Collect jobs a previous process submitted but never saw finish; each is saved and billed once.
+
+        Attempts that stopped mid-submission (no provider job id recorded) cannot be followed; once older
+        than STALE_SUBMISSION they are marked failed with that reason.
+        """
+        stale = datetime.now(UTC) - STALE_SUBMISSION
+        for attempt in self.store.submitting_attempts():
+            if attempt.started_at > stale:
+                continue  # possibly another live process, mid-submission
+            self.store.finish_attempt(
+                attempt.id, status="failed", error="process stopped while submitting; provider job id unknown"
+            )
+        outcomes: list[GenerationResult | ProviderError] = []
+        executor = self._executor()
+        for attempt in self.store.in_flight_attempts():
+            try:
+                outcomes.append(await executor.resume(attempt, progress))
+            except ProviderError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _executor(self) -> Executor:
+        return Executor(self.settings, self.catalog, self.store, self.provider)
+
+    async def aclose(self) -> None:
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()

@@ -20,9 +20,7 @@ AUTO = "auto"
 class Planner:
     """Turns an ImageRequest into a Plan. Pure: same request, catalog and availability -> same plan."""
 
-    def __init__(
-        self, catalog: Catalog, settings: Settings, availability: Mapping[str, Availability]
-    ) -> None:
+    def __init__(self, catalog: Catalog, settings: Settings, availability: Mapping[str, Availability]) -> None:
         self.catalog = catalog
         self.settings = settings
         self.availability = dict(availability)
@@ -118,7 +116,9 @@ class Planner:
         if cap is not None and cost > cap:
             reasons.append(f"costs ${cost} > per-call budget ${cap} (settings)")
         if reasons:
-            return Rejection(offer_id=offer.id, label=offer.label, provider=offer.provider, model=offer.model, reasons=reasons)
+            return Rejection(
+                offer_id=offer.id, label=offer.label, provider=offer.provider, model=offer.model, reasons=reasons
+            )
         call = ResolvedCall(
             prompt=request.prompt,
             width=sized.width,
@@ -161,7 +161,9 @@ def _fit_range(
     """The value an endpoint receives: its default, the request's value, or a clamp that is recorded."""
     if rule is None:
         if value is not None:
-            adjustments.append(Adjustment(field=name, requested=value, sent=None, reason="endpoint has no such parameter"))
+            adjustments.append(
+                Adjustment(field=name, requested=value, sent=None, reason="endpoint has no such parameter")
+            )
         return None
     if value is None:
         return int(rule.default) if integer else rule.default

@@ -70,10 +70,9 @@ def target_of(request: ImageRequest, presets: dict[str, tuple[int, int]]) -> Tar
     ratio_text = request.aspect_ratio or DEFAULT_ASPECT_RATIO
     w, h = size_for_ratio(parse_aspect_ratio(ratio_text), request.megapixels)
     given = "" if request.aspect_ratio else " (default)"
-    return Target(
-        w, h, ratio_text, None,
-        f"aspect_ratio {ratio_text}{given} at {request.megapixels:g} MP -> {w}x{h} (multiples of 16, area <= {request.megapixels:g} MP)",
-    )
+    mp = f"{request.megapixels:g} MP"
+    derivation = f"aspect_ratio {ratio_text}{given} at {mp} -> {w}x{h} (multiples of 16, area <= {mp})"
+    return Target(w, h, ratio_text, None, derivation)
 
 
 def fit(rule: SizeRule, target: Target, presets: dict[str, tuple[int, int]]) -> Sized:
@@ -127,7 +126,9 @@ def _fit_fixed(rule: SizeRule, target: Target) -> Sized:
     width, height = rule.aspect_sizes[key]
     if target.width * target.height > FIXED_SIZE_TOLERANCE * width * height:
         return Sized(
-            width, height, aspect_key=key,
+            width,
+            height,
+            aspect_key=key,
             rejection=f"{target.megapixels:.1f} MP requested; renders {key} at {width}x{height} "
             f"({width * height / 1e6:.1f} MP) only",
         )

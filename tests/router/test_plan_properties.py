@@ -140,7 +140,9 @@ def test_every_size_or_parameter_change_is_explicit(request: ImageRequest) -> No
         if target_given and (c.width, c.height) != (p.target_width, p.target_height):
             assert "size" in fields, c
         offer = ROUTER.catalog.offer(c.offer_id)
-        if request.steps is not None and (offer.steps is None or not offer.steps.min <= request.steps <= offer.steps.max):
+        if request.steps is not None and (
+            offer.steps is None or not offer.steps.min <= request.steps <= offer.steps.max
+        ):
             assert "steps" in fields, c
 
 

@@ -1,0 +1,175 @@
+"""fal.ai queue on fal-client's AsyncClient: submit, status and logs as progress, result, cancel; errors mapped."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import fal_client
+import httpx
+
+from fluxroute.errors import (
+    AuthError,
+    Cancelled,
+    InsufficientCredits,
+    JobFailed,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from fluxroute.providers.base import Progress, ProgressCallback, ProviderResult
+from fluxroute.providers.downloads import download_image
+from fluxroute.providers.polling import PollSchedule, Wakeup
+from fluxroute.settings import Settings
+from fluxroute.types import Candidate
+
+NAME = "fal"
+
+
+def map_error(exc: fal_client.FalClientHTTPError, job_id: str | None = None) -> ProviderError:
+    """fal's HTTP errors -> the error tree; a 422 `detail` list becomes one line per field."""
+    status = exc.status_code
+    detail: Any = None
+    try:
+        detail = exc.response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, list):
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in item.get('loc', []) if p != 'body')}: {item.get('msg')}"
+            for item in detail
+            if isinstance(item, dict)
+        )
+    else:
+        message = str(detail or exc.message)[:300]
+    kwargs: dict[str, Any] = {"provider": NAME, "status_code": status, "provider_job_id": job_id}
+    text = f"HTTP {status}: {message}"
+    if status in (401, 403):
+        if "balance" in message.lower() or "locked" in message.lower():
+            return InsufficientCredits(text, **kwargs)
+        return AuthError(text, **kwargs)
+    if status == 402:
+        return InsufficientCredits(text, **kwargs)
+    if status == 429:
+        return RateLimited(text, **kwargs)
+    if status >= 500:
+        return ProviderUnavailable(text, **kwargs)
+    return ProviderBadRequest(text, **kwargs)
+
+
+class FalProvider:
+    """One fal.ai key. Submission goes through fal-client, which itself retries refused connections and
+    429s; status, result and cancel use the request id, so a restarted process can pick a job up again."""
+
+    name = NAME
+
+    def __init__(self, settings: Settings, client: fal_client.AsyncClient | None = None) -> None:
+        key = settings.fal_key.get_secret_value() if settings.fal_key else None
+        self._client = client or fal_client.AsyncClient(key=key)
+        self._downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+        self.wakeups: dict[str, Wakeup] = {}
+
+    async def aclose(self) -> None:
+        await self._downloads.aclose()
+
+    async def submit(self, candidate: Candidate, *, webhook_url: str | None = None) -> str:
+        try:
+            handle = await self._client.submit(candidate.endpoint, dict(candidate.params), webhook_url=webhook_url)
+        except fal_client.FalClientHTTPError as exc:
+            raise map_error(exc) from exc
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ProviderUnavailable(f"cannot connect: {type(exc).__name__}", provider=NAME) from exc
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(
+                f"no answer to the job submission ({type(exc).__name__}); it may have been accepted",
+                provider=NAME,
+                maybe_accepted=True,
+            ) from exc
+        return str(handle.request_id)
+
+    async def wait(
+        self, job_id: str, candidate: Candidate, progress: ProgressCallback | None, timeout_s: float
+    ) -> ProviderResult:
+        handle = await self._client.get_handle(candidate.endpoint, job_id)
+        started = time.monotonic()
+        schedule = PollSchedule(expected_s=candidate.latency_s)
+        wakeup = self.wakeups.setdefault(job_id, Wakeup())
+        logs_seen, last_key = 0, None
+        try:
+            while True:
+                try:
+                    status = await handle.status(with_logs=True)
+                except fal_client.FalClientHTTPError as exc:
+                    raise map_error(exc, job_id) from exc
+                except httpx.TransportError as exc:
+                    raise ProviderUnavailable(f"status of {job_id}: {type(exc).__name__}", provider=NAME) from exc
+                elapsed = round(time.monotonic() - started, 3)
+                if isinstance(status, fal_client.Queued):
+                    key: tuple[Any, ...] = ("IN_QUEUE", status.position)
+                    if progress is not None and key != last_key:
+                        await progress(
+                            Progress(
+                                NAME,
+                                "IN_QUEUE",
+                                f"queue position {status.position}",
+                                queue_position=status.position,
+                                elapsed_s=elapsed,
+                            )
+                        )
+                    last_key = key
+                else:
+                    logs = list(getattr(status, "logs", None) or [])
+                    if progress is not None:
+                        label = "COMPLETED" if isinstance(status, fal_client.Completed) else "IN_PROGRESS"
+                        if last_key != (label,):
+                            await progress(Progress(NAME, label, label.lower().replace("_", " "), elapsed_s=elapsed))
+                        for entry in logs[logs_seen:]:
+                            await progress(Progress(NAME, label, str(entry.get("message", "")), elapsed_s=elapsed))
+                        last_key = (label,)
+                    logs_seen = max(logs_seen, len(logs))
+                if isinstance(status, fal_client.Completed):
+                    return await self._finish(job_id, status, candidate)
+                if elapsed > timeout_s:
+                    raise ProviderTimeout(
+                        f"request {job_id} not done after {timeout_s:g} s", provider=NAME, provider_job_id=job_id
+                    )
+                await wakeup.wait(schedule.next_delay(elapsed))
+        finally:
+            self.wakeups.pop(job_id, None)
+
+    async def _finish(self, job_id: str, status: fal_client.Completed, candidate: Candidate) -> ProviderResult:
+        if status.error:
+            kind = Cancelled if "cancel" in status.error.lower() else JobFailed
+            raise kind(f"request {job_id} failed: {status.error}", provider=NAME, provider_job_id=job_id)
+        try:
+            output: dict[str, Any] = await self._client.result(candidate.endpoint, job_id)  # type: ignore[assignment]
+        except fal_client.FalClientHTTPError as exc:
+            raise map_error(exc, job_id) from exc
+        flags = list(output.get("has_nsfw_concepts") or [])
+        images = [
+            await download_image(
+                self._downloads, str(item["url"]), provider=NAME, flagged=bool(flags[i]) if i < len(flags) else False
+            )
+            for i, item in enumerate(output.get("images") or [])
+        ]
+        if not images:
+            raise JobFailed(f"request {job_id} returned no images", provider=NAME, provider_job_id=job_id)
+        timings = {k: float(v) for k, v in (output.get("timings") or {}).items() if isinstance(v, int | float)}
+        seed = output.get("seed")
+        return ProviderResult(job_id, images, seed=int(seed) if isinstance(seed, int) else None, timings=timings)
+
+    async def cancel(self, job_id: str, candidate: Candidate) -> None:
+        try:
+            await self._client.cancel(candidate.endpoint, job_id)
+        except fal_client.FalClientHTTPError as exc:
+            raise map_error(exc, job_id) from exc
+
+    def notify(self, job_id: str) -> bool:
+        """A webhook said the request ended: check now. False when it is not one we are waiting on."""
+        wakeup = self.wakeups.get(job_id)
+        if wakeup is None:
+            return False
+        wakeup.set()
+        return True

@@ -1,0 +1,198 @@
+"""Krea API on httpx: create a job, follow its nine statuses, download the result, cancel; errors mapped here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from fluxroute.errors import (
+    AuthError,
+    Cancelled,
+    ContentFiltered,
+    InsufficientCredits,
+    JobFailed,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+)
+from fluxroute.providers.base import Progress, ProgressCallback, ProviderResult
+from fluxroute.providers.downloads import download_image
+from fluxroute.providers.polling import PollSchedule, Wakeup
+from fluxroute.settings import Settings
+from fluxroute.types import Candidate
+
+NAME = "krea"
+TERMINAL = {"completed", "failed", "cancelled"}
+SUBMIT_RETRIES = 3
+MAX_RETRY_AFTER_S = 10.0
+
+
+def map_error(response: httpx.Response, job_id: str | None = None) -> ProviderError:
+    """Krea's HTTP errors -> the error tree; the body's `error` text is kept, nothing else."""
+    try:
+        message = str(response.json().get("error") or response.text)
+    except ValueError:
+        message = response.text or response.reason_phrase
+    status = response.status_code
+    kwargs: dict[str, Any] = {"provider": NAME, "status_code": status, "provider_job_id": job_id}
+    text = f"HTTP {status}: {message[:300]}"
+    if status in (401, 403):
+        return AuthError(text, **kwargs)
+    if status == 402:
+        return InsufficientCredits(text, **kwargs)
+    if status == 429:
+        return RateLimited(text, retry_after=_retry_after(response), **kwargs)
+    if status >= 500:
+        return ProviderUnavailable(text, **kwargs)
+    return ProviderBadRequest(text, **kwargs)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return min(float(response.headers["retry-after"]), MAX_RETRY_AFTER_S)
+    except (KeyError, ValueError):
+        return None
+
+
+class KreaProvider:
+    """One Krea API account. Jobs are created once: a POST is repeated only when it provably never
+    reached Krea (connection refused) or Krea refused it with 429 before accepting it."""
+
+    name = NAME
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        token = settings.krea_api_token.get_secret_value() if settings.krea_api_token else ""
+        self._client = client or httpx.AsyncClient(
+            base_url=settings.krea_base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(30.0, connect=5.0),
+        )
+        # result URLs are on a CDN: fetched without the Krea token
+        self._downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+        self.wakeups: dict[str, Wakeup] = {}
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        await self._downloads.aclose()
+
+    async def submit(self, candidate: Candidate, *, webhook_url: str | None = None) -> str:
+        headers = {"X-Webhook-URL": webhook_url} if webhook_url else {}
+        path = f"/generate/image/{candidate.endpoint}"
+        for attempt in range(1, SUBMIT_RETRIES + 1):
+            try:
+                response = await self._client.post(path, json=candidate.params, headers=headers)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt == SUBMIT_RETRIES:
+                    raise ProviderUnavailable(f"cannot connect: {exc}", provider=NAME) from exc
+                await asyncio.sleep(0.2 * attempt)
+                continue
+            except httpx.TransportError as exc:
+                # The request may have reached Krea and created a (billable) job: never repeat it.
+                raise ProviderUnavailable(
+                    f"no answer to the job submission ({type(exc).__name__}); it may have been accepted",
+                    provider=NAME,
+                    maybe_accepted=True,
+                ) from exc
+            if response.status_code == 429 and attempt < SUBMIT_RETRIES:
+                await asyncio.sleep(_retry_after(response) or 0.5 * attempt)
+                continue
+            if response.is_error:
+                raise map_error(response)
+            job = response.json()
+            return str(job["job_id"])
+        raise AssertionError("unreachable")
+
+    async def _get_job(self, job_id: str) -> dict[str, Any]:
+        """GET is idempotent: transport errors and 5xx are retried a few times before giving up."""
+        for attempt in range(1, 4):
+            try:
+                response = await self._client.get(f"/jobs/{job_id}")
+            except httpx.TransportError as exc:
+                if attempt == 3:
+                    raise ProviderUnavailable(f"job {job_id}: {type(exc).__name__}", provider=NAME) from exc
+                await asyncio.sleep(0.1 * attempt)
+                continue
+            if response.status_code >= 500 and attempt < 3:
+                await asyncio.sleep(0.1 * attempt)
+                continue
+            if response.is_error:
+                raise map_error(response, job_id)
+            job: dict[str, Any] = response.json()
+            return job
+        raise AssertionError("unreachable")
+
+    async def wait(
+        self, job_id: str, candidate: Candidate, progress: ProgressCallback | None, timeout_s: float
+    ) -> ProviderResult:
+        started = time.monotonic()
+        schedule = PollSchedule(expected_s=candidate.latency_s)
+        wakeup = self.wakeups.setdefault(job_id, Wakeup())
+        last_status = ""
+        try:
+            while True:
+                job = await self._get_job(job_id)
+                status = str(job.get("status", ""))
+                elapsed = time.monotonic() - started
+                if status != last_status and progress is not None:
+                    await progress(Progress(NAME, status, _describe(status), elapsed_s=round(elapsed, 3)))
+                last_status = status
+                if status in TERMINAL or job.get("completed_at"):
+                    return await self._finish(job_id, job, candidate)
+                if elapsed > timeout_s:
+                    raise ProviderTimeout(
+                        f"job {job_id} still {status} after {timeout_s:g} s", provider=NAME, provider_job_id=job_id
+                    )
+                await wakeup.wait(schedule.next_delay(elapsed))
+        finally:
+            self.wakeups.pop(job_id, None)
+
+    async def _finish(self, job_id: str, job: dict[str, Any], candidate: Candidate) -> ProviderResult:
+        status = job.get("status")
+        result = job.get("result") or {}
+        if status == "cancelled":
+            raise Cancelled(f"job {job_id} was cancelled", provider=NAME, provider_job_id=job_id)
+        if status != "completed":
+            error = str(result.get("error") or f"job ended with status {status}")
+            kind = ContentFiltered if any(w in error.lower() for w in ("nsfw", "moderation")) else JobFailed
+            raise kind(f"job {job_id} failed: {error}", provider=NAME, provider_job_id=job_id)
+        urls = list(result.get("urls") or [])
+        if not urls:
+            raise JobFailed(f"job {job_id} completed without images", provider=NAME, provider_job_id=job_id)
+        images = [await download_image(self._downloads, url, provider=NAME) for url in urls]
+        seed = candidate.params.get("seed")
+        return ProviderResult(job_id, images, seed=int(seed) if isinstance(seed, int) else None)
+
+    async def cancel(self, job_id: str, candidate: Candidate) -> None:
+        try:
+            response = await self._client.delete(f"/jobs/{job_id}")
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(f"cancel {job_id}: {type(exc).__name__}", provider=NAME) from exc
+        if response.is_error:
+            raise map_error(response, job_id)
+
+    def notify(self, job_id: str) -> bool:
+        """A webhook said the job ended: check now. False when the job is not one we are waiting on."""
+        wakeup = self.wakeups.get(job_id)
+        if wakeup is None:
+            return False
+        wakeup.set()
+        return True
+
+
+def _describe(status: str) -> str:
+    return {
+        "backlogged": "waiting behind the account's concurrency limit",
+        "queued": "waiting in Krea's queue",
+        "scheduled": "scheduled on a worker",
+        "processing": "running",
+        "sampling": "generating",
+        "intermediate-complete": "intermediate result ready",
+        "completed": "done",
+        "failed": "failed",
+        "cancelled": "cancelled",
+    }.get(status, status)

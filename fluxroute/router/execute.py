@@ -1,0 +1,268 @@
+"""Running a plan: reserve budget, try candidates in order, record every attempt, save outputs, bill once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+from fluxroute.catalog import Catalog
+from fluxroute.errors import (
+    AllProvidersFailed,
+    BudgetExceeded,
+    Cancelled,
+    ContentFiltered,
+    NoRouteError,
+    ProviderError,
+    ProviderTimeout,
+)
+from fluxroute.providers.base import ProgressCallback, Provider, ProviderResult
+from fluxroute.router.pricing import billed_megapixels
+from fluxroute.settings import Settings
+from fluxroute.store import AttemptRecord, JobRecord, JobStore, Reservation
+from fluxroute.store.images import ImageStore
+from fluxroute.types import Candidate, GenerationResult, ImageRequest, Plan
+
+# errors after which trying the next candidate cannot help, or would go against the caller
+STOP_ERRORS = (Cancelled, ContentFiltered)
+
+
+class Executor:
+    """Carries out plans. Every provider call is recorded in the store before it is made and after it
+    returns, so a crash leaves enough behind to resume the job without submitting it again."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        store: JobStore,
+        provider_for: Callable[[str], Provider],
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.store = store
+        self.provider_for = provider_for
+
+    async def run(
+        self, request: ImageRequest, plan: Plan, progress: ProgressCallback | None, out_dir: Path | None
+    ) -> GenerationResult:
+        known = request.idempotency_key is not None and self.store.find_job_by_key(request.idempotency_key)
+        if not plan.candidates and not known:
+            reasons = [str(r) for r in plan.rejections] + [
+                f"{c.label}: not available ({c.unavailable_reason})" for c in plan.unavailable
+            ]
+            raise NoRouteError("no configured offer can serve this request", reasons)
+        job, created = self.store.create_job(request.model_dump(mode="json"), request.idempotency_key)
+        if not created:
+            return await self._existing(job, progress, out_dir)
+        self.store.update_job(job.id, status="running")
+        failures: list[ProviderError] = []
+        budget_errors: list[BudgetExceeded] = []
+        for candidate in plan.candidates:
+            try:
+                reservation = self.store.reserve(
+                    job.id,
+                    Decimal(str(candidate.cost_usd)),
+                    per_call_cap=self.settings.budget_per_call_usd,
+                    daily_cap=self.settings.budget_daily_usd,
+                )
+            except BudgetExceeded as exc:
+                budget_errors.append(exc)
+                continue
+            try:
+                return await self._attempt(job, request, plan, candidate, reservation, progress, out_dir)
+            except ProviderError as exc:
+                failures.append(exc)
+                if isinstance(exc, STOP_ERRORS) or exc.maybe_accepted:
+                    status = "cancelled" if isinstance(exc, Cancelled) else "failed"
+                    self.store.update_job(job.id, status=status, error=str(exc))
+                    raise
+        error: Exception = AllProvidersFailed(failures) if failures else budget_errors[0]
+        self.store.update_job(job.id, status="failed", error=str(error))
+        raise error
+
+    async def _attempt(
+        self,
+        job: JobRecord,
+        request: ImageRequest,
+        plan: Plan,
+        candidate: Candidate,
+        reservation: Reservation,
+        progress: ProgressCallback | None,
+        out_dir: Path | None,
+    ) -> GenerationResult:
+        detail: dict[str, object] = {
+            "candidate": candidate.model_dump(mode="json"),
+            "reservation": {"id": reservation.id, "amount": str(reservation.amount), "day": str(reservation.day)},
+            "out_dir": str(out_dir) if out_dir else None,
+        }
+        attempt = self.store.start_attempt(
+            job.id,
+            offer_id=candidate.offer_id,
+            provider=candidate.provider,
+            model=candidate.model,
+            estimated_cost=Decimal(str(candidate.cost_usd)),
+            detail=detail,
+        )
+        provider = self.provider_for(candidate.provider)
+        try:
+            provider_job_id = await provider.submit(candidate)
+        except BaseException as exc:
+            self.store.finish_attempt(attempt.id, status="failed", error=_safe(exc))
+            self.store.release(reservation)
+            raise
+        attempt = self.store.mark_submitted(attempt.id, provider_job_id)
+        return await self._follow(attempt, job, request, plan, candidate, reservation, progress, out_dir)
+
+    async def _follow(
+        self,
+        attempt: AttemptRecord,
+        job: JobRecord,
+        request: ImageRequest,
+        plan: Plan,
+        candidate: Candidate,
+        reservation: Reservation,
+        progress: ProgressCallback | None,
+        out_dir: Path | None,
+    ) -> GenerationResult:
+        provider = self.provider_for(candidate.provider)
+        provider_job_id = attempt.provider_job_id or ""
+        try:
+            result = await provider.wait(provider_job_id, candidate, progress, self.settings.provider_timeout_s)
+        except (asyncio.CancelledError, ProviderTimeout) as exc:
+            # Stop the provider's job so it is not billed for work nobody will collect.
+            with contextlib.suppress(ProviderError):
+                await asyncio.shield(provider.cancel(provider_job_id, candidate))
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            self.store.finish_attempt(attempt.id, status="cancelled" if cancelled else "failed", error=_safe(exc))
+            self.store.release(reservation)
+            if cancelled:
+                self.store.update_job(job.id, status="cancelled", error="cancelled by the caller")
+            raise
+        except ProviderError as exc:
+            status = "cancelled" if isinstance(exc, Cancelled) else "failed"
+            self.store.finish_attempt(attempt.id, status=status, error=_safe(exc))
+            self.store.release(reservation)
+            raise
+        return self._complete(attempt, job, request, plan, candidate, reservation, result, out_dir)
+
+    def _complete(
+        self,
+        attempt: AttemptRecord,
+        job: JobRecord,
+        request: ImageRequest,
+        plan: Plan,
+        candidate: Candidate,
+        reservation: Reservation,
+        result: ProviderResult,
+        out_dir: Path | None,
+    ) -> GenerationResult:
+        cost = billed_cost(self.catalog, candidate, result)
+        # bill first: the money is spent whether or not saving the files works
+        self.store.settle(reservation, cost, attempt.id)
+        images = ImageStore(out_dir or self.settings.images_dir)
+        seed = result.seed if result.seed is not None else request.seed
+        parameters = {
+            "prompt": request.prompt,
+            "model": candidate.model,
+            "provider": candidate.provider,
+            "endpoint": candidate.endpoint,
+            "params": {k: v for k, v in candidate.params.items() if k != "prompt"},
+            "seed": seed,
+            "job_id": job.id,
+            "provider_job_id": result.provider_job_id,
+        }
+        saved = [
+            images.save(
+                image,
+                job_id=job.id,
+                index=i,
+                prompt=request.prompt,
+                output_format=request.output_format,
+                seed=seed,
+                parameters=parameters,
+            )
+            for i, image in enumerate(result.images)
+        ]
+        warnings = [str(adj) for adj in candidate.adjustments]
+        if any(image.flagged for image in saved):
+            warnings.append("the provider's safety checker flagged at least one image (returned blank)")
+        generation = GenerationResult(
+            job_id=job.id,
+            images=saved,
+            provider=candidate.provider,
+            model=candidate.model,
+            offer_id=candidate.offer_id,
+            cost_usd=float(cost),
+            seed=seed,
+            timings=result.timings,
+            plan=plan,
+            warnings=warnings,
+        )
+        self.store.finish_attempt(attempt.id, status="succeeded", cost=cost)
+        self.store.update_job(job.id, status="succeeded", result=generation.model_dump(mode="json"))
+        return generation
+
+    async def _existing(
+        self, job: JobRecord, progress: ProgressCallback | None, out_dir: Path | None
+    ) -> GenerationResult:
+        """Same idempotency key again: the stored result, or the in-flight attempt followed; never a new job."""
+        if job.status == "succeeded" and job.result is not None:
+            return GenerationResult.model_validate(job.result)
+        in_flight = [a for a in self.store.attempts_for(job.id) if a.status == "in_flight"]
+        if in_flight:
+            return await self.resume(in_flight[-1], progress)
+        raise NoRouteError(f"job {job.id} for this idempotency key ended {job.status}: {job.error or 'no result'}")
+
+    async def resume(self, attempt: AttemptRecord, progress: ProgressCallback | None = None) -> GenerationResult:
+        """Finish an attempt a previous process submitted: wait for it, save it, bill it once."""
+        detail = attempt.detail or {}
+        candidate = Candidate.model_validate(detail["candidate"])
+        held = detail["reservation"]
+        assert isinstance(held, dict)
+        reservation = Reservation(
+            id=int(held["id"]),
+            job_id=attempt.job_id,
+            amount=Decimal(held["amount"]),
+            day=date.fromisoformat(held["day"]),
+        )
+        job = self.store.get_job(attempt.job_id)
+        request = ImageRequest.model_validate(job.request)
+        plan = Plan.model_validate(
+            {
+                "request": job.request,
+                "usage": request.usage or self.settings.usage,
+                "target_width": candidate.width,
+                "target_height": candidate.height,
+                "candidates": [candidate],
+                "rejections": [],
+                "explanation": f"resumed {candidate.label} job {attempt.provider_job_id} after a restart",
+            }
+        )
+        out_dir = detail.get("out_dir")
+        self.store.update_job(job.id, status="running")
+        try:
+            return await self._follow(
+                attempt, job, request, plan, candidate, reservation, progress, Path(str(out_dir)) if out_dir else None
+            )
+        except ProviderError as exc:
+            self.store.update_job(job.id, status="failed", error=str(exc))
+            raise
+
+
+def billed_cost(catalog: Catalog, candidate: Candidate, result: ProviderResult) -> Decimal:
+    """What the provider bills for the images it returned, by the offer's price rule."""
+    price = catalog.offer(candidate.offer_id).price
+    count = len(result.images)
+    if price.unit == "megapixel_ceil":
+        return billed_megapixels(candidate.width, candidate.height) * price.usd * count
+    if price.unit == "image":
+        return Decimal(str(candidate.cost_usd)) / candidate.num_images * count
+    return Decimal(str(candidate.cost_usd))
+
+
+def _safe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]

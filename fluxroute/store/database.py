@@ -1,0 +1,179 @@
+"""SQLite connections for the job store: per-thread connections, pragmas, transactions and migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fluxroute.errors import ConfigError
+
+BUSY_TIMEOUT_MS = 5000
+
+# Each migration is a list of single statements, run inside one BEGIN IMMEDIATE transaction together
+# with the user_version bump; executescript() is avoided because it commits on its own.
+# Append new migrations; never edit one that has shipped.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            idempotency_key TEXT UNIQUE,
+            request_hash TEXT NOT NULL,
+            request_json TEXT NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+            result_json TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX jobs_by_created ON jobs (created_at)",
+        "CREATE INDEX jobs_by_status ON jobs (status, created_at)",
+        """
+        CREATE TABLE attempts (
+            id TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL REFERENCES jobs (id),
+            seq INTEGER NOT NULL,
+            offer_id TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            provider_job_id TEXT,
+            status TEXT NOT NULL
+                CHECK (status IN ('submitting', 'in_flight', 'succeeded', 'failed', 'cancelled')),
+            estimated_cost_micros INTEGER NOT NULL,
+            cost_micros INTEGER,
+            error TEXT,
+            detail_json TEXT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            UNIQUE (job_id, seq)
+        )
+        """,
+        "CREATE INDEX attempts_by_status ON attempts (status)",
+        """
+        CREATE TABLE ledger (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT NOT NULL REFERENCES jobs (id),
+            attempt_id TEXT REFERENCES attempts (id),
+            reservation_id INTEGER REFERENCES ledger (id),
+            kind TEXT NOT NULL CHECK (kind IN ('reserve', 'charge', 'release')),
+            amount_micros INTEGER NOT NULL CHECK (amount_micros >= 0),
+            day TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            CHECK ((kind = 'reserve') = (reservation_id IS NULL) OR kind = 'charge')
+        )
+        """,
+        # The database itself refuses a second charge or release for one reservation, and a second
+        # charge for one attempt, so no code path can double-count money.
+        """
+        CREATE UNIQUE INDEX ledger_one_close_per_reservation
+            ON ledger (reservation_id, kind) WHERE reservation_id IS NOT NULL
+        """,
+        """
+        CREATE UNIQUE INDEX ledger_one_charge_per_attempt
+            ON ledger (attempt_id) WHERE kind = 'charge' AND attempt_id IS NOT NULL
+        """,
+        "CREATE INDEX ledger_by_day ON ledger (day, kind)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Database:
+    """One SQLite file shared by many threads, each with its own connection.
+
+    sqlite3 connections are not safe to share between threads mid-transaction, so each thread gets
+    its own; cross-thread and cross-process atomicity comes from SQLite's file locks (BEGIN IMMEDIATE).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+        self._migrate(self.connection())
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"job store {self.path} is closed")
+            # isolation_level=None: transactions are begun explicitly, never implicitly by the module
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.Error:
+                conn.close()
+                raise
+            self._connections.append(conn)
+        self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A transaction holding SQLite's write lock from its first statement.
+
+        Taking the lock up front (rather than upgrading a read) is what makes read-check-insert
+        sequences such as budget checks atomic across threads and processes.
+        """
+        conn = self.connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            # a failed COMMIT leaves the transaction open; roll it back so the connection stays usable
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction, so several queries see one consistent snapshot."""
+        conn = self.connection()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every thread's connection; later use raises RuntimeError."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        try:
+            with self.write():
+                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                if version > SCHEMA_VERSION:
+                    raise ConfigError(
+                        f"job store {self.path} has schema version {version}, but this fluxroute only "
+                        f"knows versions up to {SCHEMA_VERSION}; upgrade fluxroute or point it at "
+                        "another home directory"
+                    )
+                for statements in MIGRATIONS[version:]:
+                    for statement in statements:
+                        conn.execute(statement)
+                if version < SCHEMA_VERSION:
+                    # PRAGMA does not take bound parameters; SCHEMA_VERSION is our own int
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self.close()
+            raise

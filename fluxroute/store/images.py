@@ -1,0 +1,127 @@
+"""Saved outputs: safe generated names inside one directory, parameters embedded, a content hash, a small preview."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import struct
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+from PIL import Image
+
+from fluxroute.providers.base import ProviderImage
+from fluxroute.types import GeneratedImage
+
+PREVIEW_LONG_EDGE = 512
+PREVIEW_QUALITY = 80
+METADATA_KEY = "fluxroute"
+JPEG_COMMENT_LIMIT = 65_533
+
+
+def slug(text: str, words: int = 5) -> str:
+    """A filename-safe fragment of caller text: lowercase ASCII letters, digits and dashes only."""
+    parts = re.findall(r"[a-z0-9]+", text.lower())[:words]
+    return "-".join(parts)[:48] or "image"
+
+
+def _png_with_text(data: bytes, key: str, text: str) -> bytes:
+    """Insert an iTXt chunk right after IHDR: no re-encoding, pixels untouched, readable without decoding."""
+    payload = key.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8")
+    chunk = b"iTXt" + payload
+    packed = struct.pack(">I", len(payload)) + chunk + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
+    after_ihdr = 8 + 4 + 4 + struct.unpack(">I", data[8:12])[0] + 4  # signature, length, type, data, CRC
+    return data[:after_ihdr] + packed + data[after_ihdr:]
+
+
+def _jpeg_with_comment(data: bytes, text: str) -> bytes:
+    """Insert a COM segment after SOI: no re-encoding, pixels untouched."""
+    body = text.encode("utf-8")[:JPEG_COMMENT_LIMIT]
+    return data[:2] + b"\xff\xfe" + struct.pack(">H", len(body) + 2) + body + data[2:]
+
+
+def embed_parameters(data: bytes, image_format: str, parameters: dict[str, object]) -> bytes:
+    text = json.dumps(parameters, sort_keys=True, default=str)
+    return _png_with_text(data, METADATA_KEY, text) if image_format == "png" else _jpeg_with_comment(data, text)
+
+
+def read_parameters(path: Path) -> dict[str, object]:
+    """The parameters embedded by `embed_parameters` (PNG text chunk or JPEG comment)."""
+    with Image.open(path) as image:
+        raw = image.info.get(METADATA_KEY) if image.format == "PNG" else image.info.get("comment")
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8")
+    result: dict[str, object] = json.loads(raw) if raw else {}
+    return result
+
+
+def _convert(image: ProviderImage, output_format: str) -> bytes:
+    """The provider's bytes when already in the wanted format, else re-encoded once."""
+    wanted = "image/png" if output_format == "png" else "image/jpeg"
+    if image.content_type == wanted:
+        return image.data
+    with Image.open(io.BytesIO(image.data)) as source:
+        buffer = io.BytesIO()
+        if output_format == "png":
+            source.save(buffer, format="PNG")
+        else:
+            source.convert("RGB").save(buffer, format="JPEG", quality=95)
+        return buffer.getvalue()
+
+
+def _preview(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as source:
+        preview = source.convert("RGB")
+        preview.thumbnail((PREVIEW_LONG_EDGE, PREVIEW_LONG_EDGE))
+        buffer = io.BytesIO()
+        preview.save(buffer, format="JPEG", quality=PREVIEW_QUALITY, optimize=True)
+        return buffer.getvalue()
+
+
+class ImageStore:
+    """Writes images under one directory; every name is generated here, so none can point outside it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory.resolve()
+
+    def save(
+        self,
+        image: ProviderImage,
+        *,
+        job_id: str,
+        index: int,
+        prompt: str,
+        output_format: str,
+        seed: int | None,
+        parameters: dict[str, object],
+    ) -> GeneratedImage:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = embed_parameters(_convert(image, output_format), output_format, parameters)
+        digest = hashlib.sha256(data).hexdigest()
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        stem = f"{stamp}-{slug(prompt)}-{job_id[:8]}-{index}"
+        extension = "png" if output_format == "png" else "jpg"
+        path = self._inside(f"{stem}.{extension}")
+        preview_path = self._inside(f"{stem}.preview.jpg")
+        path.write_bytes(data)
+        preview_path.write_bytes(_preview(data))
+        return GeneratedImage(
+            path=str(path),
+            url=image.url,
+            preview_path=str(preview_path),
+            width=image.width,
+            height=image.height,
+            format=output_format,
+            seed=seed,
+            sha256=digest,
+            flagged=image.flagged,
+        )
+
+    def _inside(self, name: str) -> Path:
+        path = (self.directory / name).resolve()
+        if path.parent != self.directory:
+            raise ValueError(f"refusing to write outside {self.directory}: {name!r}")
+        return path

@@ -1,0 +1,392 @@
+"""The job store: jobs, their provider attempts and the spend ledger in one SQLite file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+
+from fluxroute.errors import IdempotencyConflict, JobNotFound
+from fluxroute.store import ledger
+from fluxroute.store.database import Database
+from fluxroute.store.records import (
+    FINISHED_ATTEMPT_STATUSES,
+    JOB_STATUSES,
+    AttemptRecord,
+    AttemptStatus,
+    JobRecord,
+    JobStatus,
+    Reservation,
+    SpendSummary,
+    attempt_from_row,
+    job_from_row,
+    to_iso,
+    utc_now,
+)
+
+DB_FILENAME = "fluxroute.db"
+
+# Request keys that would mean a credential slipped through; the caller is meant to strip them.
+SECRET_KEYS = frozenset({"api_key", "fal_key", "krea_api_token", "authorization", "token"})
+
+
+class JobStore:
+    """Durable record of jobs, attempts and money, safe to share across threads and processes.
+
+    Every write that reads before it writes (idempotent create, budget checks, settling) runs in a
+    BEGIN IMMEDIATE transaction, so SQLite's file lock serialises it against every other writer.
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Open (creating if needed) the store at `path` and bring its schema up to date.
+
+        Raises:
+            ConfigError: the file was written by a newer fluxroute with a schema this one does not know.
+        """
+        self.path = path
+        self._db = Database(path)
+
+    @classmethod
+    def open(cls, home: Path) -> JobStore:
+        """Open `home`/fluxroute.db, creating the home directory if it does not exist."""
+        home.mkdir(parents=True, exist_ok=True)
+        return cls(home / DB_FILENAME)
+
+    def close(self) -> None:
+        """Close every connection this store opened, in every thread."""
+        self._db.close()
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # jobs
+
+    def create_job(
+        self, request: dict[str, object], idempotency_key: str | None = None
+    ) -> tuple[JobRecord, bool]:
+        """Record a new queued job, or return the one already made under `idempotency_key`.
+
+        Returns:
+            (job, created): `created` is False when an earlier job with the same key and the same
+            request (compared by a sha256 of its canonical JSON) was returned instead.
+
+        Raises:
+            IdempotencyConflict: the key was already used for a different request.
+            ValueError: the request holds a key named like a credential, or is not JSON-serialisable.
+        """
+        _reject_secrets(request, "request")
+        request_json = _canonical_json(request)
+        request_hash = hashlib.sha256(request_json.encode()).hexdigest()
+        now = to_iso(utc_now())
+        with self._db.write() as conn:
+            if idempotency_key is not None:
+                row = conn.execute(
+                    "SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)
+                ).fetchone()
+                if row is not None:
+                    if row["request_hash"] != request_hash:
+                        raise IdempotencyConflict(
+                            f"idempotency key {idempotency_key!r} was already used for job {row['id']} "
+                            "with a different request; use a new key for a new request"
+                        )
+                    return job_from_row(row), False
+            job_id = uuid.uuid4().hex
+            conn.execute(
+                "INSERT INTO jobs (id, idempotency_key, request_hash, request_json, status,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+                (job_id, idempotency_key, request_hash, request_json, now, now),
+            )
+            return job_from_row(_job_row(conn, job_id)), True
+
+    def get_job(self, job_id: str) -> JobRecord:
+        """The job with this id. Raises JobNotFound if there is none."""
+        return job_from_row(_job_row(self._db.connection(), job_id))
+
+    def find_job_by_key(self, idempotency_key: str) -> JobRecord | None:
+        """The job created under this idempotency key, if any."""
+        row = (
+            self._db.connection()
+            .execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,))
+            .fetchone()
+        )
+        return None if row is None else job_from_row(row)
+
+    def list_jobs(self, limit: int = 50, status: str | None = None) -> list[JobRecord]:
+        """Up to `limit` jobs, newest first, optionally only those with `status`."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        conn = self._db.connection()
+        if status is None:
+            rows = conn.execute(
+                "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+            ).fetchall()
+        else:
+            _check_status(status, JOB_STATUSES, "job status")
+            rows = conn.execute(
+                "SELECT * FROM jobs WHERE status = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (status, limit),
+            ).fetchall()
+        return [job_from_row(row) for row in rows]
+
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        status: JobStatus,
+        result: dict[str, object] | None = None,
+        error: str | None = None,
+    ) -> JobRecord:
+        """Set a job's status; `result` and `error` replace the stored ones only when given.
+
+        Raises:
+            JobNotFound: no job with this id.
+        """
+        _check_status(status, JOB_STATUSES, "job status")
+        result_json = None if result is None else json.dumps(result, allow_nan=False)
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET status = ?, result_json = COALESCE(?, result_json),"
+                " error = COALESCE(?, error), updated_at = ? WHERE id = ?",
+                (status, result_json, error, to_iso(utc_now()), job_id),
+            )
+            if cursor.rowcount == 0:
+                raise JobNotFound(f"no job {job_id!r} in the store")
+            return job_from_row(_job_row(conn, job_id))
+
+    # attempts
+
+    def start_attempt(
+        self,
+        job_id: str,
+        *,
+        offer_id: str,
+        provider: str,
+        model: str,
+        estimated_cost: Decimal,
+        detail: dict[str, object] | None = None,
+    ) -> AttemptRecord:
+        """Record that a job is about to be submitted to a provider (status `submitting`).
+
+        Written before the provider call so a crash mid-submit leaves a trace to reconcile.
+
+        Raises:
+            JobNotFound: no job with this id.
+        """
+        estimated_micros = ledger.money_micros(estimated_cost, "estimated cost")
+        attempt_id = uuid.uuid4().hex
+        with self._db.write() as conn:
+            _job_row(conn, job_id)
+            (seq,) = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM attempts WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO attempts (id, job_id, seq, offer_id, provider, model, status,"
+                " estimated_cost_micros, detail_json, started_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?)",
+                (
+                    attempt_id,
+                    job_id,
+                    seq,
+                    offer_id,
+                    provider,
+                    model,
+                    estimated_micros,
+                    _optional_json(detail),
+                    to_iso(utc_now()),
+                ),
+            )
+            return attempt_from_row(_attempt_row(conn, attempt_id))
+
+    def mark_submitted(
+        self, attempt_id: str, provider_job_id: str, detail: dict[str, object] | None = None
+    ) -> AttemptRecord:
+        """Record the provider's job id once it accepted the work (status `in_flight`).
+
+        Args:
+            detail: merged key by key over the detail given to start_attempt.
+
+        Raises:
+            JobNotFound: no attempt with this id.
+            ValueError: the attempt has already finished.
+        """
+        with self._db.write() as conn:
+            current = attempt_from_row(_attempt_row(conn, attempt_id))
+            if current.status not in ("submitting", "in_flight"):
+                raise ValueError(f"attempt {attempt_id} is already {current.status}; it cannot go in flight")
+            merged = (
+                None
+                if current.detail is None and detail is None
+                else {**(current.detail or {}), **(detail or {})}
+            )
+            conn.execute(
+                "UPDATE attempts SET status = 'in_flight', provider_job_id = ?, detail_json = ? WHERE id = ?",
+                (provider_job_id, _optional_json(merged), attempt_id),
+            )
+            return attempt_from_row(_attempt_row(conn, attempt_id))
+
+    def finish_attempt(
+        self,
+        attempt_id: str,
+        *,
+        status: AttemptStatus,
+        cost: Decimal | None = None,
+        error: str | None = None,
+    ) -> AttemptRecord:
+        """Record how an attempt ended: `succeeded`, `failed` or `cancelled`, with its real cost if known.
+
+        Raises:
+            JobNotFound: no attempt with this id.
+            ValueError: `status` is not a finished status, or `cost` is negative.
+        """
+        _check_status(status, FINISHED_ATTEMPT_STATUSES, "finished attempt status")
+        cost_micros = None if cost is None else ledger.money_micros(cost, "attempt cost")
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "UPDATE attempts SET status = ?, cost_micros = COALESCE(?, cost_micros),"
+                " error = COALESCE(?, error), finished_at = ? WHERE id = ?",
+                (status, cost_micros, error, to_iso(utc_now()), attempt_id),
+            )
+            if cursor.rowcount == 0:
+                raise JobNotFound(f"no attempt {attempt_id!r} in the store")
+            return attempt_from_row(_attempt_row(conn, attempt_id))
+
+    def attempts_for(self, job_id: str) -> list[AttemptRecord]:
+        """Every attempt of a job in the order they were made. Raises JobNotFound for an unknown job."""
+        with self._db.read() as conn:
+            _job_row(conn, job_id)
+            rows = conn.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY seq", (job_id,))
+            return [attempt_from_row(row) for row in rows]
+
+    def in_flight_attempts(self) -> list[AttemptRecord]:
+        """Attempts a provider accepted and that never finished: what a restart resumes polling."""
+        return self._attempts_with_status("in_flight")
+
+    def submitting_attempts(self) -> list[AttemptRecord]:
+        """Attempts that crashed before the provider answered; they may or may not have been billed."""
+        return self._attempts_with_status("submitting")
+
+    def _attempts_with_status(self, status: AttemptStatus) -> list[AttemptRecord]:
+        rows = self._db.connection().execute(
+            "SELECT * FROM attempts WHERE status = ? ORDER BY started_at, job_id, seq", (status,)
+        )
+        return [attempt_from_row(row) for row in rows]
+
+    # budget and ledger
+
+    def reserve(
+        self,
+        job_id: str,
+        amount: Decimal,
+        *,
+        per_call_cap: Decimal | None,
+        daily_cap: Decimal | None,
+        now: datetime | None = None,
+    ) -> Reservation:
+        """Hold `amount` of budget for a job, atomically checked against the caps.
+
+        Today's figure counted against `daily_cap` is charges plus still-open reservations on the
+        UTC day of `now` (default: the current time). Concurrent callers in any thread or process
+        never together exceed the cap.
+
+        Raises:
+            BudgetExceeded: `amount` is over `per_call_cap`, or would take today's total over `daily_cap`.
+            JobNotFound: no job with this id.
+            ValueError: a negative amount or cap.
+        """
+        with self._db.write() as conn:
+            return ledger.reserve(
+                conn, job_id, amount, per_call_cap=per_call_cap, daily_cap=daily_cap, now=now
+            )
+
+    def settle(self, reservation: Reservation, actual: Decimal, attempt_id: str | None = None) -> None:
+        """Charge what was actually spent (possibly 0) and close the reservation, in one transaction.
+
+        The charge is booked on the reservation's day. Settling again is a no-op, and an attempt
+        that was already charged (e.g. by crash-resume) is not charged a second time.
+
+        Raises:
+            ValueError: the reservation is not in the ledger, or `actual` is negative.
+            JobNotFound: `attempt_id` names no attempt.
+        """
+        with self._db.write() as conn:
+            ledger.settle(conn, reservation, actual, attempt_id, None)
+
+    def release(self, reservation: Reservation) -> None:
+        """Free a reservation that will not be spent. Releasing again, or after settling, is a no-op."""
+        with self._db.write() as conn:
+            ledger.release(conn, reservation, None)
+
+    def charge(
+        self, job_id: str, amount: Decimal, attempt_id: str | None = None, now: datetime | None = None
+    ) -> None:
+        """Record money spent without a reservation (crash-resume); no caps are checked.
+
+        With an `attempt_id` this is idempotent: an attempt is charged at most once.
+
+        Raises:
+            JobNotFound: no such job or attempt.
+        """
+        with self._db.write() as conn:
+            ledger.charge(conn, job_id, amount, attempt_id, now)
+
+    def spend_summary(self, now: datetime | None = None, daily_cap: Decimal | None = None) -> SpendSummary:
+        """Spending for the UTC day of `now` (default: today) and for all time."""
+        with self._db.read() as conn:
+            return ledger.summary(conn, now, daily_cap)
+
+    def total_charged(self) -> Decimal:
+        """The exact sum of every charge ever recorded."""
+        return ledger.total_charged(self._db.connection())
+
+
+def _canonical_json(request: dict[str, object]) -> str:
+    try:
+        return json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except TypeError as exc:
+        raise ValueError(f"request is not JSON-serialisable: {exc}") from exc
+
+
+def _optional_json(value: dict[str, object] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, allow_nan=False)
+
+
+def _reject_secrets(value: object, where: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS:
+                raise ValueError(
+                    f"{where} holds a credential-like key {key!r}; strip secrets before storing a job"
+                )
+            _reject_secrets(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _reject_secrets(item, f"{where}[{index}]")
+
+
+def _check_status(status: str, allowed: frozenset[str], what: str) -> None:
+    if status not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(sorted(allowed))}; got {status!r}")
+
+
+def _job_row(conn: sqlite3.Connection, job_id: str) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise JobNotFound(f"no job {job_id!r} in the store")
+    return row
+
+
+def _attempt_row(conn: sqlite3.Connection, attempt_id: str) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute("SELECT * FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+    if row is None:
+        raise JobNotFound(f"no attempt {attempt_id!r} in the store")
+    return row

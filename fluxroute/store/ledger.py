@@ -1,0 +1,209 @@
+"""The spend ledger: budget reservations, charges and releases, kept in integer micro-dollars.
+
+Every row is append-only. A `reserve` row holds budget; it is closed by exactly one `release` row
+pointing at it (via `reservation_id`), and `settle` adds the `charge` for what was actually spent in
+the same transaction. Outstanding budget is therefore "reserve rows with no release", and money
+spent is simply the sum of `charge` rows. Callers run these functions inside a write transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, datetime
+from decimal import Decimal
+
+from fluxroute.errors import BudgetExceeded, JobNotFound
+from fluxroute.store.money import from_micros, to_micros, usd
+from fluxroute.store.records import Reservation, SpendSummary, as_utc, to_iso
+
+_DAY_FIGURES = """
+    SELECT
+        COALESCE(SUM(CASE WHEN kind = 'charge' THEN amount_micros END), 0),
+        COALESCE(SUM(CASE WHEN kind = 'reserve' AND NOT EXISTS (
+            SELECT 1 FROM ledger AS closing
+            WHERE closing.reservation_id = ledger.id AND closing.kind = 'release'
+        ) THEN amount_micros END), 0)
+    FROM ledger WHERE day = ?
+"""
+
+
+def money_micros(amount: Decimal, what: str) -> int:
+    """`amount` in micro-dollars, refusing negative sums of money."""
+    micros = to_micros(amount)
+    if micros < 0:
+        raise ValueError(f"{what} must not be negative, got {amount}")
+    return micros
+
+
+def reserve(
+    conn: sqlite3.Connection,
+    job_id: str,
+    amount: Decimal,
+    *,
+    per_call_cap: Decimal | None,
+    daily_cap: Decimal | None,
+    now: datetime | None,
+) -> Reservation:
+    """Check the caps and hold `amount` for `job_id`; see JobStore.reserve."""
+    micros = money_micros(amount, "reservation amount")
+    moment = as_utc(now)
+    day = moment.date()
+    _require_job(conn, job_id)
+    if per_call_cap is not None and micros > money_micros(per_call_cap, "per-call cap"):
+        raise BudgetExceeded(f"estimated {usd(amount)} exceeds the per-call cap {usd(per_call_cap)}")
+    if daily_cap is not None:
+        cap = money_micros(daily_cap, "daily cap")
+        spent, reserved = day_figures(conn, day)
+        if spent + reserved + micros > cap:
+            remaining = from_micros(max(0, cap - spent - reserved))
+            raise BudgetExceeded(
+                f"estimated {usd(amount)} would exceed the daily cap {usd(daily_cap)} for {day} (UTC): "
+                f"{usd(from_micros(spent))} spent, {usd(from_micros(reserved))} reserved, "
+                f"{usd(remaining)} remaining"
+            )
+    cursor = conn.execute(
+        "INSERT INTO ledger (job_id, kind, amount_micros, day, created_at) VALUES (?, 'reserve', ?, ?, ?)",
+        (job_id, micros, day.isoformat(), to_iso(moment)),
+    )
+    assert cursor.lastrowid is not None
+    return Reservation(id=cursor.lastrowid, job_id=job_id, amount=from_micros(micros), day=day)
+
+
+def settle(
+    conn: sqlite3.Connection,
+    reservation: Reservation,
+    actual: Decimal,
+    attempt_id: str | None,
+    now: datetime | None,
+) -> None:
+    """Record the charge for a reservation and close it; see JobStore.settle."""
+    micros = money_micros(actual, "actual cost")
+    job_id, reserved_micros, day = _reservation_row(conn, reservation)
+    if attempt_id is not None:
+        _require_attempt(conn, attempt_id)
+    already_charged = _exists(conn, "kind = 'charge' AND reservation_id = ?", reservation.id) or (
+        attempt_id is not None and _attempt_charged(conn, attempt_id)
+    )
+    created_at = to_iso(as_utc(now))
+    if not already_charged:
+        # the charge lands on the reservation's day, so a job that runs past midnight
+        # replaces its own hold rather than spilling into the next day's budget
+        conn.execute(
+            "INSERT INTO ledger (job_id, attempt_id, reservation_id, kind, amount_micros, day, created_at)"
+            " VALUES (?, ?, ?, 'charge', ?, ?, ?)",
+            (job_id, attempt_id, reservation.id, micros, day, created_at),
+        )
+    _close(conn, reservation.id, job_id, reserved_micros, day, created_at)
+
+
+def release(conn: sqlite3.Connection, reservation: Reservation, now: datetime | None) -> None:
+    """Free a reservation without charging anything; see JobStore.release."""
+    job_id, reserved_micros, day = _reservation_row(conn, reservation)
+    _close(conn, reservation.id, job_id, reserved_micros, day, to_iso(as_utc(now)))
+
+
+def charge(
+    conn: sqlite3.Connection,
+    job_id: str,
+    amount: Decimal,
+    attempt_id: str | None,
+    now: datetime | None,
+) -> None:
+    """Record money spent outside any reservation; see JobStore.charge."""
+    micros = money_micros(amount, "charge amount")
+    moment = as_utc(now)
+    _require_job(conn, job_id)
+    if attempt_id is not None:
+        _require_attempt(conn, attempt_id)
+        if _attempt_charged(conn, attempt_id):
+            return
+    conn.execute(
+        "INSERT INTO ledger (job_id, attempt_id, kind, amount_micros, day, created_at)"
+        " VALUES (?, ?, 'charge', ?, ?, ?)",
+        (job_id, attempt_id, micros, moment.date().isoformat(), to_iso(moment)),
+    )
+
+
+def day_figures(conn: sqlite3.Connection, day: date) -> tuple[int, int]:
+    """Micro-dollars charged on `day` and still reserved (unreleased) on `day`."""
+    spent, reserved = conn.execute(_DAY_FIGURES, (day.isoformat(),)).fetchone()
+    return int(spent), int(reserved)
+
+
+def summary(conn: sqlite3.Connection, now: datetime | None, daily_cap: Decimal | None) -> SpendSummary:
+    """Spend figures for the UTC day of `now` and for all time."""
+    day = as_utc(now).date()
+    spent, reserved = day_figures(conn, day)
+    count, total = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(amount_micros), 0) FROM ledger WHERE kind = 'charge'"
+    ).fetchone()
+    by_provider = {
+        str(provider): from_micros(int(micros))
+        for provider, micros in conn.execute(
+            "SELECT COALESCE(attempts.provider, 'unknown'), SUM(ledger.amount_micros) FROM ledger"
+            " LEFT JOIN attempts ON attempts.id = ledger.attempt_id"
+            " WHERE ledger.kind = 'charge' GROUP BY 1 ORDER BY 1"
+        )
+    }
+    remaining: Decimal | None = None
+    if daily_cap is not None:
+        remaining = from_micros(max(0, money_micros(daily_cap, "daily cap") - spent - reserved))
+    return SpendSummary(
+        day=day,
+        spent_today=from_micros(spent),
+        reserved_today=from_micros(reserved),
+        daily_cap=daily_cap,
+        remaining_today=remaining,
+        spent_total=from_micros(int(total)),
+        by_provider=by_provider,
+        charges=int(count),
+    )
+
+
+def total_charged(conn: sqlite3.Connection) -> Decimal:
+    """The exact sum of every charge row."""
+    (total,) = conn.execute(
+        "SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE kind = 'charge'"
+    ).fetchone()
+    return from_micros(int(total))
+
+
+def _close(
+    conn: sqlite3.Connection, reservation_id: int, job_id: str, micros: int, day: str, created_at: str
+) -> None:
+    if _exists(conn, "kind = 'release' AND reservation_id = ?", reservation_id):
+        return
+    conn.execute(
+        "INSERT INTO ledger (job_id, reservation_id, kind, amount_micros, day, created_at)"
+        " VALUES (?, ?, 'release', ?, ?, ?)",
+        (job_id, reservation_id, micros, day, created_at),
+    )
+
+
+def _reservation_row(conn: sqlite3.Connection, reservation: Reservation) -> tuple[str, int, str]:
+    # the stored row, not the caller's copy, is the truth about what was held
+    row = conn.execute(
+        "SELECT job_id, amount_micros, day FROM ledger WHERE id = ? AND kind = 'reserve'",
+        (reservation.id,),
+    ).fetchone()
+    if row is None or row[0] != reservation.job_id:
+        raise ValueError(f"no reservation {reservation.id} for job {reservation.job_id} in the ledger")
+    return str(row[0]), int(row[1]), str(row[2])
+
+
+def _attempt_charged(conn: sqlite3.Connection, attempt_id: str) -> bool:
+    return _exists(conn, "kind = 'charge' AND attempt_id = ?", attempt_id)
+
+
+def _exists(conn: sqlite3.Connection, where: str, value: object) -> bool:
+    return conn.execute(f"SELECT 1 FROM ledger WHERE {where} LIMIT 1", (value,)).fetchone() is not None
+
+
+def _require_job(conn: sqlite3.Connection, job_id: str) -> None:
+    if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+        raise JobNotFound(f"no job {job_id!r} in the store")
+
+
+def _require_attempt(conn: sqlite3.Connection, attempt_id: str) -> None:
+    if conn.execute("SELECT 1 FROM attempts WHERE id = ?", (attempt_id,)).fetchone() is None:
+        raise JobNotFound(f"no attempt {attempt_id!r} in the store")

@@ -1,0 +1,221 @@
+"""What each tool returns: compact models built from a Plan, a GenerationResult or the catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+from fluxroute.catalog import Catalog, Offer
+from fluxroute.errors import FieldError, InvalidRequest
+from fluxroute.providers.base import Availability
+from fluxroute.types import Candidate, GenerationResult, Plan, ProviderName
+
+PRICE_UNITS: dict[str, str] = {
+    "image": "per image",
+    "megapixel_ceil": "per megapixel, rounded up per image",
+    "gpu_second": "per GPU-second",
+}
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChosenOffer(_Output):
+    """The offer a call runs on: exactly what it sends and what it costs."""
+
+    offer_id: str
+    label: str
+    provider: ProviderName
+    model: str
+    width: int
+    height: int
+    cost_usd: float
+    latency_s: float
+    adjustments: list[str]
+    params: dict[str, object]
+
+    @classmethod
+    def from_candidate(cls, candidate: Candidate) -> ChosenOffer:
+        return cls(
+            offer_id=candidate.offer_id,
+            label=candidate.label,
+            provider=candidate.provider,
+            model=candidate.model,
+            width=candidate.width,
+            height=candidate.height,
+            cost_usd=candidate.cost_usd,
+            latency_s=candidate.latency_s,
+            adjustments=[str(adjustment) for adjustment in candidate.adjustments],
+            params=candidate.params,
+        )
+
+
+class Fallback(_Output):
+    label: str
+    cost_usd: float
+
+
+class UnavailableOffer(_Output):
+    label: str
+    cost_usd: float
+    reason: str
+
+
+class RejectedOffer(_Output):
+    label: str
+    reasons: list[str]
+
+
+class PlanOutput(_Output):
+    """Where a request would run, why, what it would cost, and what else was considered."""
+
+    chosen: ChosenOffer | None
+    fallbacks: list[Fallback]
+    unavailable: list[UnavailableOffer]
+    rejections: list[RejectedOffer]
+    explanation: str
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> PlanOutput:
+        return cls(
+            chosen=None if plan.chosen is None else ChosenOffer.from_candidate(plan.chosen),
+            fallbacks=[Fallback(label=c.label, cost_usd=c.cost_usd) for c in plan.candidates[1:]],
+            unavailable=[
+                UnavailableOffer(
+                    label=c.label, cost_usd=c.cost_usd, reason=c.unavailable_reason or "unavailable"
+                )
+                for c in plan.unavailable
+            ],
+            rejections=[RejectedOffer(label=r.label, reasons=r.reasons) for r in plan.rejections],
+            explanation=plan.explanation,
+        )
+
+
+class ImageOutput(_Output):
+    path: str | None
+    url: str | None
+    width: int
+    height: int
+    format: str
+    seed: int | None
+    flagged: bool
+    preview_path: str | None
+
+
+class GenerateOutput(_Output):
+    """The saved images, where they were made, what they cost, and why they ran there."""
+
+    job_id: str
+    images: list[ImageOutput]
+    provider: ProviderName
+    model: str
+    offer_id: str
+    cost_usd: float
+    seed: int | None
+    warnings: list[str]
+    explanation: str
+
+    @classmethod
+    def from_result(cls, result: GenerationResult) -> GenerateOutput:
+        return cls(
+            job_id=result.job_id,
+            images=[
+                ImageOutput(
+                    path=image.path,
+                    url=image.url,
+                    width=image.width,
+                    height=image.height,
+                    format=image.format,
+                    seed=image.seed,
+                    flagged=image.flagged,
+                    preview_path=image.preview_path,
+                )
+                for image in result.images
+            ],
+            provider=result.provider,
+            model=result.model,
+            offer_id=result.offer_id,
+            cost_usd=result.cost_usd,
+            seed=result.seed,
+            warnings=result.warnings,
+            explanation=result.plan.explanation,
+        )
+
+
+class OfferOutput(_Output):
+    offer_id: str
+    label: str
+    provider: ProviderName
+    endpoint: str
+    price_usd: float
+    price_unit: str
+    price_as_of: str
+    license: str
+    commercial_use: bool
+    available: bool
+    reason: str | None
+
+
+class ModelOutput(_Output):
+    id: str
+    name: str
+    summary: str
+    offers: list[OfferOutput]
+
+
+class ModelsOutput(_Output):
+    """Every model with its offers: price, license, and whether it can run here (and if not, why)."""
+
+    models: list[ModelOutput]
+
+    @classmethod
+    def from_catalog(
+        cls,
+        catalog: Catalog,
+        availability: Mapping[str, Availability],
+        *,
+        local_commercial_license: bool = False,
+        model: str | None = None,
+        include_unavailable: bool = True,
+    ) -> ModelsOutput:
+        """Raises:
+        InvalidRequest: `model` names no model in the catalog.
+        """
+        known = [m.id for m in catalog.models]
+        if model is not None and model not in known:
+            raise InvalidRequest([FieldError("model", model, f"one of: {', '.join(known)}")])
+        models = []
+        for info in catalog.models:
+            if model not in (None, info.id):
+                continue
+            offers = [
+                _offer_output(catalog, offer, availability, local_commercial_license)
+                for offer in catalog.offers
+                if offer.model == info.id
+            ]
+            if not include_unavailable:
+                offers = [offer for offer in offers if offer.available]
+            models.append(ModelOutput(id=info.id, name=info.name, summary=info.summary, offers=offers))
+        return cls(models=models)
+
+
+def _offer_output(
+    catalog: Catalog, offer: Offer, availability: Mapping[str, Availability], local_commercial_license: bool
+) -> OfferOutput:
+    license_ = catalog.licenses[offer.license]
+    state = availability.get(offer.provider, Availability(False, "provider not registered"))
+    return OfferOutput(
+        offer_id=offer.id,
+        label=offer.label,
+        provider=offer.provider,
+        endpoint=offer.endpoint,
+        price_usd=float(offer.price.usd),
+        price_unit=PRICE_UNITS[offer.price.unit],
+        price_as_of=offer.price.as_of,
+        license=license_.name,
+        commercial_use=license_.commercial or (offer.provider == "local" and local_commercial_license),
+        available=state.ok,
+        reason=state.reason or None,
+    )

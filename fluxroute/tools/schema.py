@@ -1,0 +1,158 @@
+"""JSON Schema for tools: pydantic schemas compacted for an LLM's context, and OpenAI's strict form."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+JsonSchema = dict[str, Any]
+Mode = Literal["input", "output"]
+
+# Keywords OpenAI's strict mode accepts (Structured Outputs, "Supported schemas"): it rejects minLength,
+# maxLength, default, title and the rest, so the strict variant keeps only these.
+STRICT_KEYWORDS = frozenset(
+    {
+        *("type", "description", "enum", "const", "anyOf", "$ref", "$defs"),
+        *("properties", "required", "additionalProperties"),
+        *("items", "minItems", "maxItems"),
+        *("pattern", "format"),
+        *("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"),
+    }
+)
+
+# A readable order for people reading `fluxroute tools`; pydantic emits keys alphabetically.
+_KEY_ORDER = ("type", "description", "properties", "items", "required", "additionalProperties", "enum")
+
+
+def input_schema(model: type[BaseModel], field_descriptions: Mapping[str, str] | None = None) -> JsonSchema:
+    """The compact schema a tool's arguments are checked against.
+
+    No titles, no `$defs` (references inlined), optional fields written as their plain type and left out
+    of `required` (send nothing, or null, for the default), and `field_descriptions` set on the
+    top-level properties.
+    """
+    schema = _compact(model.model_json_schema(mode="validation"), "input")
+    for name, text in (field_descriptions or {}).items():
+        schema["properties"][name] = _ordered({**schema["properties"][name], "description": text})
+    return schema
+
+
+def output_schema(model: type[BaseModel]) -> JsonSchema:
+    """The compact schema of a tool's structured result (`model.model_dump(mode="json")`).
+
+    Types, nullability and enums only: every dump carries every field and nothing else, so `required`
+    and `additionalProperties` would only spend the size budget.
+    """
+    return _compact(model.model_json_schema(mode="serialization"), "output")
+
+
+def strict_schema(schema: JsonSchema) -> JsonSchema:
+    """OpenAI strict-mode form of an input schema: every property required, optional ones nullable
+    (null means "use the default", which moves into the description), `additionalProperties: false`
+    on every object, unsupported keywords removed."""
+    return _strict(copy.deepcopy(schema))
+
+
+def _compact(schema: JsonSchema, mode: Mode) -> JsonSchema:
+    defs: dict[str, JsonSchema] = schema.pop("$defs", {})
+    root = _shrink(_inline(schema, defs, ()), mode)
+    root.pop("description", None)  # the model's docstring; the tool description says it better
+    return root
+
+
+def _inline(node: Any, defs: Mapping[str, JsonSchema], seen: tuple[str, ...]) -> Any:
+    """Replace every `$ref` into `$defs` by a copy of its target; models must not be recursive."""
+    if isinstance(node, list):
+        return [_inline(item, defs, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        name = ref.removeprefix("#/$defs/")
+        if name in seen:
+            raise ValueError(f"recursive schema through {name!r} cannot be inlined")
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        return {**_inline(defs[name], defs, (*seen, name)), **siblings}
+    return {key: _inline(value, defs, seen) for key, value in node.items()}
+
+
+def _shrink(node: JsonSchema, mode: Mode) -> JsonSchema:
+    node = {k: v for k, v in node.items() if k != "title"}
+    if "properties" in node:
+        node.pop("description", None)  # a nested model's docstring; its fields carry the meaning
+        node["properties"] = {name: _shrink(sub, mode) for name, sub in node["properties"].items()}
+        if mode == "output":
+            node.pop("required", None)
+            node.pop("additionalProperties", None)
+    if isinstance(node.get("items"), dict):
+        node["items"] = _shrink(node["items"], mode)
+    if isinstance(node.get("additionalProperties"), dict):
+        node["additionalProperties"] = _shrink(node["additionalProperties"], mode)
+    if node.get("additionalProperties") is True:
+        del node["additionalProperties"]  # the JSON Schema default
+    options = node.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        (inner,) = (option for option in options if option != {"type": "null"})
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        node = {**_shrink(inner, mode), **rest}
+        if mode == "output":
+            node = _nullable(node)
+    elif isinstance(options, list):
+        node["anyOf"] = [_shrink(option, mode) for option in options]
+    if mode == "output" or node.get("default") in (None, []):
+        node.pop("default", None)
+    if "enum" in node and node.get("type") in ("string", ["string", "null"]):
+        del node["type"]  # implied by the values
+    return _ordered(node)
+
+
+def _nullable(node: JsonSchema) -> JsonSchema:
+    """`node` that also accepts null (an untyped schema already does)."""
+    node = dict(node)
+    kind = node.get("type")
+    if isinstance(kind, str):
+        node["type"] = [kind, "null"]
+    elif isinstance(kind, list) and "null" not in kind:
+        node["type"] = [*kind, "null"]
+    if "enum" in node and None not in node["enum"]:
+        node["enum"] = [*node["enum"], None]
+    return node
+
+
+def _strict(node: JsonSchema) -> JsonSchema:
+    if isinstance(node.get("properties"), dict):
+        required = set(node.get("required", ()))
+        properties: dict[str, JsonSchema] = {}
+        for name, sub in node["properties"].items():
+            sub = _strict(sub)
+            properties[name] = sub if name in required else _nullable(sub)
+        node["properties"] = properties
+        node["required"] = list(properties)
+        node["additionalProperties"] = False
+    if isinstance(node.get("items"), dict):
+        node["items"] = _strict(node["items"])
+    if isinstance(node.get("anyOf"), list):
+        node["anyOf"] = [_strict(option) for option in node["anyOf"]]
+    if "enum" in node and "type" not in node:
+        node["type"] = _json_type(node["enum"])  # compaction dropped it; strict mode wants it spelled out
+    if "default" in node and "default" not in node.get("description", "").lower():
+        default = node["default"]
+        shown = default if isinstance(default, str) else repr(default)
+        node["description"] = f"{node.get('description', '')} Default {shown}.".lstrip()
+    return _ordered({k: v for k, v in node.items() if k in STRICT_KEYWORDS})
+
+
+def _json_type(values: list[Any]) -> str | list[str]:
+    names = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "NoneType": "null"}
+    kinds = list(dict.fromkeys(names[type(value).__name__] for value in values))
+    return kinds[0] if len(kinds) == 1 else kinds
+
+
+def _ordered(node: JsonSchema) -> JsonSchema:
+    def rank(key: str) -> tuple[int, str]:
+        return (_KEY_ORDER.index(key) if key in _KEY_ORDER else len(_KEY_ORDER), key)
+
+    return {key: node[key] for key in sorted(node, key=rank)}

@@ -1,0 +1,127 @@
+"""The tools: one ToolSpec each (input and output models, LLM-facing description, hints, handler)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fluxroute.catalog import load_catalog
+from fluxroute.errors import FieldError, InvalidRequest
+from fluxroute.tools.descriptions import (
+    REQUEST_FIELDS,
+    generate_description,
+    models_description,
+    plan_description,
+)
+from fluxroute.tools.outputs import GenerateOutput, ModelsOutput, PlanOutput
+from fluxroute.tools.schema import JsonSchema, input_schema, output_schema, strict_schema
+from fluxroute.types import ImageRequest
+
+Handler = Literal["generate", "plan", "models"]
+
+
+class ModelsQuery(BaseModel):
+    """Arguments of list_image_models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(default=None, min_length=1, max_length=64, description="Only this model id.")
+    include_unavailable: bool = Field(default=True, description="Also list offers that cannot run here.")
+
+
+@dataclass(frozen=True)
+class ToolHints:
+    """Behaviour hints for clients (MCP tool annotations), stated truthfully."""
+
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+    open_world: bool
+
+    def to_mcp(self) -> dict[str, bool]:
+        return {
+            "readOnlyHint": self.read_only,
+            "destructiveHint": self.destructive,
+            "idempotentHint": self.idempotent,
+            "openWorldHint": self.open_world,
+        }
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool, the single source every export format and the dispatcher read from."""
+
+    name: str
+    title: str
+    description: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    hints: ToolHints
+    handler: Handler
+    field_descriptions: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @functools.cached_property
+    def input_schema(self) -> JsonSchema:
+        return input_schema(self.input_model, self.field_descriptions)
+
+    @functools.cached_property
+    def strict_input_schema(self) -> JsonSchema:
+        return strict_schema(self.input_schema)
+
+    @functools.cached_property
+    def output_schema(self) -> JsonSchema:
+        return output_schema(self.output_model)
+
+
+@functools.cache
+def tool_specs() -> tuple[ToolSpec, ...]:
+    """Every tool, in the order clients list them; descriptions quote the built-in catalog."""
+    catalog = load_catalog()
+    return (
+        ToolSpec(
+            name="generate_image",
+            title="Generate image",
+            description=generate_description(catalog),
+            input_model=ImageRequest,
+            output_model=GenerateOutput,
+            # a new job (and a charge) per call: not idempotent, even though an idempotency_key dedupes
+            hints=ToolHints(read_only=False, destructive=False, idempotent=False, open_world=True),
+            handler="generate",
+            field_descriptions=REQUEST_FIELDS,
+        ),
+        ToolSpec(
+            name="plan_image_route",
+            title="Plan image route",
+            description=plan_description(catalog),
+            input_model=ImageRequest,
+            output_model=PlanOutput,
+            hints=ToolHints(read_only=True, destructive=False, idempotent=True, open_world=False),
+            handler="plan",
+        ),
+        ToolSpec(
+            name="list_image_models",
+            title="List image models",
+            description=models_description(catalog),
+            input_model=ModelsQuery,
+            output_model=ModelsOutput,
+            hints=ToolHints(read_only=True, destructive=False, idempotent=True, open_world=False),
+            handler="models",
+        ),
+    )
+
+
+def get_tool(name: object) -> ToolSpec:
+    """The tool called `name`.
+
+    Raises:
+        InvalidRequest: no tool has that name (the error lists the names there are).
+    """
+    specs = tool_specs()
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise InvalidRequest([FieldError("name", name, f"one of: {', '.join(s.name for s in specs)}")])
