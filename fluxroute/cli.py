@@ -208,38 +208,22 @@ def cmd_jobs_resume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.tools import ModelsOutput
+
     router = Router(settings)
-    catalog = router.catalog
-    rows = []
-    for offer in catalog.offers:
-        license_ = catalog.licenses[offer.license]
-        availability = router.availability[offer.provider]
-        rows.append(
-            {
-                "model": offer.model,
-                "offer": offer.id,
-                "provider": offer.provider,
-                "endpoint": offer.endpoint,
-                "price_usd": str(offer.price.usd),
-                "price_unit": offer.price.unit,
-                "price_as_of": offer.price.as_of,
-                "license": license_.name,
-                "commercial_use": license_.commercial
-                or (offer.provider == "local" and settings.local_commercial_license),
-                "available": availability.ok,
-                "reason": availability.reason,
-            }
-        )
+    listing = ModelsOutput.from_catalog(
+        router.catalog, router.availability, local_commercial_license=settings.local_commercial_license
+    )
     if args.json:
-        _print_json(rows)
+        _print_json(listing.model_dump(mode="json"))
         return 0
-    units = {"image": "/image", "megapixel_ceil": "/MP (rounded up)", "gpu_second": "/GPU-s"}
-    for model in catalog.models:
+    for model in listing.models:
         print(f"{model.id}  {model.name} - {model.summary}")
-        for row in (r for r in rows if r["model"] == model.id):
-            use = "commercial ok" if row["commercial_use"] else "non-commercial only"
-            state = "available" if row["available"] else f"unavailable: {row['reason']}"
-            print(f"  {row['offer']:<20} ${row['price_usd']}{units[row['price_unit']]:<17} {use:<20} {state}")
+        for offer in model.offers:
+            use = "commercial ok" if offer.commercial_use else "non-commercial only"
+            state = "available" if offer.available else f"unavailable: {offer.reason}"
+            price = f"${offer.price_usd:g} {offer.price_unit}"
+            print(f"  {offer.offer_id:<20} {price:<44} {use:<20} {state}")
     return 0
 
 

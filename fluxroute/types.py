@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Literal
 
@@ -21,6 +22,7 @@ MAX_SIDE = 14142
 MAX_SEED = 2**32 - 1
 
 
+@functools.lru_cache(maxsize=256)
 def parse_aspect_ratio(text: str) -> float:
     """'16:9' -> 1.777...; raises ValueError for anything else."""
     if not re.match(ASPECT_RATIO_PATTERN, text):

@@ -6,12 +6,11 @@ import importlib.util
 
 from fluxroute.providers.base import Availability
 from fluxroute.settings import Settings
-from fluxroute.types import ProviderName
 
 LOCAL_PACKAGES = ("torch", "diffusers", "transformers")
 
 
-def check_availability(settings: Settings) -> dict[ProviderName, Availability]:
+def check_availability(settings: Settings) -> dict[str, Availability]:
     return {
         "krea": krea_availability(settings),
         "fal": fal_availability(settings),
@@ -42,7 +41,7 @@ def local_availability(settings: Settings) -> Availability:
         return Availability(False, f"no diffusers pipeline at {settings.local_model} (model_index.json missing)")
     if settings.local_device == "cpu":
         return Availability(True, "runs on the CPU (FLUXROUTE_LOCAL_DEVICE=cpu): only for tiny models")
-    import torch  # deferred: importing torch takes seconds and is needed only here
+    import torch  # type: ignore[import-not-found, unused-ignore]  # deferred: importing torch takes seconds and is needed only here
 
     if not torch.cuda.is_available():
         return Availability(False, "no CUDA GPU found (set FLUXROUTE_LOCAL_DEVICE=cpu to force the CPU)")

@@ -144,7 +144,7 @@ class FalProvider:
             kind = Cancelled if "cancel" in status.error.lower() else JobFailed
             raise kind(f"request {job_id} failed: {status.error}", provider=NAME, provider_job_id=job_id)
         try:
-            output: dict[str, Any] = await self._client.result(candidate.endpoint, job_id)  # type: ignore[assignment]
+            output: dict[str, Any] = await self._client.result(candidate.endpoint, job_id)
         except fal_client.FalClientHTTPError as exc:
             raise map_error(exc, job_id) from exc
         flags = list(output.get("has_nsfw_concepts") or [])

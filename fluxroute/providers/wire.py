@@ -10,7 +10,7 @@ from fluxroute.types import StyleReference
 LOCAL_TRUE_CFG_SCALE = 4.0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ResolvedCall:
     """A request after an offer has adapted it: every value final, nothing left to default."""
 

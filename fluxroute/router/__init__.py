@@ -37,9 +37,8 @@ class Router:
     ) -> None:
         self.settings = settings
         self.catalog = catalog or load_catalog(settings)
-        self.availability: dict[str, Availability] = dict(
-            check_availability(settings) if availability is None else availability
-        )
+        found: Mapping[str, Availability] = check_availability(settings) if availability is None else availability
+        self.availability: dict[str, Availability] = dict(found)
         self.planner = Planner(self.catalog, settings, self.availability)
         self._store = store
         self._providers: dict[str, Provider] = dict(providers or {})

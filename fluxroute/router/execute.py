@@ -77,8 +77,9 @@ class Executor:
             except ProviderError as exc:
                 failures.append(exc)
                 if isinstance(exc, STOP_ERRORS) or exc.maybe_accepted:
-                    status = "cancelled" if isinstance(exc, Cancelled) else "failed"
-                    self.store.update_job(job.id, status=status, error=str(exc))
+                    self.store.update_job(
+                        job.id, status="cancelled" if isinstance(exc, Cancelled) else "failed", error=str(exc)
+                    )
                     raise
         error: Exception = AllProvidersFailed(failures) if failures else budget_errors[0]
         self.store.update_job(job.id, status="failed", error=str(error))
@@ -143,8 +144,9 @@ class Executor:
                 self.store.update_job(job.id, status="cancelled", error="cancelled by the caller")
             raise
         except ProviderError as exc:
-            status = "cancelled" if isinstance(exc, Cancelled) else "failed"
-            self.store.finish_attempt(attempt.id, status=status, error=_safe(exc))
+            self.store.finish_attempt(
+                attempt.id, status="cancelled" if isinstance(exc, Cancelled) else "failed", error=_safe(exc)
+            )
             self.store.release(reservation)
             raise
         return self._complete(attempt, job, request, plan, candidate, reservation, result, out_dir)
@@ -165,7 +167,7 @@ class Executor:
         self.store.settle(reservation, cost, attempt.id)
         images = ImageStore(out_dir or self.settings.images_dir)
         seed = result.seed if result.seed is not None else request.seed
-        parameters = {
+        parameters: dict[str, object] = {
             "prompt": request.prompt,
             "model": candidate.model,
             "provider": candidate.provider,

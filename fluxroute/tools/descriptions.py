@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
 
 from fluxroute.catalog import Catalog
 
 # How to prompt each family, keyed by catalog model id; one or two lines each.
 PROMPTING: dict[str, str] = {
-    "flux-krea-dev": "photographic; describe light, lens, texture and composition in natural sentences; "
-    "guidance ~4.5.",
+    "flux-krea-dev": "photographic; describe light, lens, texture and composition in natural sentences; guidance ~4.5.",
     "flux-dev": "guidance ~3-3.5; guidance-distilled, so hosted routes ignore negative prompts: "
     "say what you want, positively.",
-    "krea-2": "pick aspect_ratio from 1:1, 4:3, 3:2, 16:9, 2.35:1, 4:5, 2:3, 9:16 (1K only); "
-    "takes style_references.",
+    "krea-2": "pick aspect_ratio from 1:1, 4:3, 3:2, 16:9, 2.35:1, 4:5, 2:3, 9:16 (1K only); takes style_references.",
 }
 
 # Added to the ImageRequest fields in the generate_image schema (types.py carries no descriptions).
@@ -79,9 +78,7 @@ def price_line(catalog: Catalog) -> str:
     groups: dict[tuple[str, str, Decimal], list[str]] = {}
     for offer in catalog.offers:
         groups.setdefault((offer.provider, offer.price.unit, offer.price.usd), []).append(offer.label)
-    per_provider: dict[str, int] = {}
-    for provider, _, _ in groups:
-        per_provider[provider] = per_provider.get(provider, 0) + 1
+    per_provider = Counter(provider for provider, _, _ in groups)
     parts = []
     for (provider, unit, usd), labels in groups.items():
         who = provider if per_provider[provider] == 1 else ", ".join(labels)

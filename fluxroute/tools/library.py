@@ -8,7 +8,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from fluxroute.catalog import Catalog
-from fluxroute.providers.base import Availability
+from fluxroute.providers.base import Availability, ProgressCallback
 from fluxroute.settings import Settings
 from fluxroute.tools.outputs import GenerateOutput, ModelsOutput, PlanOutput
 from fluxroute.tools.specs import ModelsQuery, get_tool
@@ -27,7 +27,7 @@ class ImageRouter(Protocol):
 
     def plan(self, request: ImageRequest) -> Plan: ...
 
-    async def generate(self, request: ImageRequest) -> GenerationResult: ...
+    async def generate(self, request: ImageRequest, progress: ProgressCallback | None = None) -> GenerationResult: ...
 
 
 class ToolLibrary:
@@ -36,8 +36,9 @@ class ToolLibrary:
     def __init__(self, router: ImageRouter) -> None:
         self.router = router
 
-    async def dispatch(self, name: str, args: object) -> BaseModel:
-        """Validate `args` for tool `name`, run it, and return its output model.
+    async def dispatch(self, name: str, args: object, progress: ProgressCallback | None = None) -> BaseModel:
+        """Validate `args` for tool `name`, run it, and return its output model; `progress` hears from
+        generate_image's job.
 
         Raises:
             InvalidRequest: unknown tool or invalid arguments (nothing ran), or a model the catalog lacks.
@@ -49,7 +50,7 @@ class ToolLibrary:
             case "plan", ImageRequest():
                 return PlanOutput.from_plan(self.router.plan(parsed))
             case "generate", ImageRequest():
-                return GenerateOutput.from_result(await self.router.generate(parsed))
+                return GenerateOutput.from_result(await self.router.generate(parsed, progress))
             case "models", ModelsQuery():
                 return self.list_models(parsed)
         raise TypeError(f"tool {name}: handler {spec.handler!r} cannot take {type(parsed).__name__}")

@@ -83,9 +83,7 @@ class PlanOutput(_Output):
             chosen=None if plan.chosen is None else ChosenOffer.from_candidate(plan.chosen),
             fallbacks=[Fallback(label=c.label, cost_usd=c.cost_usd) for c in plan.candidates[1:]],
             unavailable=[
-                UnavailableOffer(
-                    label=c.label, cost_usd=c.cost_usd, reason=c.unavailable_reason or "unavailable"
-                )
+                UnavailableOffer(label=c.label, cost_usd=c.cost_usd, reason=c.unavailable_reason or "unavailable")
                 for c in plan.unavailable
             ],
             rejections=[RejectedOffer(label=r.label, reasons=r.reasons) for r in plan.rejections],

@@ -23,6 +23,8 @@ STRICT_KEYWORDS = frozenset(
     }
 )
 
+_JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null"}
+
 # A readable order for people reading `fluxroute tools`; pydantic emits keys alphabetically.
 _KEY_ORDER = ("type", "description", "properties", "items", "required", "additionalProperties", "enum")
 
@@ -146,8 +148,7 @@ def _strict(node: JsonSchema) -> JsonSchema:
 
 
 def _json_type(values: list[Any]) -> str | list[str]:
-    names = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "NoneType": "null"}
-    kinds = list(dict.fromkeys(names[type(value).__name__] for value in values))
+    kinds = list(dict.fromkeys(_JSON_TYPES[type(value)] for value in values))
     return kinds[0] if len(kinds) == 1 else kinds
 
 

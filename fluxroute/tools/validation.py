@@ -43,10 +43,8 @@ def validate(name: str, args: object) -> BaseModel:
             then the model's own rules (such as width without height).
     """
     spec = get_tool(name)
-    args = drop_nulls({} if args is None else args, spec.input_schema)
-    problems = _dedupe(
-        error for found in _validator(name).iter_errors(args) for error in _field_errors(found)
-    )
+    args = _drop_nulls({} if args is None else args, spec.input_schema)
+    problems = _dedupe(error for found in _validator(name).iter_errors(args) for error in _field_errors(found))
     if problems:
         raise InvalidRequest(problems)
     try:
@@ -55,18 +53,18 @@ def validate(name: str, args: object) -> BaseModel:
         raise InvalidRequest(field_errors(exc)) from None
 
 
-def drop_nulls(value: object, schema: JsonSchema) -> object:
+def _drop_nulls(value: object, schema: JsonSchema) -> object:
     """`value` without the nulls given for optional properties, at every level the schema describes."""
     if isinstance(value, dict) and "properties" in schema:
         required = set(schema.get("required", ()))
         properties: dict[str, JsonSchema] = schema["properties"]
         return {
-            key: drop_nulls(item, properties.get(key, {}))
+            key: _drop_nulls(item, properties.get(key, {}))
             for key, item in value.items()
             if item is not None or key in required or key not in properties
         }
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [drop_nulls(item, schema["items"]) for item in value]
+        return [_drop_nulls(item, schema["items"]) for item in value]
     return value
 
 
@@ -100,9 +98,7 @@ def _field_errors(error: ValidationError) -> Iterator[FieldError]:
         yield FieldError(field, error.instance, "one of: " + ", ".join(str(v) for v in expected))
     elif keyword == "pattern":
         example = PATTERN_EXAMPLES.get(expected)
-        yield FieldError(
-            field, error.instance, f"must look like {example}" if example else f"must match {expected}"
-        )
+        yield FieldError(field, error.instance, f"must look like {example}" if example else f"must match {expected}")
     elif keyword == "minLength":
         yield FieldError(
             field, error.instance, "must not be empty" if expected == 1 else f"at least {expected} characters"

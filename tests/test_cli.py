@@ -1,0 +1,115 @@
+"""The CLI as a person uses it: README examples run as written; plans, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from fluxroute.cli import main
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.fixture(autouse=True)
+def offline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for var in ("FAL_KEY", "KREA_API_TOKEN", "FLUXROUTE_USAGE", "FLUXROUTE_LOCAL_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("FLUXROUTE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FLUXROUTE_CONFIG", str(tmp_path / "none.toml"))
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def readme_commands() -> list[str]:
+    return re.findall(r"^\$ fluxroute (.+)$", README.read_text(encoding="utf-8"), flags=re.MULTILINE)
+
+
+def test_readme_has_terminal_examples() -> None:
+    assert len(readme_commands()) >= 5
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_examples_run_as_written_without_keys(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, *shlex.split(command))
+    assert code == 0, err
+    assert out.strip()
+
+
+def test_commercial_route_lists_local_weights_as_rejected_for_license(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "route", "a lighthouse at dusk", "--usage", "commercial", "--json")
+    plan = json.loads(out)
+    assert code == 0
+    chosen = [*plan["candidates"], *plan["unavailable"]]
+    assert all(c["provider"] != "local" for c in chosen)
+    reasons = {r["offer_id"]: r["reasons"] for r in plan["rejections"]}
+    assert "FLUX.1 [dev] Non-Commercial License and usage=commercial" in reasons["local-flux-krea-dev"]
+
+
+def test_six_megapixels_are_refused_with_reasons_and_exit_code_3(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "route", "a lighthouse", "--width", "3000", "--height", "2000")
+    assert code == 3
+    assert "fal flux/krea: 6.0 MP exceeds 4 MP" in err
+
+
+def test_krea_2_gets_the_wide_aspect_ratio_from_its_enum(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "route", "a lighthouse", "--model", "krea-2", "--aspect-ratio", "2.35:1", "--json")
+    plan = json.loads(out)
+    assert code == 0
+    assert plan["unavailable"][0]["params"]["aspect_ratio"] == "2.35:1"
+
+
+def test_bad_input_names_field_value_and_allowed(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "route", "x", "--num-images", "7")
+    assert code == 2
+    assert "num_images: got 7" in err and "4" in err
+
+
+def test_tools_print_each_format_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    for fmt, key in (("mcp", "inputSchema"), ("openai", "function"), ("anthropic", "input_schema")):
+        code, out, _ = run(capsys, "tools", "--format", fmt)
+        assert code == 0
+        assert {t["name"] if key != "function" else t["function"]["name"] for t in json.loads(out)} == {
+            "generate_image",
+            "plan_image_route",
+            "list_image_models",
+        }
+        assert all(key in t for t in json.loads(out))
+
+
+def test_models_explain_unavailability_without_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "models", "--json")
+    offers = {o["offer_id"]: o for m in json.loads(out)["models"] for o in m["offers"]}
+    assert code == 0
+    assert offers["krea-flux-1-dev"]["available"] is False
+    assert "KREA_API_TOKEN is not set" in offers["krea-flux-1-dev"]["reason"]
+    assert offers["local-flux-dev"]["commercial_use"] is False
+
+
+def test_generate_without_keys_fails_cleanly_with_every_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "generate", "a cat")
+    assert code == 3
+    assert "KREA_API_TOKEN is not set" in err and "Non-Commercial License" in err
+
+
+def test_secrets_never_appear_in_output(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAL_KEY", "sk-secret-fal-key-123:abc")
+    monkeypatch.setenv("KREA_API_TOKEN", "krea-secret-token-456")
+    for argv in (("models", "--json"), ("route", "a cat", "--explain", "--json"), ("spend",), ("jobs",)):
+        _, out, err = run(capsys, *argv)
+        assert "secret" not in out + err
+
+
+def test_spend_and_jobs_start_empty(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "spend", "--json")
+    assert code == 0 and json.loads(out)["spent_total"] == "0"
+    code, out, _ = run(capsys, "jobs")
+    assert code == 0 and "no jobs yet" in out
