@@ -71,9 +71,7 @@ class JobStore:
 
     # jobs
 
-    def create_job(
-        self, request: dict[str, object], idempotency_key: str | None = None
-    ) -> tuple[JobRecord, bool]:
+    def create_job(self, request: dict[str, object], idempotency_key: str | None = None) -> tuple[JobRecord, bool]:
         """Record a new queued job, or return the one already made under `idempotency_key`.
 
         Returns:
@@ -90,9 +88,7 @@ class JobStore:
         now = to_iso(utc_now())
         with self._db.write() as conn:
             if idempotency_key is not None:
-                row = conn.execute(
-                    "SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)
-                ).fetchone()
+                row = conn.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
                 if row is not None:
                     if row["request_hash"] != request_hash:
                         raise IdempotencyConflict(
@@ -115,9 +111,7 @@ class JobStore:
     def find_job_by_key(self, idempotency_key: str) -> JobRecord | None:
         """The job created under this idempotency key, if any."""
         row = (
-            self._db.connection()
-            .execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,))
-            .fetchone()
+            self._db.connection().execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
         )
         return None if row is None else job_from_row(row)
 
@@ -127,9 +121,7 @@ class JobStore:
             raise ValueError(f"limit must be at least 1, got {limit}")
         conn = self._db.connection()
         if status is None:
-            rows = conn.execute(
-                "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
-            ).fetchall()
+            rows = conn.execute("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
         else:
             _check_status(status, JOB_STATUSES, "job status")
             rows = conn.execute(
@@ -223,11 +215,7 @@ class JobStore:
             current = attempt_from_row(_attempt_row(conn, attempt_id))
             if current.status not in ("submitting", "in_flight"):
                 raise ValueError(f"attempt {attempt_id} is already {current.status}; it cannot go in flight")
-            merged = (
-                None
-                if current.detail is None and detail is None
-                else {**(current.detail or {}), **(detail or {})}
-            )
+            merged = None if current.detail is None and detail is None else {**(current.detail or {}), **(detail or {})}
             conn.execute(
                 "UPDATE attempts SET status = 'in_flight', provider_job_id = ?, detail_json = ? WHERE id = ?",
                 (provider_job_id, _optional_json(merged), attempt_id),
@@ -304,9 +292,7 @@ class JobStore:
             ValueError: a negative amount or cap.
         """
         with self._db.write() as conn:
-            return ledger.reserve(
-                conn, job_id, amount, per_call_cap=per_call_cap, daily_cap=daily_cap, now=now
-            )
+            return ledger.reserve(conn, job_id, amount, per_call_cap=per_call_cap, daily_cap=daily_cap, now=now)
 
     def settle(self, reservation: Reservation, actual: Decimal, attempt_id: str | None = None) -> None:
         """Charge what was actually spent (possibly 0) and close the reservation, in one transaction.
@@ -326,9 +312,7 @@ class JobStore:
         with self._db.write() as conn:
             ledger.release(conn, reservation, None)
 
-    def charge(
-        self, job_id: str, amount: Decimal, attempt_id: str | None = None, now: datetime | None = None
-    ) -> None:
+    def charge(self, job_id: str, amount: Decimal, attempt_id: str | None = None, now: datetime | None = None) -> None:
         """Record money spent without a reservation (crash-resume); no caps are checked.
 
         With an `attempt_id` this is idempotent: an attempt is charged at most once.
@@ -364,9 +348,7 @@ def _reject_secrets(value: object, where: str) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS:
-                raise ValueError(
-                    f"{where} holds a credential-like key {key!r}; strip secrets before storing a job"
-                )
+                raise ValueError(f"{where} holds a credential-like key {key!r}; strip secrets before storing a job")
             _reject_secrets(item, f"{where}.{key}")
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):

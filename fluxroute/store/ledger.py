@@ -162,15 +162,11 @@ def summary(conn: sqlite3.Connection, now: datetime | None, daily_cap: Decimal |
 
 def total_charged(conn: sqlite3.Connection) -> Decimal:
     """The exact sum of every charge row."""
-    (total,) = conn.execute(
-        "SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE kind = 'charge'"
-    ).fetchone()
+    (total,) = conn.execute("SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE kind = 'charge'").fetchone()
     return from_micros(int(total))
 
 
-def _close(
-    conn: sqlite3.Connection, reservation_id: int, job_id: str, micros: int, day: str, created_at: str
-) -> None:
+def _close(conn: sqlite3.Connection, reservation_id: int, job_id: str, micros: int, day: str, created_at: str) -> None:
     if _exists(conn, "kind = 'release' AND reservation_id = ?", reservation_id):
         return
     conn.execute(
