@@ -1,0 +1,41 @@
+"""Settings: environment over fluxroute.toml, validated, secrets never shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fluxroute.errors import ConfigError
+from fluxroute.settings import Settings
+
+
+def test_environment_overrides_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "fluxroute.toml"
+    config.write_text('usage = "non-commercial"\nbudget_daily_usd = 2.5\n', encoding="utf-8")
+    settings = Settings.load(environ={"FLUXROUTE_USAGE": "commercial"}, config_file=config)
+    assert settings.usage == "commercial"
+    assert str(settings.budget_daily_usd) == "2.5"
+
+
+def test_defaults_are_commercial_usage_and_the_public_krea_host() -> None:
+    settings = Settings.load(environ={}, config_file=Path("/nonexistent.toml"))
+    assert settings.usage == "commercial"
+    assert settings.krea_base_url == "https://api.krea.ai"
+
+
+def test_secrets_are_hidden_in_repr_and_errors(tmp_path: Path) -> None:
+    settings = Settings.load(environ={"FAL_KEY": "id:topsecret", "KREA_API_TOKEN": "tok-topsecret"})
+    assert "topsecret" not in repr(settings) and "topsecret" not in str(settings.model_dump())
+    config = tmp_path / "bad.toml"
+    config.write_text('fal_key = "id:topsecret"\nusage = "sometimes"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        Settings.load(environ={}, config_file=config)
+    assert "usage" in str(info.value) and "topsecret" not in str(info.value)
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text("usage = ", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        Settings.load(environ={}, config_file=config)
