@@ -81,10 +81,10 @@ def test_added_offer_is_routed_to(tmp_path: Path) -> None:
 
 
 def test_override_of_unknown_offer_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="prices.nope: no such offer"):
+    with pytest.raises(ConfigError, match=r"prices\.nope: no such offer"):
         load_catalog(Settings(home=tmp_path, prices={"nope": Decimal(1)}))
 
 
 def test_malformed_added_offer_is_a_config_error_naming_the_field(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="invalid catalog: offers.8"):
+    with pytest.raises(ConfigError, match=r"invalid catalog: offers\.8"):
         load_catalog(Settings(home=tmp_path, offers=[{"id": "x"}]))
