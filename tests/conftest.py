@@ -1,0 +1,27 @@
+"""Shared fixtures: the provider fakes (tests/fakes) and settings that point fluxroute at them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fluxroute.settings import Settings
+from tests.fakes.fal import FalFake
+from tests.fakes.krea import KreaFake
+
+pytest_plugins = ["tests.fakes.fixtures"]
+
+
+@pytest.fixture
+def hosted_settings(tmp_path: Path, krea_fake: KreaFake, fal_fake: FalFake) -> Settings:
+    """Keys for both hosted providers, Krea's base URL on its fake, images under tmp_path; small fake images."""
+    krea_fake.image_scale = 1 / 8
+    fal_fake.image_scale = 1 / 8
+    return Settings(
+        home=tmp_path / "home",
+        krea_api_token=krea_fake.token,
+        fal_key=fal_fake.key,
+        krea_base_url=krea_fake.base_url,
+        provider_timeout_s=20,
+    )

@@ -1,0 +1,170 @@
+"""FalProvider (fal-client AsyncClient) against the fal queue fake: lifecycle, logs, errors, cancel, NSFW, webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from fluxroute.errors import (
+    AuthError,
+    Cancelled,
+    JobFailed,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    WebhookRejected,
+)
+from fluxroute.providers.base import Progress
+from fluxroute.providers.fal import FalProvider
+from fluxroute.providers.webhooks import FalWebhookVerifier
+from fluxroute.router import Router
+from fluxroute.settings import Settings
+from fluxroute.types import Candidate, ImageRequest
+from tests.fakes.fal import FalFake
+from tests.fakes.webhooks import WebhookReceiver
+
+
+def candidate_for(settings: Settings, **fields: object) -> Candidate:
+    request = ImageRequest.parse({"prompt": "a red fox in fresh snow", "provider": "fal", **fields})
+    plan = Router(settings).plan(request)
+    assert plan.chosen is not None, plan.explanation
+    return plan.chosen
+
+
+async def run(settings: Settings, candidate: Candidate, progress=None):  # type: ignore[no-untyped-def]
+    provider = FalProvider(settings)
+    try:
+        job_id = await provider.submit(candidate)
+        return job_id, await provider.wait(job_id, candidate, progress, timeout_s=10)
+    finally:
+        await provider.aclose()
+
+
+async def test_queue_progress_logs_and_result_in_order(hosted_settings: Settings, fal_fake: FalFake) -> None:
+    fal_fake.queue_ahead = 2
+    fal_fake.timings = {"IN_QUEUE": 0.3, "IN_PROGRESS": 0.8}
+    events: list[Progress] = []
+
+    async def record(event: Progress) -> None:
+        events.append(event)
+
+    candidate = candidate_for(hosted_settings, model="flux-krea-dev", num_images=2, image_size="landscape_4_3")
+    job_id, result = await run(hosted_settings, candidate, record)
+    statuses = [e.status for e in events]
+    first_progress = statuses.index("IN_PROGRESS")
+    assert set(statuses[:first_progress]) == {"IN_QUEUE"}
+    assert statuses[-1] == "COMPLETED"
+    positions = [e.queue_position for e in events if e.queue_position is not None]
+    assert positions == sorted(positions, reverse=True)
+    assert any(e.message and "step" in e.message.lower() for e in events), [e.message for e in events]
+    assert len(result.images) == 2
+    assert fal_fake.billed == Decimal("0.05")  # ceil(0.79 MP) = 1 MP x $0.025 x 2 images
+    assert fal_fake.job(job_id).input["image_size"] == "landscape_4_3"
+
+
+async def test_validation_error_comes_back_field_by_field(hosted_settings: Settings, fal_fake: FalFake) -> None:
+    fal_fake.validate_at_submit = True
+    candidate = candidate_for(hosted_settings, model="flux-krea-dev")
+    bad = candidate.model_copy(update={"params": {**candidate.params, "num_inference_steps": 99}})
+    provider = FalProvider(hosted_settings)
+    try:
+        with pytest.raises(ProviderBadRequest) as info:
+            await provider.submit(bad)
+    finally:
+        await provider.aclose()
+    assert info.value.status_code == 422
+    assert "num_inference_steps" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(401, AuthError), (403, AuthError), (404, ProviderBadRequest), (500, ProviderUnavailable)],
+)
+async def test_http_errors_map_to_the_error_tree(
+    hosted_settings: Settings, fal_fake: FalFake, status: int, kind: type[ProviderError]
+) -> None:
+    fal_fake.faults.http_error(status, {"detail": f"injected {status}"}, route="submit")
+    provider = FalProvider(hosted_settings)
+    try:
+        with pytest.raises(kind, match=f"injected {status}"):
+            await provider.submit(candidate_for(hosted_settings, model="flux-krea-dev"))
+    finally:
+        await provider.aclose()
+    assert fal_fake.billed == 0
+
+
+async def test_rate_limit_past_fal_clients_retries_is_rate_limited(
+    hosted_settings: Settings, fal_fake: FalFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fal_client.client
+
+    monkeypatch.setattr(fal_client.client, "MAX_ATTEMPTS", 2)
+    fal_fake.faults.http_error(429, {"detail": "too many"}, route="submit", times=2)
+    provider = FalProvider(hosted_settings)
+    try:
+        with pytest.raises(RateLimited):
+            await provider.submit(candidate_for(hosted_settings, model="flux-krea-dev"))
+    finally:
+        await provider.aclose()
+
+
+async def test_a_429_that_clears_is_retried_by_fal_client(hosted_settings: Settings, fal_fake: FalFake) -> None:
+    fal_fake.faults.http_error(429, {"detail": "too many"}, route="submit", times=1)
+    _, result = await run(hosted_settings, candidate_for(hosted_settings, model="flux-krea-dev"))
+    assert result.images and len(fal_fake.jobs) == 1
+
+
+async def test_failed_request_is_job_failed_and_unbilled(hosted_settings: Settings, fal_fake: FalFake) -> None:
+    fal_fake.faults.fail_job("CUDA out of memory")
+    with pytest.raises(JobFailed, match="CUDA out of memory"):
+        await run(hosted_settings, candidate_for(hosted_settings, model="flux-krea-dev"))
+    assert fal_fake.billed == 0
+
+
+async def test_nsfw_concepts_flag_the_image(hosted_settings: Settings, fal_fake: FalFake) -> None:
+    fal_fake.nsfw_prompts = ["fox"]
+    _, result = await run(hosted_settings, candidate_for(hosted_settings, model="flux-krea-dev"))
+    assert [image.flagged for image in result.images] == [True]
+
+
+async def test_cancel_while_running(hosted_settings: Settings, fal_fake: FalFake) -> None:
+    fal_fake.manual = True
+    candidate = candidate_for(hosted_settings, model="flux-krea-dev")
+    provider = FalProvider(hosted_settings)
+    try:
+        job_id = await provider.submit(candidate)
+        waiting = asyncio.create_task(provider.wait(job_id, candidate, None, timeout_s=10))
+        await provider.cancel(job_id, candidate)
+        with pytest.raises(Cancelled):
+            await waiting
+        with pytest.raises(ProviderBadRequest):  # ALREADY_COMPLETED
+            await provider.cancel(job_id, candidate)
+    finally:
+        await provider.aclose()
+    assert fal_fake.billed == 0
+
+
+async def test_signed_webhook_is_accepted_and_a_forged_one_refused(
+    hosted_settings: Settings, fal_fake: FalFake, webhook_receiver: WebhookReceiver
+) -> None:
+    candidate = candidate_for(hosted_settings, model="flux-krea-dev")
+    provider = FalProvider(hosted_settings)
+    try:
+        job_id = await provider.submit(candidate, webhook_url=webhook_receiver.url)
+    finally:
+        await provider.aclose()
+    delivery = await webhook_receiver.wait_for(1, timeout=10)
+    async with httpx.AsyncClient() as client:
+        verifier = FalWebhookVerifier(client, jwks_url=fal_fake.jwks_url)
+        payload = await verifier.verify(delivery.headers, delivery.body)
+        assert payload["request_id"] == job_id and payload["status"] == "OK"
+        forged = delivery.body.replace(b'"OK"', b'"ERROR"')
+        with pytest.raises(WebhookRejected, match="signature"):
+            await verifier.verify(delivery.headers, forged)
+        stale = {**delivery.headers, "x-fal-webhook-timestamp": "1000"}
+        with pytest.raises(WebhookRejected, match="timestamp"):
+            await verifier.verify(stale, delivery.body)
