@@ -1,0 +1,129 @@
+"""Router.generate against the fakes: fallback without double charge, budgets, idempotency, cancel, outputs."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fluxroute.errors import AllProvidersFailed, BudgetExceeded, JobFailed, NoRouteError, ProviderUnavailable
+from fluxroute.router import Router
+from fluxroute.settings import Settings
+from fluxroute.store.images import read_parameters
+from fluxroute.types import ImageRequest
+from tests.fakes.fal import FalFake
+from tests.fakes.krea import KreaFake
+
+
+async def generate(settings: Settings, **fields: object):  # type: ignore[no-untyped-def]
+    router = Router(settings)
+    try:
+        return router, await router.generate(ImageRequest.parse({"prompt": "a lighthouse at dusk", **fields}))
+    finally:
+        await router.aclose()
+
+
+async def test_cheapest_offer_generates_and_is_billed_once(hosted_settings: Settings, krea_fake: KreaFake) -> None:
+    router, result = await generate(hosted_settings, model="flux-dev", seed=42)
+    assert result.provider == "krea" and result.cost_usd == 0.007
+    assert krea_fake.billed == Decimal("0.007")
+    assert router.store.total_charged() == Decimal("0.007")
+    image = result.images[0]
+    assert image.path is not None and Path(image.path).is_file()
+    assert read_parameters(Path(image.path))["seed"] == 42
+    assert image.preview_path is not None and max(Image.open(image.preview_path).size) <= 512
+    stored = router.store.get_job(result.job_id)
+    assert stored.status == "succeeded" and stored.result is not None
+
+
+async def test_provider_failure_falls_back_to_the_next_candidate(
+    hosted_settings: Settings, krea_fake: KreaFake, fal_fake: FalFake
+) -> None:
+    krea_fake.faults.http_error(503, {"error": "down"}, route="create")
+    router, result = await generate(hosted_settings, model="flux-dev")
+    assert result.provider == "fal"
+    attempts = router.store.attempts_for(result.job_id)
+    assert [(a.provider, a.status) for a in attempts] == [("krea", "failed"), ("fal", "succeeded")]
+    assert router.store.total_charged() == krea_fake.billed + fal_fake.billed == Decimal("0.025")
+
+
+async def test_failed_job_falls_back_and_only_the_success_is_charged(
+    hosted_settings: Settings, krea_fake: KreaFake, fal_fake: FalFake
+) -> None:
+    krea_fake.faults.fail_job("worker crashed")
+    router, result = await generate(hosted_settings, model="flux-dev")
+    assert result.provider == "fal"
+    assert router.store.total_charged() == fal_fake.billed and krea_fake.billed == 0
+
+
+async def test_all_candidates_failing_raise_one_error_with_each_failure(
+    hosted_settings: Settings, krea_fake: KreaFake, fal_fake: FalFake
+) -> None:
+    krea_fake.faults.fail_job("krea broke")
+    fal_fake.faults.fail_job("fal broke")
+    with pytest.raises(AllProvidersFailed) as info:
+        await generate(hosted_settings, model="flux-dev")
+    assert [type(f) for f in info.value.failures] == [JobFailed, JobFailed]
+    assert "krea broke" in str(info.value) and "fal broke" in str(info.value)
+
+
+async def test_ambiguous_submission_stops_instead_of_paying_twice(
+    hosted_settings: Settings, krea_fake: KreaFake, fal_fake: FalFake
+) -> None:
+    krea_fake.faults.drop_after_accept()
+    with pytest.raises(ProviderUnavailable, match="may have been accepted"):
+        await generate(hosted_settings, model="flux-dev")
+    assert len(fal_fake.jobs) == 0 and len(krea_fake.jobs) == 1
+
+
+async def test_daily_budget_refuses_before_any_provider_is_called(
+    hosted_settings: Settings, krea_fake: KreaFake, fal_fake: FalFake
+) -> None:
+    settings = hosted_settings.model_copy(update={"budget_daily_usd": Decimal("0.01")})
+    await generate(settings, model="flux-dev")  # $0.007
+    with pytest.raises(BudgetExceeded):
+        await generate(settings, model="flux-dev")  # another $0.007 would cross $0.01
+    assert len(krea_fake.jobs) == 1 and len(fal_fake.jobs) == 0
+
+
+async def test_same_idempotency_key_never_pays_twice(hosted_settings: Settings, krea_fake: KreaFake) -> None:
+    _, first = await generate(hosted_settings, model="flux-dev", idempotency_key="order-17")
+    _, second = await generate(hosted_settings, model="flux-dev", idempotency_key="order-17")
+    assert first.job_id == second.job_id and first.images == second.images
+    assert len(krea_fake.jobs) == 1 and krea_fake.billed == Decimal("0.007")
+
+
+async def test_caller_cancel_cancels_the_provider_job_unbilled(hosted_settings: Settings, krea_fake: KreaFake) -> None:
+    krea_fake.manual = True
+    router = Router(hosted_settings)
+    task = asyncio.create_task(router.generate(ImageRequest(prompt="a cat", model="flux-dev")))
+    while not krea_fake.jobs:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await router.aclose()
+    assert krea_fake.jobs[0].status == "cancelled" and krea_fake.billed == 0
+    job = router.store.list_jobs()[0]
+    assert job.status == "cancelled" and router.store.total_charged() == 0
+
+
+async def test_no_route_creates_no_job(hosted_settings: Settings) -> None:
+    router = Router(hosted_settings)
+    with pytest.raises(NoRouteError, match="6.0 MP exceeds 4 MP"):
+        await router.generate(ImageRequest(prompt="a cat", width=3000, height=2000))
+    assert router.store.list_jobs() == []
+
+
+async def test_out_dir_holds_every_file(hosted_settings: Settings, tmp_path: Path) -> None:
+    router = Router(hosted_settings)
+    out = tmp_path / "renders"
+    try:
+        result = await router.generate(ImageRequest(prompt="../../escape attempt", model="flux-dev"), out_dir=out)
+    finally:
+        await router.aclose()
+    for image in result.images:
+        assert image.path is not None and Path(image.path).parent == out.resolve()
