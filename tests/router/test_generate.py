@@ -113,7 +113,7 @@ async def test_caller_cancel_cancels_the_provider_job_unbilled(hosted_settings: 
 
 async def test_no_route_creates_no_job(hosted_settings: Settings) -> None:
     router = Router(hosted_settings)
-    with pytest.raises(NoRouteError, match="6.0 MP exceeds 4 MP"):
+    with pytest.raises(NoRouteError, match=r"6\.0 MP exceeds 4 MP"):
         await router.generate(ImageRequest(prompt="a cat", width=3000, height=2000))
     assert router.store.list_jobs() == []
 
