@@ -64,6 +64,11 @@ class Settings(BaseModel):
         default_factory=list, description="extra offers, same shape as the catalog's [[offers]]"
     )
     provider_timeout_s: float = Field(default=600.0, gt=0, description="give up on (and cancel) a job after this")
+    webhook_base_url: str | None = Field(
+        default=None,
+        description="public URL where this process receives provider webhooks ({base}/webhooks/krea|fal); "
+        "unset: completion is found by polling",
+    )
     allow_private_urls: bool = False
     max_input_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
 

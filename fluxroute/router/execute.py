@@ -110,13 +110,17 @@ class Executor:
         )
         provider = self.provider_for(candidate.provider)
         try:
-            provider_job_id = await provider.submit(candidate)
+            provider_job_id = await provider.submit(candidate, webhook_url=self._webhook_url(candidate.provider))
         except BaseException as exc:
             self.store.finish_attempt(attempt.id, status="failed", error=_safe(exc))
             self.store.release(reservation)
             raise
         attempt = self.store.mark_submitted(attempt.id, provider_job_id)
         return await self._follow(attempt, job, request, plan, candidate, reservation, progress, out_dir)
+
+    def _webhook_url(self, provider: str) -> str | None:
+        base = self.settings.webhook_base_url
+        return f"{base.rstrip('/')}/webhooks/{provider}" if base else None
 
     async def _follow(
         self,

@@ -96,9 +96,7 @@ def test_concurrent_creates_with_one_key_from_eight_threads_make_exactly_one_job
         {"prompt": "x", "options": {"token": "abc"}},
     ],
 )
-def test_a_request_holding_a_credential_like_key_is_refused(
-    store: JobStore, request_dict: dict[str, object]
-) -> None:
+def test_a_request_holding_a_credential_like_key_is_refused(store: JobStore, request_dict: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="credential-like key"):
         store.create_job(request_dict)
     assert store.list_jobs() == []
@@ -180,9 +178,7 @@ def test_attempt_sequence_numbers_count_up_per_job(store: JobStore) -> None:
     job, _ = store.create_job(REQUEST)
     other, _ = store.create_job(REQUEST)
     for provider in ("krea", "fal", "local"):
-        store.start_attempt(
-            job.id, offer_id=provider, provider=provider, model="m", estimated_cost=Decimal(0)
-        )
+        store.start_attempt(job.id, offer_id=provider, provider=provider, model="m", estimated_cost=Decimal(0))
     store.start_attempt(other.id, offer_id="fal", provider="fal", model="m", estimated_cost=Decimal(0))
 
     assert [(a.seq, a.provider) for a in store.attempts_for(job.id)] == [

@@ -102,12 +102,8 @@ def test_settling_for_nothing_closes_the_reservation_with_a_zero_charge(store: J
     assert (summary.spent_today, summary.reserved_today, summary.charges) == (Decimal(0), Decimal(0), 1)
 
 
-def test_an_attempt_charged_by_crash_resume_is_not_charged_again_when_settled(
-    store: JobStore, job_id: str
-) -> None:
-    attempt = store.start_attempt(
-        job_id, offer_id="o", provider="fal", model="m", estimated_cost=Decimal("0.03")
-    )
+def test_an_attempt_charged_by_crash_resume_is_not_charged_again_when_settled(store: JobStore, job_id: str) -> None:
+    attempt = store.start_attempt(job_id, offer_id="o", provider="fal", model="m", estimated_cost=Decimal("0.03"))
     held = reserve(store, job_id, "0.03")
 
     store.charge(job_id, Decimal("0.03"), attempt_id=attempt.id)
@@ -184,15 +180,9 @@ def test_a_reservation_settled_after_midnight_is_charged_to_its_own_day(store: J
 
 
 def test_spend_summary_groups_charges_by_provider(store: JobStore, job_id: str) -> None:
-    fal = store.start_attempt(
-        job_id, offer_id="f", provider="fal", model="m", estimated_cost=Decimal("0.025")
-    )
-    krea = store.start_attempt(
-        job_id, offer_id="k", provider="krea", model="m", estimated_cost=Decimal("0.03")
-    )
-    krea_retry = store.start_attempt(
-        job_id, offer_id="k", provider="krea", model="m", estimated_cost=Decimal(0)
-    )
+    fal = store.start_attempt(job_id, offer_id="f", provider="fal", model="m", estimated_cost=Decimal("0.025"))
+    krea = store.start_attempt(job_id, offer_id="k", provider="krea", model="m", estimated_cost=Decimal("0.03"))
+    krea_retry = store.start_attempt(job_id, offer_id="k", provider="krea", model="m", estimated_cost=Decimal(0))
     store.settle(reserve(store, job_id, "0.025"), Decimal("0.025"), attempt_id=fal.id)
     store.settle(reserve(store, job_id, "0.03"), Decimal("0.03"), attempt_id=krea.id)
     store.charge(job_id, Decimal("0.015"), attempt_id=krea_retry.id)
@@ -211,9 +201,7 @@ def test_spend_summary_groups_charges_by_provider(store: JobStore, job_id: str) 
     assert summary.remaining_today == Decimal("1.929")
 
 
-def test_ledger_operations_refuse_unknown_jobs_attempts_and_reservations(
-    store: JobStore, job_id: str
-) -> None:
+def test_ledger_operations_refuse_unknown_jobs_attempts_and_reservations(store: JobStore, job_id: str) -> None:
     with pytest.raises(JobNotFound):
         reserve(store, "nope", "0.10")
     with pytest.raises(JobNotFound):
@@ -225,9 +213,7 @@ def test_ledger_operations_refuse_unknown_jobs_attempts_and_reservations(
     assert store.total_charged() == Decimal(0)
 
 
-def test_concurrent_reservations_from_sixteen_threads_never_exceed_the_daily_cap(
-    store: JobStore, job_id: str
-) -> None:
+def test_concurrent_reservations_from_sixteen_threads_never_exceed_the_daily_cap(store: JobStore, job_id: str) -> None:
     barrier = threading.Barrier(16)
     granted: list[Reservation] = []
     refused: list[BudgetExceeded] = []

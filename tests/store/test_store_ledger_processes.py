@@ -16,9 +16,7 @@ PROCESSES = 4
 TRIES_PER_PROCESS = 4
 
 
-def reserve_in_child(
-    path: str, job_id: str, barrier: Barrier, granted: multiprocessing.SimpleQueue[int]
-) -> None:
+def reserve_in_child(path: str, job_id: str, barrier: Barrier, granted: multiprocessing.SimpleQueue[int]) -> None:
     """Runs in a spawned process with its own JobStore on the shared file; reports how many it got."""
     store = JobStore(Path(path))
     barrier.wait()
