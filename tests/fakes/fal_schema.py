@@ -1,0 +1,227 @@
+"""Input rules, defaults and prices of the fal FLUX endpoints the fake serves (pydantic-style 422 details)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+IMAGE_SIZE_PRESETS: dict[str, tuple[int, int]] = {
+    "square_hd": (1024, 1024),
+    "square": (512, 512),
+    "portrait_4_3": (768, 1024),
+    "portrait_16_9": (576, 1024),
+    "landscape_4_3": (1024, 768),
+    "landscape_16_9": (1024, 576),
+}
+MAX_SIDE = 14142
+MAX_PIXELS = 2048 * 2048  # "up to 4 megapixels": 2048x2048 is the largest square allowed
+
+
+@dataclass(frozen=True)
+class FalModel:
+    """One fal endpoint id with its step range, defaults and per-megapixel price."""
+
+    id: str
+    kind: Literal["t2i", "i2i"]
+    steps: tuple[int, int]
+    default_steps: int
+    default_guidance: float
+    price_per_mp: Decimal = Decimal("0.025")
+
+    @property
+    def owner_app(self) -> str:
+        return "/".join(self.id.split("/")[:2])
+
+
+MODELS: dict[str, FalModel] = {
+    m.id: m
+    for m in (
+        FalModel("fal-ai/flux/krea", "t2i", (1, 50), 28, 4.5),
+        FalModel("fal-ai/flux/dev", "t2i", (1, 50), 28, 3.5),
+        FalModel("fal-ai/flux/krea/image-to-image", "i2i", (10, 50), 40, 4.5),
+    )
+}
+
+
+def price(model: FalModel, width: int, height: int, num_images: int) -> Decimal:
+    """fal's rule: megapixels rounded up per image, times the per-MP price, times images."""
+    megapixels = -(-width * height // 1_000_000)
+    return megapixels * model.price_per_mp * num_images
+
+
+def _error(
+    loc: tuple[Any, ...], kind: str, msg: str, value: Any, ctx: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "loc": ["body", *loc],
+        "msg": msg,
+        "type": kind,
+        "input": value,
+        "url": f"https://docs.fal.ai/errors#{kind}",
+    }
+    if ctx:
+        item["ctx"] = dict(ctx)
+    return item
+
+
+def _literal(options: tuple[str, ...]) -> str:
+    quoted = [f"'{o}'" for o in options]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+
+
+class _Checker:
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        self.body = body
+        self.errors: list[dict[str, Any]] = []
+
+    def required(self, name: str) -> bool:
+        if name not in self.body:
+            self.errors.append(_error((name,), "missing", "Field required", dict(self.body)))
+            return False
+        return True
+
+    def string(self, name: str) -> None:
+        if name in self.body and not isinstance(self.body[name], str):
+            self.errors.append(_error((name,), "string_type", "Input should be a valid string", self.body[name]))
+
+    def boolean(self, name: str) -> None:
+        if name in self.body and not isinstance(self.body[name], bool):
+            self.errors.append(_error((name,), "bool_type", "Input should be a valid boolean", self.body[name]))
+
+    def number(
+        self,
+        loc: tuple[Any, ...],
+        value: Any,
+        *,
+        integer: bool,
+        ge: float | None = None,
+        le: float | None = None,
+        gt: float | None = None,
+    ) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            kind, msg = (
+                ("int_type", "Input should be a valid integer")
+                if integer
+                else ("float_type", "Input should be a valid number")
+            )
+            self.errors.append(_error(loc, kind, msg, value))
+        elif integer and not float(value).is_integer():
+            self.errors.append(
+                _error(
+                    loc,
+                    "int_from_float",
+                    "Input should be a valid integer, got a number with a fractional part",
+                    value,
+                )
+            )
+        elif gt is not None and value <= gt:
+            self.errors.append(_error(loc, "greater_than", f"Input should be greater than {gt:g}", value, {"gt": gt}))
+        elif ge is not None and value < ge:
+            self.errors.append(
+                _error(
+                    loc,
+                    "greater_than_equal",
+                    f"Input should be greater than or equal to {ge:g}",
+                    value,
+                    {"ge": ge},
+                )
+            )
+        elif le is not None and value > le:
+            self.errors.append(
+                _error(loc, "less_than_equal", f"Input should be less than or equal to {le:g}", value, {"le": le})
+            )
+
+    def field(self, name: str, *, integer: bool, ge: float | None = None, le: float | None = None) -> None:
+        if name in self.body:
+            self.number((name,), self.body[name], integer=integer, ge=ge, le=le)
+
+    def choice(self, name: str, options: tuple[str, ...]) -> None:
+        if name in self.body and self.body[name] not in options:
+            expected = _literal(options)
+            self.errors.append(
+                _error(
+                    (name,),
+                    "literal_error",
+                    f"Input should be {expected}",
+                    self.body[name],
+                    {"expected": expected},
+                )
+            )
+
+    def image_size(self) -> None:
+        value = self.body.get("image_size")
+        if value is None or isinstance(value, str):
+            if value is not None:
+                self.choice("image_size", tuple(IMAGE_SIZE_PRESETS))
+            return
+        if not isinstance(value, dict):
+            self.errors.append(
+                _error(
+                    ("image_size",),
+                    "model_attributes_type",
+                    "Input should be a valid dictionary or object to extract fields from",
+                    value,
+                )
+            )
+            return
+        before = len(self.errors)
+        for side in ("width", "height"):
+            self.number(("image_size", side), value.get(side, 512), integer=True, gt=0, le=MAX_SIDE)
+        if len(self.errors) == before and value.get("width", 512) * value.get("height", 512) > MAX_PIXELS:
+            self.errors.append(
+                _error(
+                    ("image_size",),
+                    "value_error",
+                    f"Value error, image_size must be at most {MAX_PIXELS} pixels",
+                    value,
+                    {"max_pixels": MAX_PIXELS},
+                )
+            )
+
+
+def validate(model: FalModel, body: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Return ``(input with defaults, errors)``; errors are 422 ``detail`` items (extras are ignored)."""
+    if not isinstance(body, dict):
+        return {}, [_error((), "model_attributes_type", "Input should be a valid dictionary", body)]
+    check = _Checker(body)
+    if check.required("prompt"):
+        check.string("prompt")
+    if model.kind == "i2i":
+        if check.required("image_url"):
+            check.string("image_url")
+        check.field("strength", integer=False, ge=0.01, le=1)
+    else:
+        check.image_size()
+    check.field("num_inference_steps", integer=True, ge=model.steps[0], le=model.steps[1])
+    check.field("guidance_scale", integer=False, ge=1, le=20)
+    check.field("num_images", integer=True, ge=1, le=4)
+    check.field("seed", integer=True)
+    check.choice("output_format", ("jpeg", "png"))
+    check.choice("acceleration", ("none", "regular", "high"))
+    for flag in ("enable_safety_checker", "sync_mode"):
+        check.boolean(flag)
+    if check.errors:
+        return dict(body), check.errors
+    defaults: dict[str, Any] = {
+        "num_inference_steps": model.default_steps,
+        "guidance_scale": model.default_guidance,
+        "num_images": 1,
+        "enable_safety_checker": True,
+        "output_format": "jpeg",
+        "sync_mode": False,
+        "acceleration": "none",
+    }
+    if model.kind == "i2i":
+        defaults["strength"] = 0.95
+    else:
+        defaults["image_size"] = "landscape_4_3"
+    return {**defaults, **body}, []
+
+
+def output_size(image_size: Any) -> tuple[int, int]:
+    """Pixel size for a validated t2i ``image_size``."""
+    if isinstance(image_size, str):
+        return IMAGE_SIZE_PRESETS[image_size]
+    return int(image_size.get("width", 512)), int(image_size.get("height", 512))

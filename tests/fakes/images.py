@@ -1,0 +1,119 @@
+"""Real image bytes for the fakes' download URLs: Pillow gradients, black safety-checker images, uploads."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import io
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+from PIL import Image
+
+ImageFormat = Literal["png", "jpeg"]
+CONTENT_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg"}
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What a generated image looks like: logical size, format, and whether it was blacked out."""
+
+    width: int
+    height: int
+    fmt: ImageFormat = "png"
+    black: bool = False
+    seed: int = 0
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.fmt]
+
+
+@functools.lru_cache(maxsize=64)
+def render(spec: ImageSpec, scale: float = 1.0) -> bytes:
+    """Encode ``spec`` at ``scale`` times its logical size (a red/green gradient tinted by the seed)."""
+    width = max(1, round(spec.width * scale))
+    height = max(1, round(spec.height * scale))
+    if spec.black:
+        image = Image.new("RGB", (width, height))
+    else:
+        ramp = Image.linear_gradient("L")  # 256x256, dark at the top
+        green = ramp.resize((width, height))
+        red = ramp.rotate(90).resize((width, height))
+        blue = Image.new("L", (width, height), spec.seed % 256)
+        image = Image.merge("RGB", (red, green, blue))
+    out = io.BytesIO()
+    if spec.fmt == "png":
+        image.save(out, "PNG", compress_level=1)
+    else:
+        image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def size_of(data: bytes) -> tuple[int, int] | None:
+    """Pixel size of encoded image bytes, or None if Pillow cannot read them."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception:
+        return None
+
+
+def decode_data_uri(uri: str) -> bytes | None:
+    """Bytes of a base64 ``data:`` URI, or None if ``uri`` is not one."""
+    if not uri.startswith("data:") or ";base64," not in uri:
+        return None
+    try:
+        return base64.b64decode(uri.split(";base64,", 1)[1], validate=False)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def data_uri(data: bytes, content_type: str) -> str:
+    return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+
+
+class FileStore:
+    """Files a fake serves at ``GET /files/{name}``: generated images (rendered lazily) and uploads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._specs: dict[str, ImageSpec] = {}
+        self._blobs: dict[str, tuple[bytes, str]] = {}
+        self.scale = 1.0
+
+    def add_image(self, name: str, spec: ImageSpec) -> None:
+        with self._lock:
+            self._specs[name] = spec
+
+    def add_blob(self, name: str, data: bytes, content_type: str) -> None:
+        with self._lock:
+            self._blobs[name] = (data, content_type)
+
+    def get(self, name: str) -> tuple[bytes, str] | None:
+        with self._lock:
+            blob = self._blobs.get(name)
+            spec = self._specs.get(name)
+            scale = self.scale
+        if blob is not None:
+            return blob
+        if spec is None:
+            return None
+        return render(spec, scale), spec.content_type
+
+    def logical_size(self, name: str) -> tuple[int, int] | None:
+        """Size of a stored file as the API reports it (logical size for generated images)."""
+        with self._lock:
+            spec = self._specs.get(name)
+            blob = self._blobs.get(name)
+        if spec is not None:
+            return spec.width, spec.height
+        return size_of(blob[0]) if blob is not None else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._specs.clear()
+            self._blobs.clear()
+        self.scale = 1.0

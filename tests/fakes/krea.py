@@ -1,0 +1,244 @@
+"""Protocol-faithful fake of the Krea API (image generation jobs) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from datetime import UTC, datetime
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any, ClassVar, Literal
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.fakes.images import ImageSpec
+from tests.fakes.jobs import Job, Outcome, iso
+from tests.fakes.krea_schema import ENDPOINTS, KreaBadRequest, output_size, validate
+from tests.fakes.server import ASGIApp
+from tests.fakes.service import FakeService
+
+KREA_STATUSES = (
+    "backlogged",
+    "queued",
+    "scheduled",
+    "processing",
+    "sampling",
+    "intermediate-complete",
+    "completed",
+    "failed",
+    "cancelled",
+)
+CONCURRENCY_ERROR = "You have reached the maximum number of concurrent jobs."
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+class KreaFake(FakeService):
+    """Fake ``https://api.krea.ai``: ``POST /generate/image/{vendor}/{model}``, ``/jobs``, ``/files``.
+
+    Config (restored by ``reset()``): ``balance`` (Decimal USD or None = unlimited),
+    ``concurrency_limit`` (None = unlimited), ``over_limit`` ("backlog" | "reject"),
+    ``backlog_limit`` (None = unlimited; a full backlog answers 429), ``intermediate_complete``
+    (pass through that status), ``timings`` (seconds per status), ``manual``, ``image_scale``,
+    ``webhook_max_attempts``, ``webhook_retry_delay``.
+    """
+
+    name: ClassVar[str] = "krea"
+    accept_route: ClassVar[str] = "create"
+    waiting_status: ClassVar[str] = "backlogged"
+
+    def __init__(self, token: str = "test-krea-token") -> None:
+        self.token = token
+        super().__init__()
+
+    def configure(self) -> None:
+        super().configure()
+        self.balance: Decimal | None = None
+        self.over_limit: Literal["backlog", "reject"] = "backlog"
+        self.backlog_limit: int | None = None
+        self.intermediate_complete = False
+        self.timings: dict[str, float] = {
+            "queued": 0.02,
+            "scheduled": 0.02,
+            "processing": 0.02,
+            "sampling": 0.02,
+            "intermediate-complete": 0.02,
+        }
+
+    # --- wiring -----------------------------------------------------------------------------
+    def build_app(self) -> ASGIApp:
+        routes = [
+            Route("/generate/image/{vendor}/{model:path}", self._create, methods=["POST"]),
+            Route("/jobs", self._list, methods=["GET"]),
+            Route("/jobs/{job_id}", self._get, methods=["GET"]),
+            Route("/jobs/{job_id}", self._delete, methods=["DELETE"]),
+            Route("/files/{name}", self._file, methods=["GET"]),
+        ]
+        return Starlette(routes=routes, exception_handlers={HTTPException: self._http_exception})
+
+    def classify(self, method: str, path: str, port: int) -> str:
+        if path.startswith("/generate/"):
+            return "create"
+        if path.startswith("/files/"):
+            return "download"
+        if path.rstrip("/") == "/jobs":
+            return "list_jobs"
+        if path.startswith("/jobs/"):
+            return "cancel" if method == "DELETE" else "get_job"
+        return "other"
+
+    def error_body(self, status: int) -> Any:
+        return {"error": HTTPStatus(status).phrase}
+
+    async def _http_exception(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        return _error(status, HTTPStatus(status).phrase)
+
+    # --- representation -----------------------------------------------------------------------
+    def job_json(self, job: Job) -> dict[str, Any]:
+        """The Job object exactly as ``GET /jobs/{id}`` returns it."""
+        result: dict[str, Any] | None = None
+        if job.outcome is Outcome.COMPLETED:
+            result = {"urls": list(job.result)}
+        elif job.outcome is Outcome.FAILED:
+            result = {"error": job.error}
+        finished = job.finished_wall
+        return {
+            "job_id": job.id,
+            "status": job.status,
+            "created_at": iso(job.created_wall),
+            "completed_at": iso(finished) if finished is not None else None,
+            "result": result,
+        }
+
+    def on_terminal(self, job: Job) -> None:
+        if job.outcome is Outcome.COMPLETED:
+            width, height = job.meta["size"]
+            name = f"{job.id}-0.png"
+            self.files.add_image(name, ImageSpec(width, height, "png", seed=job.meta["seed"] % 256))
+            job.result = [f"{self.base_url}/files/{name}"]
+            if self.balance is not None:
+                self.balance -= job.price
+        url = job.meta.get("webhook_url")
+        if url:
+            self.send_webhook(job, url, json.dumps(self.job_json(job)).encode(), {})
+
+    # --- handlers ------------------------------------------------------------------------------
+    def _authorized(self, request: Request) -> bool:
+        return request.headers.get("authorization", "") == f"Bearer {self.token}"
+
+    async def _create(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Unauthorized: missing or invalid API token")
+        endpoint = ENDPOINTS.get(f"{request.path_params['vendor']}/{request.path_params['model']}")
+        if endpoint is None:
+            return _error(404, "Not Found")
+        try:
+            raw = json.loads(await request.body() or b"null")
+        except ValueError:
+            return _error(400, "body: invalid JSON")
+        try:
+            body = validate(endpoint, raw)
+        except KreaBadRequest as exc:
+            return _error(400, str(exc))
+        webhook_url = request.headers.get("x-webhook-url")
+        if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
+            return _error(400, "X-Webhook-URL: must be an http(s) URL")
+        price = endpoint.price_for(body)
+        with self.lock:
+            self.sync()
+            if self.balance is not None and price > self.balance:
+                return _error(402, "Insufficient balance")
+            if not self.board.has_capacity() or self.board.waiting_jobs():
+                if self.over_limit == "reject":
+                    return _error(429, CONCURRENCY_ERROR)
+                if self.backlog_limit is not None and len(self.board.waiting_jobs()) >= self.backlog_limit:
+                    return _error(429, CONCURRENCY_ERROR)
+            seed = body.get("seed")
+            meta = {
+                "endpoint": endpoint.path,
+                "size": output_size(endpoint, body),
+                "webhook_url": webhook_url,
+                "seed": int(seed) if seed is not None else random.randrange(2**32),
+                "body": raw,
+            }
+            names = ["queued", "scheduled", "processing", "sampling"]
+            if self.intermediate_complete:
+                names.append("intermediate-complete")
+            job = self.create_job(
+                model=endpoint.path,
+                input=body,
+                price=price,
+                phases=[(name, self.timings[name]) for name in names],
+                meta=meta,
+                failure=self.faults.take_job_failure(),
+            )
+            return JSONResponse(self.job_json(job))
+
+    def _lookup(self, request: Request) -> Job | None:
+        self.sync()
+        return self.board.jobs.get(request.path_params["job_id"])
+
+    async def _get(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Unauthorized: missing or invalid API token")
+        with self.lock:
+            job = self._lookup(request)
+            if job is None:
+                return _error(404, "Job not found or not authorized")
+            return JSONResponse(self.job_json(job))
+
+    async def _delete(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Unauthorized: missing or invalid API token")
+        with self.lock:
+            job = self._lookup(request)
+            if job is None:
+                return _error(404, "Job not found or not authorized")
+            if job.terminal:
+                return _error(400, f"Job cannot be cancelled: its status is {job.status}")
+            self.cancel(job.id)
+            return JSONResponse(self.job_json(job))
+
+    async def _list(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Unauthorized: missing or invalid API token")
+        query = request.query_params
+        try:
+            limit = int(query.get("limit", "100"))
+            cursor = datetime.fromisoformat(query["cursor"]) if "cursor" in query else None
+        except ValueError:
+            return _error(400, "Invalid query parameters")
+        if cursor is not None and cursor.tzinfo is None:
+            cursor = cursor.replace(tzinfo=UTC)
+        status = query.get("status")
+        if not 1 <= limit <= 1000 or (status is not None and status not in KREA_STATUSES):
+            return _error(400, "Invalid query parameters")
+        with self.lock:
+            self.sync()
+            jobs = sorted(self.board.jobs.values(), key=lambda job: job.created_wall, reverse=True)
+            jobs = [
+                job
+                for job in jobs
+                if (cursor is None or job.created_wall < cursor) and (status is None or job.status == status)
+            ]
+            page = jobs[:limit]
+            # microseconds: jobs created within one millisecond must not fall between pages
+            next_cursor = None
+            if len(jobs) > limit:
+                next_cursor = page[-1].created_wall.isoformat(timespec="microseconds").replace("+00:00", "Z")
+            return JSONResponse({"items": [self.job_json(job) for job in page], "next_cursor": next_cursor})
+
+    async def _file(self, request: Request) -> Response:
+        found = await asyncio.to_thread(self.files.get, request.path_params["name"])
+        if found is None:
+            return _error(404, "Not Found")
+        data, content_type = found
+        return Response(data, media_type=content_type)

@@ -1,0 +1,325 @@
+"""The fal fake speaks fal's queue protocol: driven here with the real fal-client."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import fal_client
+import httpx
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from PIL import Image
+
+from tests.fakes.fal import FalFake
+from tests.fakes.webhooks import Delivery, WebhookReceiver
+
+KREA = "fal-ai/flux/krea"
+
+
+@pytest.fixture
+async def fal(fal_fake: FalFake) -> AsyncIterator[fal_client.AsyncClient]:
+    yield fal_client.AsyncClient(key=fal_fake.key)
+
+
+@pytest.fixture
+async def raw(fal_fake: FalFake) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=fal_fake.base_url, headers={"Authorization": f"Key {fal_fake.key}"}) as c:
+        yield c
+
+
+def decoded(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+async def test_submit_poll_with_logs_and_fetch_the_result(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    handle = await fal.submit(KREA, {"prompt": "a red fox", "seed": 7})
+    events = [event async for event in handle.iter_events(with_logs=True, interval=0.005)]
+    result = await handle.get()
+
+    assert isinstance(events[-1], fal_client.Completed)
+    kinds = [type(event).__name__ for event in events]
+    assert kinds == sorted(kinds, key=["Queued", "InProgress", "Completed"].index)
+    assert events[-1].logs is not None and events[-1].logs[-1]["message"] == "step 28/28"
+    assert events[-1].metrics["inference_time"] > 0
+    (image,) = result["images"]
+    assert (image["width"], image["height"], image["content_type"]) == (1024, 768, "image/jpeg")
+    assert result["seed"] == 7 and result["has_nsfw_concepts"] == [False] and result["prompt"] == "a red fox"
+    downloaded = decoded((await raw.get(image["url"])).content)
+    assert downloaded.format == "JPEG" and downloaded.size == (1024, 768)
+    assert fal_fake.billed == Decimal("0.025") and fal_fake.charges == [(handle.request_id, Decimal("0.025"))]
+
+
+async def test_follow_up_urls_use_owner_and_app_only(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    handle = await fal.submit("fal-ai/flux/krea/image-to-image", {"prompt": "x", "image_url": "https://a/b.png"})
+    assert handle.status_url == f"{fal_fake.base_url}/fal-ai/flux/requests/{handle.request_id}/status"
+    assert handle.cancel_url.endswith(f"/fal-ai/flux/requests/{handle.request_id}/cancel")
+    wrong = await raw.get(f"/fal-ai/flux/krea/image-to-image/requests/{handle.request_id}/status")
+    assert wrong.status_code in (404, 405)
+    assert "x-fal-request-id" in (await raw.get(handle.status_url)).headers
+
+
+async def test_queue_position_counts_down_as_jobs_ahead_finish(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    fal_fake.queue_ahead = 3
+    submitted = (await raw.post(f"/{KREA}", json={"prompt": "x"})).json()
+    assert (submitted["status"], submitted["queue_position"]) == ("IN_QUEUE", 3)
+    handle = await fal.get_handle(KREA, submitted["request_id"])
+    events = [event async for event in handle.iter_events(interval=0.002)]
+    positions = [event.position for event in events if isinstance(event, fal_client.Queued)]
+    assert positions == sorted(positions, reverse=True) and isinstance(events[-1], fal_client.Completed)
+
+
+async def test_invalid_input_fails_at_run_time_with_a_422_detail(
+    fal: fal_client.AsyncClient, fal_fake: FalFake
+) -> None:
+    with pytest.raises(fal_client.FalClientHTTPError) as caught:
+        await fal.subscribe(KREA, {"prompt": "x", "num_images": 9, "guidance_scale": 0.5}, interval=0.005)
+    assert caught.value.status_code == 422
+    detail = caught.value.response.json()["detail"]  # also caught.value.message, typed str by fal-client
+    assert [(d["loc"], d["type"]) for d in detail] == [
+        (["body", "guidance_scale"], "greater_than_equal"),
+        (["body", "num_images"], "less_than_equal"),
+    ]
+    assert detail[1]["ctx"] == {"le": 4}
+    assert fal_fake.billed == 0
+
+
+async def test_validate_at_submit_rejects_before_queueing(fal: fal_client.AsyncClient, fal_fake: FalFake) -> None:
+    fal_fake.validate_at_submit = True
+    with pytest.raises(fal_client.FalClientHTTPError) as caught:
+        await fal.submit(KREA, {"image_size": {"width": 4096, "height": 4096}})
+    assert caught.value.status_code == 422
+    detail = caught.value.response.json()["detail"]
+    assert [d["type"] for d in detail] == ["missing", "value_error"]
+    assert detail[1]["ctx"] == {"max_pixels": 2048 * 2048}
+    assert fal_fake.jobs == []
+
+
+async def test_cancel_then_cancel_again(fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient) -> None:
+    fal_fake.manual = True
+    handle = await fal.submit(KREA, {"prompt": "x"})
+    response = await raw.put(handle.cancel_url)
+    assert (response.status_code, response.json()) == (202, {"status": "CANCELLATION_REQUESTED"})
+    with pytest.raises(fal_client.FalClientHTTPError) as caught:
+        await handle.cancel()
+    assert caught.value.status_code == 400 and json.loads(caught.value.message) == {"status": "ALREADY_COMPLETED"}
+    status = await handle.status()
+    assert isinstance(status, fal_client.Completed) and status.error_type == "request_cancelled"
+    unknown = await raw.put("/fal-ai/flux/requests/00000000-0000-0000-0000-000000000000/cancel")
+    assert (unknown.status_code, unknown.json()) == (404, {"status": "NOT_FOUND"})
+    assert fal_fake.billed == 0
+
+
+async def test_result_is_not_available_before_completion(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    fal_fake.manual = True
+    handle = await fal.submit(KREA, {"prompt": "x"})
+    early = await raw.get(handle.response_url)
+    assert (early.status_code, early.json()) == (400, {"detail": "Request is still in progress"})
+    fal_fake.advance(handle.request_id)
+    assert isinstance(await handle.status(with_logs=True), fal_client.InProgress)
+    fal_fake.complete(handle.request_id)
+    assert (await raw.get(handle.response_url)).status_code == 200
+
+
+async def test_nsfw_prompts_are_flagged_and_blacked_out(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    fal_fake.nsfw_prompts = ["forbidden"]
+    fal_fake.image_scale = 1 / 8
+    result = await fal.subscribe(
+        KREA, {"prompt": "a Forbidden scene", "num_images": 2, "output_format": "png"}, interval=0.005
+    )
+    assert result["has_nsfw_concepts"] == [True, True]
+    image = decoded((await raw.get(result["images"][0]["url"])).content)
+    assert image.format == "PNG" and image.size == (128, 96) and image.getextrema() == ((0, 0),) * 3
+
+
+def verify(delivery: Delivery, jwks: dict[str, list[dict[str, str]]]) -> bool:
+    """What a receiver must do: rebuild the message and try every published Ed25519 key."""
+    headers = delivery.headers
+    digest = hashlib.sha256(delivery.body).hexdigest()
+    message = "\n".join(
+        [
+            headers["x-fal-webhook-request-id"],
+            headers["x-fal-webhook-user-id"],
+            headers["x-fal-webhook-timestamp"],
+            digest,
+        ]
+    ).encode()
+    for key in jwks["keys"]:
+        public = Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(key["x"] + "=" * (-len(key["x"]) % 4)))
+        try:
+            public.verify(bytes.fromhex(headers["x-fal-webhook-signature"]), message)
+            return True
+        except InvalidSignature:
+            continue
+    return False
+
+
+async def test_webhook_is_signed_with_a_key_from_the_jwks(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient, webhook_receiver: WebhookReceiver
+) -> None:
+    handle = await fal.submit(KREA, {"prompt": "x"}, webhook_url=webhook_receiver.url)
+    delivery = await webhook_receiver.wait_for(1)
+    jwks = (await raw.get(fal_fake.jwks_url)).json()
+
+    assert verify(delivery, jwks)
+    assert abs(int(delivery.headers["x-fal-webhook-timestamp"]) - time.time()) < 300
+    body = delivery.json()
+    assert body["request_id"] == handle.request_id and body["status"] == "OK" and body["error"] is None
+    assert body["payload"] == await handle.get()
+
+    fal_fake.webhook_signing = "forged"
+    await fal.submit(KREA, {"prompt": "x"}, webhook_url=webhook_receiver.url)
+    assert not verify(await webhook_receiver.wait_for(2), jwks)
+    fal_fake.webhook_signing = "stale"
+    await fal.submit(KREA, {"prompt": "x"}, webhook_url=webhook_receiver.url)
+    stale = await webhook_receiver.wait_for(3)
+    assert verify(stale, jwks) and time.time() - int(stale.headers["x-fal-webhook-timestamp"]) > 300
+
+
+async def test_failed_request_webhook_reports_error_and_payload(
+    fal: fal_client.AsyncClient, webhook_receiver: WebhookReceiver
+) -> None:
+    await fal.submit(KREA, {"num_images": 2}, webhook_url=webhook_receiver.url)
+    body = (await webhook_receiver.wait_for(1)).json()
+    assert body["status"] == "ERROR" and body["error"] == "Invalid status code: 422"
+    assert body["payload"]["detail"][0]["loc"] == ["body", "prompt"]
+
+
+async def test_fal_client_retries_429_by_itself(fal: fal_client.AsyncClient, fal_fake: FalFake) -> None:
+    fal_fake.faults.http_error(429, headers={"Retry-After": "1"}, route="submit", times=2)
+    result = await fal.subscribe(KREA, {"prompt": "x"}, interval=0.005)
+    assert result["images"] and fal_fake.request_counts["submit"] == 3 and len(fal_fake.jobs) == 1
+
+
+async def test_fal_client_retries_ingress_503_but_not_an_app_503(
+    fal: fal_client.AsyncClient, fal_fake: FalFake
+) -> None:
+    fal_fake.faults.http_error(503, ingress=True, route="status")
+    await fal.subscribe(KREA, {"prompt": "x"}, interval=0.005)
+    fal_fake.faults.http_error(503, route="submit")
+    with pytest.raises(fal_client.FalClientHTTPError) as caught:
+        await fal.submit(KREA, {"prompt": "x"})
+    assert caught.value.status_code == 503 and "x-fal-request-id" in caught.value.response_headers
+
+
+async def test_a_drop_after_acceptance_makes_fal_client_pay_twice(
+    fal: fal_client.AsyncClient, fal_fake: FalFake
+) -> None:
+    fal_fake.faults.drop_after_accept()
+    await fal.subscribe(KREA, {"prompt": "x"}, interval=0.005)
+    for job in fal_fake.jobs:
+        await fal.result(KREA, job.id)
+    assert len(fal_fake.jobs) == 2 and fal_fake.billed == Decimal("0.050")
+
+
+@pytest.mark.parametrize(
+    ("model", "arguments", "price"),
+    [
+        (KREA, {"prompt": "x", "image_size": {"width": 1500, "height": 1000}, "num_images": 3}, "0.150"),
+        ("fal-ai/flux/dev", {"prompt": "x", "image_size": "square"}, "0.025"),
+        (KREA, {"prompt": "x", "image_size": {"width": 2048, "height": 2048}}, "0.125"),
+    ],
+)
+async def test_billing_rounds_megapixels_up_per_image(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, model: str, arguments: dict[str, object], price: str
+) -> None:
+    fal_fake.image_scale = 1 / 16
+    await fal.subscribe(model, arguments, interval=0.005)
+    assert fal_fake.billed == Decimal(price)
+
+
+async def test_image_to_image_takes_its_size_from_an_uploaded_image(
+    fal: fal_client.AsyncClient, fal_fake: FalFake
+) -> None:
+    url = await fal.upload_image(Image.new("RGB", (1600, 900)), "png")
+    assert url.startswith(fal_fake.base_url)
+    result = await fal.subscribe("fal-ai/flux/krea/image-to-image", {"prompt": "x", "image_url": url}, interval=0.005)
+    assert (result["images"][0]["width"], result["images"][0]["height"]) == (1600, 900)
+    assert fal_fake.billed == Decimal("0.050")
+
+
+async def test_run_returns_the_result_directly(fal: fal_client.AsyncClient, fal_fake: FalFake) -> None:
+    result = await fal.run("fal-ai/flux/dev", {"prompt": "x", "sync_mode": True})
+    assert result["images"][0]["url"].startswith("data:image/jpeg;base64,")
+    assert fal_fake.request_counts["run"] == 1 and fal_fake.billed == Decimal("0.025")
+
+
+async def test_status_stream_emits_each_change_then_closes(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    fal_fake.manual = True
+    handle = await fal.submit(KREA, {"prompt": "x"})
+    statuses = []
+    async with raw.stream("GET", handle.status_url + "/stream") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                statuses.append(json.loads(line[6:])["status"])
+                if statuses[-1] != "COMPLETED":
+                    fal_fake.advance(handle.request_id)
+    assert statuses == ["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+
+
+async def test_a_failed_job_surfaces_on_result(fal: fal_client.AsyncClient, fal_fake: FalFake) -> None:
+    fal_fake.faults.fail_job("CUDA out of memory", status_code=500, error_type="internal_error")
+    handle = await fal.submit(KREA, {"prompt": "x"})
+    with pytest.raises(fal_client.FalClientHTTPError) as caught:
+        await handle.get(interval=0.005)
+    assert caught.value.status_code == 500 and caught.value.error_type == "internal_error"
+    status = await handle.status()
+    assert isinstance(status, fal_client.Completed) and status.error == "CUDA out of memory"
+    assert fal_fake.billed == 0
+
+
+async def test_a_wrong_key_gets_401(fal_fake: FalFake) -> None:
+    with pytest.raises(fal_client.FalClientHTTPError) as caught:
+        await fal_client.AsyncClient(key="other:key").submit(KREA, {"prompt": "x"})
+    assert caught.value.status_code == 401
+
+
+async def test_a_runner_may_ignore_cancellation_once_in_progress(
+    fal: fal_client.AsyncClient, fal_fake: FalFake
+) -> None:
+    fal_fake.manual, fal_fake.honor_cancel_in_progress = True, False
+    handle = await fal.submit(KREA, {"prompt": "x"})
+    fal_fake.advance(handle.request_id)  # IN_PROGRESS
+    await handle.cancel()  # 202 CANCELLATION_REQUESTED, yet the runner carries on
+    fal_fake.advance(handle.request_id)
+    assert (await handle.get())["images"] and fal_fake.billed == Decimal("0.025")
+
+
+async def test_requests_over_the_concurrency_limit_wait_in_queue(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    fal_fake.manual, fal_fake.concurrency_limit = True, 1
+    first, second, third = [await fal.submit(KREA, {"prompt": p}) for p in "abc"]
+    assert [await h.status() for h in (second, third)] == [fal_client.Queued(0), fal_client.Queued(1)]
+    fal_fake.advance(first.request_id)
+    fal_fake.complete(first.request_id)
+    assert [await h.status() for h in (second, third)] == [fal_client.Queued(0), fal_client.Queued(0)]
+    fal_fake.advance(second.request_id)
+    in_progress = await raw.get(second.status_url, params={"logs": "1"})  # JS clients send logs=1
+    assert in_progress.status_code == 202 and in_progress.json()["logs"] == []
+    fal_fake.report_steps(second.request_id, 3)
+    status = await second.status(with_logs=True)
+    assert isinstance(status, fal_client.InProgress) and status.logs is not None
+    assert [line["message"] for line in status.logs] == ["step 1/28", "step 2/28", "step 3/28"]
+    assert (await second.status(with_logs=False)) == fal_client.InProgress(logs=None)

@@ -1,0 +1,304 @@
+"""The Krea fake speaks the Krea API protocol: driven here with a raw httpx client."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.fakes.krea import KreaFake
+from tests.fakes.webhooks import WebhookReceiver
+
+FLUX = "/generate/image/bfl/flux-1-dev"
+KREA_2_LARGE = "/generate/image/krea/krea-2/large"
+
+
+@pytest.fixture
+async def krea(krea_fake: KreaFake) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {krea_fake.token}"}
+    async with httpx.AsyncClient(base_url=krea_fake.base_url, headers=headers) as client:
+        yield client
+
+
+async def poll(client: httpx.AsyncClient, job_id: str) -> tuple[dict[str, Any], list[str]]:
+    """Poll like a client does until ``completed_at`` is set; return the job and the statuses seen."""
+    seen: list[str] = []
+    async with asyncio.timeout(5):
+        while True:
+            job = (await client.get(f"/jobs/{job_id}")).json()
+            if not seen or seen[-1] != job["status"]:
+                seen.append(job["status"])
+            if job["completed_at"] is not None:
+                return job, seen
+            await asyncio.sleep(0.005)  # the polling interval of the protocol, not a wait for an event
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        return image.size
+
+
+async def test_flux_job_completes_with_a_downloadable_png_of_the_requested_size(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    created = await krea.post(FLUX, json={"prompt": "a lighthouse", "width": 1024, "height": 768})
+    assert created.status_code == 200
+    body = created.json()
+    assert body["status"] == "queued" and body["completed_at"] is None and body["result"] is None
+
+    job, seen = await poll(krea, body["job_id"])
+
+    assert job["status"] == "completed" and seen[-1] == "completed"
+    order = ["queued", "scheduled", "processing", "sampling", "completed"]
+    assert [order.index(status) for status in seen] == sorted(order.index(status) for status in seen)
+    image = await krea.get(job["result"]["urls"][0])
+    assert image.headers["content-type"] == "image/png"
+    assert png_size(image.content) == (1024, 768)
+    assert krea_fake.billed == Decimal("0.007")
+    assert krea_fake.charges == [(body["job_id"], Decimal("0.007"))]
+    assert krea_fake.job(body["job_id"]).finished_at is not None
+
+
+async def test_manual_job_passes_through_every_running_status_in_order(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    krea_fake.manual = True
+    krea_fake.intermediate_complete = True
+    job_id = (await krea.post(FLUX, json={"prompt": "x"})).json()["job_id"]
+    seen = []
+    for _ in range(6):
+        job = (await krea.get(f"/jobs/{job_id}")).json()
+        seen.append(job["status"])
+        assert (job["completed_at"] is None) == (job["status"] != "completed")
+        if job["status"] != "completed":
+            krea_fake.advance(job_id)
+    assert seen == ["queued", "scheduled", "processing", "sampling", "intermediate-complete", "completed"]
+    assert krea_fake.billed == Decimal("0.007")
+
+
+@pytest.mark.parametrize(("model", "price"), [("medium", "0.03"), ("large", "0.06")])
+async def test_krea_2_uses_the_1k_size_table_and_its_price(
+    krea: httpx.AsyncClient, krea_fake: KreaFake, model: str, price: str
+) -> None:
+    krea_fake.image_scale = 1 / 16
+    created = await krea.post(
+        f"/generate/image/krea/krea-2/{model}", json={"prompt": "x", "aspect_ratio": "16:9", "resolution": "1K"}
+    )
+    job, _ = await poll(krea, created.json()["job_id"])
+    image = await krea.get(job["result"]["urls"][0])
+    assert png_size(image.content) == (1376 // 16, 768 // 16)
+    assert krea_fake.billed == Decimal(price)
+
+
+async def test_krea_2_style_references_cost_more(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    body = {
+        "prompt": "x",
+        "aspect_ratio": "1:1",
+        "resolution": "1K",
+        "image_style_references": [{"url": "https://example.com/a.png", "strength": 0.5}],
+    }
+    job_id = (await krea.post(KREA_2_LARGE, json=body)).json()["job_id"]
+    await poll(krea, job_id)
+    assert krea_fake.billed == Decimal("0.065")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        (FLUX, {"prompt": "x", "num_images": 2}, "num_images: unknown field"),
+        (FLUX, {"prompt": "x", "width": 4096}, "width: must be <= 2368"),
+        (FLUX, {"prompt": "x", "steps": "28"}, "steps: expected number"),
+        (FLUX, {"prompt": "x", "steps": 2.5}, "steps: expected integer"),
+        (FLUX, {"prompt": "x" * 1801}, "prompt: must be at most 1800 characters"),
+        (FLUX, {"width": 1024}, "prompt: required"),
+        (FLUX, {"prompt": "x", "guidance_scale": 30}, "guidance_scale: must be <= 24"),
+        (FLUX, {"prompt": "x", "styles": [{"id": "s1"}]}, "styles[0].strength: required"),
+        (FLUX, {"prompt": "x", "imageUrl": "https://a/b.png", "image_url": None}, "imageUrl: cannot be combined"),
+        (KREA_2_LARGE, {"prompt": "x", "resolution": "1K"}, "aspect_ratio: required"),
+        (KREA_2_LARGE, {"prompt": "x", "aspect_ratio": "5:4", "resolution": "1K"}, "aspect_ratio: must be one of"),
+        (KREA_2_LARGE, {"prompt": "x", "aspect_ratio": "1:1", "resolution": "1K", "width": 1024}, "width: unknown"),
+        (
+            KREA_2_LARGE,
+            {"prompt": "x", "aspect_ratio": "1:1", "resolution": "1K", "image_style_references": [{"strength": 1.5}]},
+            "image_style_references[0].strength: must be <= 1",
+        ),
+        (
+            KREA_2_LARGE,
+            {"prompt": "x", "aspect_ratio": "1:1", "resolution": "1K", "moodboards": [{}, {}]},
+            "moodboards: must have at most 1 items",
+        ),
+    ],
+)
+async def test_invalid_bodies_get_400_naming_the_field_and_create_nothing(
+    krea: httpx.AsyncClient, krea_fake: KreaFake, path: str, body: dict[str, Any], error: str
+) -> None:
+    response = await krea.post(path, json=body)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(error)
+    assert krea_fake.jobs == [] and krea_fake.billed == 0
+
+
+async def test_deprecated_camel_case_aliases_are_accepted_and_normalised(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    body = {
+        "prompt": "x",
+        "imageUrl": "https://example.com/in.png",
+        "presetStyles": [{"id": "s", "strength": 1}],
+        "guidance_scale_flux": 3.5,
+    }
+    job_id = (await krea.post(FLUX, json=body)).json()["job_id"]
+    stored = krea_fake.job(job_id).input
+    assert stored["image_url"] == "https://example.com/in.png" and stored["guidance_scale"] == 3.5
+    assert stored["styles"] == [{"id": "s", "strength": 1}] and "imageUrl" not in stored
+
+
+async def test_a_wrong_or_missing_token_gets_401(krea_fake: KreaFake) -> None:
+    async with httpx.AsyncClient(base_url=krea_fake.base_url) as anonymous:
+        assert (await anonymous.post(FLUX, json={"prompt": "x"})).status_code == 401
+        wrong = await anonymous.get("/jobs/x", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "error" in wrong.json()
+
+
+async def test_a_job_dearer_than_the_balance_gets_402_and_completion_deducts(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    krea_fake.balance = Decimal("0.01")
+    job_id = (await krea.post(FLUX, json={"prompt": "x"})).json()["job_id"]
+    await poll(krea, job_id)
+    assert krea_fake.balance == Decimal("0.003")
+    refused = await krea.post(FLUX, json={"prompt": "x"})
+    assert refused.status_code == 402 and refused.json() == {"error": "Insufficient balance"}
+
+
+async def test_reject_mode_answers_429_over_the_concurrency_limit(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    krea_fake.manual, krea_fake.concurrency_limit, krea_fake.over_limit = True, 1, "reject"
+    assert (await krea.post(FLUX, json={"prompt": "a"})).status_code == 200
+    refused = await krea.post(FLUX, json={"prompt": "b"})
+    assert refused.status_code == 429
+    assert refused.json() == {"error": "You have reached the maximum number of concurrent jobs."}
+    assert len(krea_fake.jobs) == 1
+
+
+async def test_backlog_mode_holds_jobs_behind_the_limit_and_releases_them_in_order(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    krea_fake.manual, krea_fake.concurrency_limit = True, 1
+    first, second, third = [(await krea.post(FLUX, json={"prompt": p})).json() for p in "abc"]
+    assert [first["status"], second["status"], third["status"]] == ["queued", "backlogged", "backlogged"]
+    krea_fake.complete(first["job_id"])
+    statuses = [(await krea.get(f"/jobs/{j['job_id']}")).json()["status"] for j in (second, third)]
+    assert statuses == ["queued", "backlogged"]
+
+
+async def test_a_failed_job_carries_result_error_and_is_not_billed(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    krea_fake.faults.fail_job("Content moderation rejected the prompt")
+    job, _ = await poll(krea, (await krea.post(FLUX, json={"prompt": "x"})).json()["job_id"])
+    assert job["status"] == "failed" and job["completed_at"] is not None
+    assert job["result"] == {"error": "Content moderation rejected the prompt"}
+    assert krea_fake.billed == 0 and krea_fake.charges == []
+
+
+async def test_delete_cancels_a_pending_job_once(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    krea_fake.manual = True
+    job_id = (await krea.post(FLUX, json={"prompt": "x"})).json()["job_id"]
+    krea_fake.advance(job_id)  # scheduled: still cancellable
+    cancelled = await krea.delete(f"/jobs/{job_id}")
+    assert cancelled.status_code == 200
+    job = (await krea.get(f"/jobs/{job_id}")).json()
+    assert job["status"] == "cancelled" and job["completed_at"] is not None
+    again = await krea.delete(f"/jobs/{job_id}")
+    assert again.status_code == 400 and "cancelled" in again.json()["error"]
+    assert krea_fake.billed == 0
+
+
+async def test_unknown_jobs_are_404(krea: httpx.AsyncClient) -> None:
+    for response in (await krea.get("/jobs/4d0e5f97-9721-4422-b88c-73a9032d7de1"), await krea.delete("/jobs/x")):
+        assert response.status_code == 404
+        assert response.json() == {"error": "Job not found or not authorized"}
+
+
+async def test_webhook_gets_the_full_job_json_when_the_job_ends(
+    krea: httpx.AsyncClient, webhook_receiver: WebhookReceiver
+) -> None:
+    created = await krea.post(FLUX, json={"prompt": "x"}, headers={"X-Webhook-URL": webhook_receiver.url})
+    delivery = await webhook_receiver.wait_for(1)
+    payload = delivery.json()
+    assert payload["job_id"] == created.json()["job_id"] and payload["status"] == "completed"
+    assert payload == (await krea.get(f"/jobs/{payload['job_id']}")).json()
+    assert "x-fal-webhook-signature" not in delivery.headers  # Krea documents no signature
+
+
+async def test_webhook_delivery_is_retried_after_a_5xx(
+    krea: httpx.AsyncClient, krea_fake: KreaFake, webhook_receiver: WebhookReceiver
+) -> None:
+    webhook_receiver.respond_with(500)
+    await krea.post(FLUX, json={"prompt": "x"}, headers={"X-Webhook-URL": webhook_receiver.url})
+    second = await webhook_receiver.wait_for(2)
+    assert second.body == webhook_receiver.deliveries[0].body
+    first_attempt = krea_fake.webhook_attempts[0]  # recorded before the retry was sent
+    assert (first_attempt.attempt, first_attempt.status_code) == (1, 500)
+
+
+async def test_injected_503_rejects_before_acceptance(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    krea_fake.faults.http_error(503, headers={"Retry-After": "1"}, route="create")
+    refused = await krea.post(FLUX, json={"prompt": "x"})
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.json() == {"error": "Service Unavailable"}
+    assert (await krea.post(FLUX, json={"prompt": "x"})).status_code == 200
+    assert len(krea_fake.jobs) == 1 and krea_fake.request_counts["create"] == 2
+
+
+async def test_a_dropped_connection_is_a_transport_error_and_creates_nothing(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    krea_fake.faults.drop(route="create")
+    with pytest.raises(httpx.RemoteProtocolError):
+        await krea.post(FLUX, json={"prompt": "x"})
+    assert krea_fake.jobs == []
+
+
+async def test_a_drop_after_acceptance_still_runs_and_bills_the_job(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    krea_fake.faults.drop_after_accept()
+    with pytest.raises(httpx.RemoteProtocolError):
+        await krea.post(FLUX, json={"prompt": "x"})
+    (job,) = krea_fake.jobs
+    listed = (await krea.get("/jobs")).json()["items"]
+    finished, _ = await poll(krea, listed[0]["job_id"])
+    assert finished["status"] == "completed" and krea_fake.charges == [(job.id, Decimal("0.007"))]
+
+
+async def test_a_delayed_response_trips_a_client_timeout(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    krea_fake.faults.delay(1.0, route="get_job")
+    with pytest.raises(httpx.ReadTimeout):
+        await krea.get("/jobs/x", timeout=0.05)
+
+
+async def test_list_jobs_pages_newest_first_with_a_cursor(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    krea_fake.manual = True
+    ids = [(await krea.post(FLUX, json={"prompt": p})).json()["job_id"] for p in "abc"]
+    page = (await krea.get("/jobs", params={"limit": 2})).json()
+    assert [j["job_id"] for j in page["items"]] == ids[:0:-1]
+    rest = (await krea.get("/jobs", params={"limit": 2, "cursor": page["next_cursor"]})).json()
+    assert [j["job_id"] for j in rest["items"]] == ids[:1] and rest["next_cursor"] is None
+
+
+async def test_a_backlogged_job_starts_the_moment_a_slot_frees(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    krea_fake.concurrency_limit = 1
+    first, second = [(await krea.post(FLUX, json={"prompt": p})).json()["job_id"] for p in "ab"]
+    await poll(krea, second)
+    ahead, behind = krea_fake.job(first), krea_fake.job(second)
+    assert [status for status, _ in behind.history][:2] == ["backlogged", "queued"]
+    assert behind.history[1][1] == ahead.finished_at  # simulated time, not when someone polled
+    assert krea_fake.request_counts["get_job"] >= 1 and krea_fake.billed == Decimal("0.014")
