@@ -54,7 +54,8 @@ class Planner:
 
         candidates.sort(key=rank)
         unavailable.sort(key=rank)
-        return Plan(
+        # the planner builds these from validated values: construct without re-validating (hot path)
+        return Plan.model_construct(
             request=request.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
             usage=usage,
             target_width=target.width,
@@ -116,7 +117,7 @@ class Planner:
         if cap is not None and cost > cap:
             reasons.append(f"costs ${cost} > per-call budget ${cap} (settings)")
         if reasons:
-            return Rejection(
+            return Rejection.model_construct(
                 offer_id=offer.id, label=offer.label, provider=offer.provider, model=offer.model, reasons=reasons
             )
         call = ResolvedCall(
@@ -136,7 +137,7 @@ class Planner:
             style_references=request.style_references,
         )
         availability = self.availability.get(offer.provider, Availability(False, "provider not registered"))
-        return Candidate(
+        return Candidate.model_construct(
             offer_id=offer.id,
             label=offer.label,
             provider=offer.provider,
