@@ -31,6 +31,11 @@ ENV_FIELDS: dict[str, str] = {
 }
 
 
+def summarize(exc: ValidationError) -> str:
+    """`field.path: message; ...` without the offending values (they may be secrets)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False))
+
+
 def default_home() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 
@@ -104,7 +109,4 @@ class Settings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)
-            )
-            raise ConfigError(f"invalid settings ({path}): {problems}") from None
+            raise ConfigError(f"invalid settings ({path}): {summarize(exc)}") from None

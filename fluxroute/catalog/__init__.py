@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fluxroute.errors import ConfigError
-from fluxroute.settings import Settings
+from fluxroute.settings import Settings, summarize
 from fluxroute.types import ProviderName
 
 __all__ = ["Catalog", "License", "ModelInfo", "Offer", "Price", "Range", "SizeRule", "load_catalog"]
@@ -160,7 +160,4 @@ def load_catalog(settings: Settings | None = None) -> Catalog:
     try:
         return Catalog.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)
-        )
-        raise ConfigError(f"invalid catalog: {problems}") from None
+        raise ConfigError(f"invalid catalog: {summarize(exc)}") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import fal_client
@@ -15,13 +14,12 @@ from fluxroute.errors import (
     JobFailed,
     ProviderBadRequest,
     ProviderError,
-    ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
 )
 from fluxroute.providers.base import Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import download_image
-from fluxroute.providers.polling import PollSchedule, Wakeup
+from fluxroute.providers.polling import Poller
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
 
@@ -69,7 +67,7 @@ class FalProvider:
         key = settings.fal_key.get_secret_value() if settings.fal_key else None
         self._client = client or fal_client.AsyncClient(key=key)
         self._downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
-        self.wakeups: dict[str, Wakeup] = {}
+        self.poller = Poller(NAME)
 
     async def aclose(self) -> None:
         await self._downloads.aclose()
@@ -93,11 +91,8 @@ class FalProvider:
         self, job_id: str, candidate: Candidate, progress: ProgressCallback | None, timeout_s: float
     ) -> ProviderResult:
         handle = await self._client.get_handle(candidate.endpoint, job_id)
-        started = time.monotonic()
-        schedule = PollSchedule(expected_s=candidate.latency_s)
-        wakeup = self.wakeups.setdefault(job_id, Wakeup())
-        logs_seen, last_key = 0, None
-        try:
+        report = _StatusReporter(progress)
+        with self.poller.follow(job_id, candidate.latency_s, timeout_s) as pace:
             while True:
                 try:
                     status = await handle.status(with_logs=True)
@@ -105,39 +100,10 @@ class FalProvider:
                     raise map_error(exc, job_id) from exc
                 except httpx.TransportError as exc:
                     raise ProviderUnavailable(f"status of {job_id}: {type(exc).__name__}", provider=NAME) from exc
-                elapsed = round(time.monotonic() - started, 3)
-                if isinstance(status, fal_client.Queued):
-                    key: tuple[Any, ...] = ("IN_QUEUE", status.position)
-                    if progress is not None and key != last_key:
-                        await progress(
-                            Progress(
-                                NAME,
-                                "IN_QUEUE",
-                                f"queue position {status.position}",
-                                queue_position=status.position,
-                                elapsed_s=elapsed,
-                            )
-                        )
-                    last_key = key
-                else:
-                    logs = list(getattr(status, "logs", None) or [])
-                    if progress is not None:
-                        label = "COMPLETED" if isinstance(status, fal_client.Completed) else "IN_PROGRESS"
-                        if last_key != (label,):
-                            await progress(Progress(NAME, label, label.lower().replace("_", " "), elapsed_s=elapsed))
-                        for entry in logs[logs_seen:]:
-                            await progress(Progress(NAME, label, str(entry.get("message", "")), elapsed_s=elapsed))
-                        last_key = (label,)
-                    logs_seen = max(logs_seen, len(logs))
+                await report(status, round(pace.elapsed, 3))
                 if isinstance(status, fal_client.Completed):
                     return await self._finish(job_id, status, candidate)
-                if elapsed > timeout_s:
-                    raise ProviderTimeout(
-                        f"request {job_id} not done after {timeout_s:g} s", provider=NAME, provider_job_id=job_id
-                    )
-                await wakeup.wait(schedule.next_delay(elapsed))
-        finally:
-            self.wakeups.pop(job_id, None)
+                await pace.pause(type(status).__name__)
 
     async def _finish(self, job_id: str, status: fal_client.Completed, candidate: Candidate) -> ProviderResult:
         if status.error:
@@ -168,8 +134,34 @@ class FalProvider:
 
     def notify(self, job_id: str) -> bool:
         """A webhook said the request ended: check now. False when it is not one we are waiting on."""
-        wakeup = self.wakeups.get(job_id)
-        if wakeup is None:
-            return False
-        wakeup.set()
-        return True
+        return self.poller.notify(job_id)
+
+
+class _StatusReporter:
+    """Turns fal status polls into progress events: queue position changes, then each new log line once."""
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self.progress = progress
+        self.logs_seen = 0
+        self.last: tuple[object, ...] | None = None
+
+    async def __call__(self, status: fal_client.Status, elapsed: float) -> None:
+        if self.progress is None:
+            return
+        if isinstance(status, fal_client.Queued):
+            key: tuple[object, ...] = ("IN_QUEUE", status.position)
+            if key != self.last:
+                message = f"queue position {status.position}"
+                await self.progress(
+                    Progress(NAME, "IN_QUEUE", message, queue_position=status.position, elapsed_s=elapsed)
+                )
+            self.last = key
+            return
+        label = "COMPLETED" if isinstance(status, fal_client.Completed) else "IN_PROGRESS"
+        if self.last != (label,):
+            await self.progress(Progress(NAME, label, label.lower().replace("_", " "), elapsed_s=elapsed))
+        self.last = (label,)
+        logs = list(getattr(status, "logs", None) or [])
+        for entry in logs[self.logs_seen :]:
+            await self.progress(Progress(NAME, label, str(entry.get("message", "")), elapsed_s=elapsed))
+        self.logs_seen = max(self.logs_seen, len(logs))

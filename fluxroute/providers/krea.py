@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import httpx
@@ -16,13 +15,12 @@ from fluxroute.errors import (
     JobFailed,
     ProviderBadRequest,
     ProviderError,
-    ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
 )
 from fluxroute.providers.base import Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import download_image
-from fluxroute.providers.polling import PollSchedule, Wakeup
+from fluxroute.providers.polling import Poller
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
 
@@ -74,7 +72,7 @@ class KreaProvider:
         )
         # result URLs are on a CDN: fetched without the Krea token
         self._downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
-        self.wakeups: dict[str, Wakeup] = {}
+        self.poller = Poller(NAME)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -129,27 +127,17 @@ class KreaProvider:
     async def wait(
         self, job_id: str, candidate: Candidate, progress: ProgressCallback | None, timeout_s: float
     ) -> ProviderResult:
-        started = time.monotonic()
-        schedule = PollSchedule(expected_s=candidate.latency_s)
-        wakeup = self.wakeups.setdefault(job_id, Wakeup())
         last_status = ""
-        try:
+        with self.poller.follow(job_id, candidate.latency_s, timeout_s) as pace:
             while True:
                 job = await self._get_job(job_id)
                 status = str(job.get("status", ""))
-                elapsed = time.monotonic() - started
                 if status != last_status and progress is not None:
-                    await progress(Progress(NAME, status, _describe(status), elapsed_s=round(elapsed, 3)))
+                    await progress(Progress(NAME, status, _describe(status), elapsed_s=round(pace.elapsed, 3)))
                 last_status = status
                 if status in TERMINAL or job.get("completed_at"):
                     return await self._finish(job_id, job, candidate)
-                if elapsed > timeout_s:
-                    raise ProviderTimeout(
-                        f"job {job_id} still {status} after {timeout_s:g} s", provider=NAME, provider_job_id=job_id
-                    )
-                await wakeup.wait(schedule.next_delay(elapsed))
-        finally:
-            self.wakeups.pop(job_id, None)
+                await pace.pause(status)
 
     async def _finish(self, job_id: str, job: dict[str, Any], candidate: Candidate) -> ProviderResult:
         status = job.get("status")
@@ -177,11 +165,7 @@ class KreaProvider:
 
     def notify(self, job_id: str) -> bool:
         """A webhook said the job ended: check now. False when the job is not one we are waiting on."""
-        wakeup = self.wakeups.get(job_id)
-        if wakeup is None:
-            return False
-        wakeup.set()
-        return True
+        return self.poller.notify(job_id)
 
 
 def _describe(status: str) -> str:

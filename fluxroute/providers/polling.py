@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+from fluxroute.errors import ProviderTimeout
 
 
 @dataclass
@@ -50,3 +55,59 @@ class Wakeup:
         except TimeoutError:
             return
         self._event.clear()
+
+
+class Pace:
+    """The rhythm of following one job: elapsed time, the next pause, and the deadline."""
+
+    def __init__(self, provider: str, job_id: str, expected_s: float, timeout_s: float) -> None:
+        self.provider = provider
+        self.job_id = job_id
+        self.started = time.monotonic()
+        self.timeout_s = timeout_s
+        self.schedule = PollSchedule(expected_s=expected_s)
+        self.wakeup = Wakeup()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    async def pause(self, state: str) -> None:
+        """Wait until the next check (or a webhook).
+
+        Raises:
+            ProviderTimeout: the job, last seen in `state`, is past its deadline.
+        """
+        elapsed = self.elapsed
+        if elapsed > self.timeout_s:
+            raise ProviderTimeout(
+                f"job {self.job_id} still {state} after {self.timeout_s:g} s",
+                provider=self.provider,
+                provider_job_id=self.job_id,
+            )
+        await self.wakeup.wait(self.schedule.next_delay(elapsed))
+
+
+class Poller:
+    """The jobs one provider is following; a webhook for one of them ends its pause early."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self._paces: dict[str, Pace] = {}
+
+    @contextlib.contextmanager
+    def follow(self, job_id: str, expected_s: float, timeout_s: float) -> Iterator[Pace]:
+        pace = Pace(self.provider, job_id, expected_s, timeout_s)
+        self._paces[job_id] = pace
+        try:
+            yield pace
+        finally:
+            self._paces.pop(job_id, None)
+
+    def notify(self, job_id: str) -> bool:
+        """Check `job_id` now. False when no one here is following it (a webhook for someone else)."""
+        pace = self._paces.get(job_id)
+        if pace is None:
+            return False
+        pace.wakeup.set()
+        return True

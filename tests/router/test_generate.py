@@ -127,3 +127,16 @@ async def test_out_dir_holds_every_file(hosted_settings: Settings, tmp_path: Pat
         await router.aclose()
     for image in result.images:
         assert image.path is not None and Path(image.path).parent == out.resolve()
+
+
+async def test_timed_out_job_is_cancelled_unbilled_and_the_next_candidate_runs(
+    hosted_settings: Settings, krea_fake: KreaFake, fal_fake: FalFake
+) -> None:
+    krea_fake.manual = True  # the Krea job never finishes on its own
+    settings = hosted_settings.model_copy(update={"provider_timeout_s": 0.3})
+    router, result = await generate(settings, model="flux-dev")
+    assert result.provider == "fal"
+    assert krea_fake.jobs[0].status == "cancelled" and krea_fake.billed == 0
+    attempts = router.store.attempts_for(result.job_id)
+    assert attempts[0].status == "failed" and "ProviderTimeout" in (attempts[0].error or "")
+    assert router.store.total_charged() == fal_fake.billed
