@@ -20,18 +20,19 @@ from fluxroute.errors import (
 from fluxroute.providers.base import Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import download_image
 from fluxroute.providers.polling import Poller
+from fluxroute.providers.submission import post_once
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
 
 NAME = "fal"
 
 
-def map_error(exc: fal_client.FalClientHTTPError, job_id: str | None = None) -> ProviderError:
+def map_error(response: httpx.Response, job_id: str | None = None) -> ProviderError:
     """fal's HTTP errors -> the error tree; a 422 `detail` list becomes one line per field."""
-    status = exc.status_code
+    status = response.status_code
     detail: Any = None
     try:
-        detail = exc.response.json().get("detail")
+        detail = response.json().get("detail")
     except (ValueError, AttributeError):
         detail = None
     if isinstance(detail, list):
@@ -41,7 +42,7 @@ def map_error(exc: fal_client.FalClientHTTPError, job_id: str | None = None) -> 
             if isinstance(item, dict)
         )
     else:
-        message = str(detail or exc.message)[:300]
+        message = str(detail or response.text or response.reason_phrase)[:300]
     kwargs: dict[str, Any] = {"provider": NAME, "status_code": status, "provider_job_id": job_id}
     text = f"HTTP {status}: {message}"
     if status in (401, 403):
@@ -58,34 +59,33 @@ def map_error(exc: fal_client.FalClientHTTPError, job_id: str | None = None) -> 
 
 
 class FalProvider:
-    """One fal.ai key. Submission goes through fal-client, which itself retries refused connections and
-    429s; status, result and cancel use the request id, so a restarted process can pick a job up again."""
+    """One fal.ai key. Jobs are submitted once (see providers/submission.py); status, result and cancel
+    use the request id through fal-client, so a restarted process can pick a job up again."""
 
     name = NAME
 
     def __init__(self, settings: Settings, client: fal_client.AsyncClient | None = None) -> None:
-        key = settings.fal_key.get_secret_value() if settings.fal_key else None
-        self._client = client or fal_client.AsyncClient(key=key)
-        self._downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+        self._key = settings.fal_key.get_secret_value() if settings.fal_key else ""
+        self._client = client or fal_client.AsyncClient(key=self._key or None)
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
         self.poller = Poller(NAME)
 
     async def aclose(self) -> None:
-        await self._downloads.aclose()
+        await self._http.aclose()
 
     async def submit(self, candidate: Candidate, *, webhook_url: str | None = None) -> str:
-        try:
-            handle = await self._client.submit(candidate.endpoint, dict(candidate.params), webhook_url=webhook_url)
-        except fal_client.FalClientHTTPError as exc:
-            raise map_error(exc) from exc
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise ProviderUnavailable(f"cannot connect: {type(exc).__name__}", provider=NAME) from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(
-                f"no answer to the job submission ({type(exc).__name__}); it may have been accepted",
-                provider=NAME,
-                maybe_accepted=True,
-            ) from exc
-        return str(handle.request_id)
+        # Not fal-client's submit: it repeats a POST whose answer was lost, which can create (and bill)
+        # a second job. Same queue URL and auth; status, result and cancel go through fal-client.
+        response = await post_once(
+            self._http,
+            fal_client.client.QUEUE_URL_FORMAT + candidate.endpoint,
+            provider=NAME,
+            map_error=map_error,
+            json=candidate.params,
+            params={"fal_webhook": webhook_url} if webhook_url else None,
+            headers={"Authorization": f"Key {self._key}"},
+        )
+        return str(response.json()["request_id"])
 
     async def wait(
         self, job_id: str, candidate: Candidate, progress: ProgressCallback | None, timeout_s: float
@@ -97,7 +97,7 @@ class FalProvider:
                 try:
                     status = await handle.status(with_logs=True)
                 except fal_client.FalClientHTTPError as exc:
-                    raise map_error(exc, job_id) from exc
+                    raise map_error(exc.response, job_id) from exc
                 except httpx.TransportError as exc:
                     raise ProviderUnavailable(f"status of {job_id}: {type(exc).__name__}", provider=NAME) from exc
                 await report(status, round(pace.elapsed, 3))
@@ -112,11 +112,11 @@ class FalProvider:
         try:
             output: dict[str, Any] = await self._client.result(candidate.endpoint, job_id)
         except fal_client.FalClientHTTPError as exc:
-            raise map_error(exc, job_id) from exc
+            raise map_error(exc.response, job_id) from exc
         flags = list(output.get("has_nsfw_concepts") or [])
         images = [
             await download_image(
-                self._downloads, str(item["url"]), provider=NAME, flagged=bool(flags[i]) if i < len(flags) else False
+                self._http, str(item["url"]), provider=NAME, flagged=bool(flags[i]) if i < len(flags) else False
             )
             for i, item in enumerate(output.get("images") or [])
         ]
@@ -130,7 +130,7 @@ class FalProvider:
         try:
             await self._client.cancel(candidate.endpoint, job_id)
         except fal_client.FalClientHTTPError as exc:
-            raise map_error(exc, job_id) from exc
+            raise map_error(exc.response, job_id) from exc
 
     def notify(self, job_id: str) -> bool:
         """A webhook said the request ended: check now. False when it is not one we are waiting on."""

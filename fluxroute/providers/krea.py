@@ -21,13 +21,12 @@ from fluxroute.errors import (
 from fluxroute.providers.base import Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import download_image
 from fluxroute.providers.polling import Poller
+from fluxroute.providers.submission import post_once, retry_after
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
 
 NAME = "krea"
 TERMINAL = {"completed", "failed", "cancelled"}
-SUBMIT_RETRIES = 3
-MAX_RETRY_AFTER_S = 10.0
 
 
 def map_error(response: httpx.Response, job_id: str | None = None) -> ProviderError:
@@ -44,22 +43,14 @@ def map_error(response: httpx.Response, job_id: str | None = None) -> ProviderEr
     if status == 402:
         return InsufficientCredits(text, **kwargs)
     if status == 429:
-        return RateLimited(text, retry_after=_retry_after(response), **kwargs)
+        return RateLimited(text, retry_after=retry_after(response), **kwargs)
     if status >= 500:
         return ProviderUnavailable(text, **kwargs)
     return ProviderBadRequest(text, **kwargs)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return min(float(response.headers["retry-after"]), MAX_RETRY_AFTER_S)
-    except (KeyError, ValueError):
-        return None
-
-
 class KreaProvider:
-    """One Krea API account. Jobs are created once: a POST is repeated only when it provably never
-    reached Krea (connection refused) or Krea refused it with 429 before accepting it."""
+    """One Krea API account; jobs are created once (see providers/submission.py)."""
 
     name = NAME
 
@@ -79,31 +70,15 @@ class KreaProvider:
         await self._downloads.aclose()
 
     async def submit(self, candidate: Candidate, *, webhook_url: str | None = None) -> str:
-        headers = {"X-Webhook-URL": webhook_url} if webhook_url else {}
-        path = f"/generate/image/{candidate.endpoint}"
-        for attempt in range(1, SUBMIT_RETRIES + 1):
-            try:
-                response = await self._client.post(path, json=candidate.params, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if attempt == SUBMIT_RETRIES:
-                    raise ProviderUnavailable(f"cannot connect: {exc}", provider=NAME) from exc
-                await asyncio.sleep(0.2 * attempt)
-                continue
-            except httpx.TransportError as exc:
-                # The request may have reached Krea and created a (billable) job: never repeat it.
-                raise ProviderUnavailable(
-                    f"no answer to the job submission ({type(exc).__name__}); it may have been accepted",
-                    provider=NAME,
-                    maybe_accepted=True,
-                ) from exc
-            if response.status_code == 429 and attempt < SUBMIT_RETRIES:
-                await asyncio.sleep(_retry_after(response) or 0.5 * attempt)
-                continue
-            if response.is_error:
-                raise map_error(response)
-            job = response.json()
-            return str(job["job_id"])
-        raise AssertionError("unreachable")
+        response = await post_once(
+            self._client,
+            f"/generate/image/{candidate.endpoint}",
+            provider=NAME,
+            map_error=map_error,
+            json=candidate.params,
+            headers={"X-Webhook-URL": webhook_url} if webhook_url else {},
+        )
+        return str(response.json()["job_id"])
 
     async def _get_job(self, job_id: str) -> dict[str, Any]:
         """GET is idempotent: transport errors and 5xx are retried a few times before giving up."""

@@ -1,8 +1,4 @@
-"""Pytest fixtures: the Krea and fal fakes and a webhook receiver, each a real server on 127.0.0.1.
-
-Each server starts once per session (uvicorn needs ~30 ms to start but ~150 ms to stop) and
-is ``reset()`` around every test, so a test always sees a fresh fake with default config.
-"""
+"""Pytest fixtures: the Krea and fal fakes and a webhook receiver, each a real server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -19,6 +15,8 @@ KREA_TOKEN = "test-krea-token"
 FAL_KEY = "test-fal-key:secret"
 
 
+# One server per session, reset() around every test: uvicorn starts in ~30 ms but needs ~150 ms
+# to stop, so a server per test would cost seconds per test file. Tests still see a fresh fake.
 @pytest.fixture(scope="session")
 def krea_fake_server() -> Iterator[KreaFake]:
     with KreaFake(token=KREA_TOKEN) as fake:

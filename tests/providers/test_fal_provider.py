@@ -97,25 +97,41 @@ async def test_http_errors_map_to_the_error_tree(
     assert fal_fake.billed == 0
 
 
-async def test_rate_limit_past_fal_clients_retries_is_rate_limited(
-    hosted_settings: Settings, fal_fake: FalFake, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import fal_client.client
-
-    monkeypatch.setattr(fal_client.client, "MAX_ATTEMPTS", 2)
-    fal_fake.faults.http_error(429, {"detail": "too many"}, route="submit", times=2)
+async def test_persistent_rate_limit_is_rate_limited(hosted_settings: Settings, fal_fake: FalFake) -> None:
+    fal_fake.faults.http_error(429, {"detail": "too many"}, {"Retry-After": "0"}, route="submit", times=3)
     provider = FalProvider(hosted_settings)
     try:
         with pytest.raises(RateLimited):
             await provider.submit(candidate_for(hosted_settings, model="flux-krea-dev"))
     finally:
         await provider.aclose()
+    assert len(fal_fake.jobs) == 0
 
 
-async def test_a_429_that_clears_is_retried_by_fal_client(hosted_settings: Settings, fal_fake: FalFake) -> None:
-    fal_fake.faults.http_error(429, {"detail": "too many"}, route="submit", times=1)
+async def test_a_429_that_clears_is_retried(hosted_settings: Settings, fal_fake: FalFake) -> None:
+    fal_fake.faults.http_error(429, {"detail": "too many"}, {"Retry-After": "0"}, route="submit", times=1)
     _, result = await run(hosted_settings, candidate_for(hosted_settings, model="flux-krea-dev"))
     assert result.images and len(fal_fake.jobs) == 1
+
+
+async def test_dropped_answer_after_acceptance_is_never_resubmitted(
+    hosted_settings: Settings, fal_fake: FalFake
+) -> None:
+    fal_fake.faults.drop_after_accept()
+    provider = FalProvider(hosted_settings)
+    try:
+        with pytest.raises(ProviderUnavailable) as info:
+            await provider.submit(candidate_for(hosted_settings, model="flux-krea-dev"))
+    finally:
+        await provider.aclose()
+    assert info.value.maybe_accepted
+    assert fal_fake.request_counts["submit"] == 1 and len(fal_fake.jobs) == 1
+
+
+async def test_status_and_result_calls_go_through_fal_client(hosted_settings: Settings, fal_fake: FalFake) -> None:
+    await run(hosted_settings, candidate_for(hosted_settings, model="flux-krea-dev"))
+    agents = {r.headers.get("user-agent", "") for r in fal_fake.request_log if r.route in ("status", "result")}
+    assert agents and all(agent.startswith("fal-client/") for agent in agents)
 
 
 async def test_failed_request_is_job_failed_and_unbilled(hosted_settings: Settings, fal_fake: FalFake) -> None:
