@@ -55,10 +55,9 @@ class Executor:
                 f"{c.label}: not available ({c.unavailable_reason})" for c in plan.unavailable
             ]
             raise NoRouteError("no configured offer can serve this request", reasons)
-        job, created = self.store.create_job(request.model_dump(mode="json"), request.idempotency_key)
+        job, created = self.store.create_job(request.model_dump(mode="json"), request.idempotency_key, status="running")
         if not created:
             return await self._existing(job, progress, out_dir)
-        self.store.update_job(job.id, status="running")
         failures: list[ProviderError] = []
         budget_errors: list[BudgetExceeded] = []
         for candidate in plan.candidates:
@@ -153,7 +152,10 @@ class Executor:
             )
             self.store.release(reservation)
             raise
-        return self._complete(attempt, job, request, plan, candidate, reservation, result, out_dir)
+        # saving images and the final store writes block; keep them off the event loop
+        return await asyncio.to_thread(
+            self._complete, attempt, job, request, plan, candidate, reservation, result, out_dir
+        )
 
     def _complete(
         self,

@@ -71,7 +71,9 @@ class JobStore:
 
     # jobs
 
-    def create_job(self, request: dict[str, object], idempotency_key: str | None = None) -> tuple[JobRecord, bool]:
+    def create_job(
+        self, request: dict[str, object], idempotency_key: str | None = None, *, status: JobStatus = "queued"
+    ) -> tuple[JobRecord, bool]:
         """Record a new queued job, or return the one already made under `idempotency_key`.
 
         Returns:
@@ -99,8 +101,8 @@ class JobStore:
             job_id = uuid.uuid4().hex
             conn.execute(
                 "INSERT INTO jobs (id, idempotency_key, request_hash, request_json, status,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
-                (job_id, idempotency_key, request_hash, request_json, now, now),
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_id, idempotency_key, request_hash, request_json, status, now, now),
             )
             return job_from_row(_job_row(conn, job_id)), True
 

@@ -1,0 +1,643 @@
+"""Gateway overhead: fluxroute end to end vs a direct HTTP client against the same Krea fake, and completion detection.
+
+Run: python benchmarks/gateway_overhead.py [--quick] [--calls 320] [--calls-64 1280] [--tmp DIR] [--profile out.pstats]
+
+Part 1 (overhead): every call is one 50 ms job on the Krea fake (tests/fakes; its own process unless
+  --fake-in-process), returning a 64x64 PNG.
+  direct     httpx only: POST /generate/image/bfl/flux-1-dev, poll GET /jobs/{id} on fluxroute's own
+             PollSchedule (so both sides poll at the same moments and only fluxroute's own work differs), GET the image
+  provider   KreaProvider.submit + wait (error mapping, progress plumbing, image decode check)
+  fluxroute  Router.generate(ImageRequest): plan, SQLite job/attempt/ledger records, budget reservation,
+             image saved with embedded parameters + JPEG preview; the real user path
+  Modes are interleaved in rounds so drift hits all of them alike. overhead = path - direct at the same percentile.
+Part 2 (attribution): the fluxroute path again at concurrency 1 with timers wrapped around its stages.
+Part 3 (completion detection): jobs of several lengths, delay from the fake's `finished_at` to the status poll that
+  saw the end and to wait() returning, and GET /jobs requests per job, for fluxroute's adaptive schedule (with the
+  catalog's latency estimate, and with an estimate equal to the true length), the webhook path
+  (X-Webhook-URL -> a loopback receiver -> provider.notify), and a naive client polling every 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import functools
+import multiprocessing
+import os
+import platform
+import pstats
+import random
+import re
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+import types
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fakes live in tests/, not in the package
+
+from fluxroute.errors import WebhookRejected
+from fluxroute.providers import downloads
+from fluxroute.providers.base import Availability
+from fluxroute.providers.krea import KreaProvider
+from fluxroute.providers.polling import PollSchedule
+from fluxroute.providers.webhooks import krea_webhook_job_id
+from fluxroute.router import Router
+from fluxroute.router import execute as execute_module
+from fluxroute.settings import Settings
+from fluxroute.store import images as images_module
+from fluxroute.store.jobstore import JobStore
+from fluxroute.types import Candidate, ImageRequest
+from tests.fakes import webhooks
+from tests.fakes.krea import KreaFake
+
+TOKEN = "bench-krea-token"
+JOB_S = 0.050  # the fixed provider latency of part 1
+IMAGE_SCALE = 1 / 16  # 1024x1024 logical -> a 64x64 gradient PNG served (~250 bytes): transfer time stays out
+PHASES = ("queued", "scheduled", "processing", "sampling")  # the fake's timed statuses (intermediate-complete off)
+REQUEST = {"prompt": "a lighthouse at dusk", "model": "flux-dev", "provider": "krea", "width": 1024, "height": 1024}
+NAIVE_INTERVAL_S = 2.0
+STAGGER_S = 3.0
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+def set_job_length(fake: KreaFake, seconds: float) -> None:
+    fake.timings = dict.fromkeys(PHASES, seconds / len(PHASES)) | {"intermediate-complete": 0.0}
+    fake.image_scale = IMAGE_SCALE
+
+
+class FakeHandle:
+    """The Krea fake in this process (`--fake-in-process`) or, by default, in a child process.
+
+    In-process, the fake's uvicorn thread shares the GIL with the client under test, so on a small machine its CPU
+    work (and its webhook sender building an httpx client per delivery) lands inside the measured latencies; a
+    child process gives it a core of its own. time.monotonic() is CLOCK_MONOTONIC, one clock for both processes.
+    """
+
+    def __init__(self, in_process: bool) -> None:
+        self._fake: KreaFake | None = None
+        self._conn: Connection | None = None
+        if in_process:
+            self._fake = start_fake()
+            self.base_url = self._fake.base_url
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            self._conn, child = ctx.Pipe()
+            self._process = ctx.Process(target=serve_fake, args=(child,), daemon=True)
+            self._process.start()
+            self.base_url = self._conn.recv()
+
+    def _call(self, command: str, *args: Any) -> Any:
+        if self._fake is not None:
+            return fake_command(self._fake, command, *args)
+        assert self._conn is not None
+        self._conn.send((command, *args))
+        return self._conn.recv()
+
+    def fresh(self) -> None:
+        """Forget old jobs between blocks: the fake scans every job it knows on each request."""
+        self._call("fresh")
+
+    def set_job_length(self, seconds: float) -> None:
+        self._call("length", seconds)
+
+    def status_polls(self) -> int:
+        return int(self._call("get_job_count"))
+
+    def poll_times(self) -> dict[str, list[float]]:
+        """Job id -> arrival times (monotonic) of every GET /jobs/{id} the fake answered."""
+        return dict(self._call("poll_times"))
+
+    def finished_at(self, job_ids: list[str]) -> dict[str, float]:
+        return dict(self._call("finished_at", job_ids))
+
+    def stop(self) -> None:
+        if self._fake is not None:
+            self._fake.stop()
+        else:
+            self._call("stop")
+            self._process.join(5)
+
+
+def fake_command(fake: KreaFake, command: str, *args: Any) -> Any:
+    if command == "fresh":
+        fake.reset()
+        set_job_length(fake, JOB_S)
+        return None
+    if command == "length":
+        set_job_length(fake, args[0])
+        return None
+    if command == "get_job_count":
+        return fake.request_counts["get_job"]
+    if command == "poll_times":
+        polls: dict[str, list[float]] = defaultdict(list)
+        for record in fake.request_log:
+            if record.route == "get_job":
+                polls[record.path.rsplit("/", 1)[-1]].append(record.at)
+        return polls
+    if command == "finished_at":
+        return {job_id: fake.job(job_id).finished_at for job_id in args[0]}
+    raise ValueError(command)
+
+
+def start_fake() -> KreaFake:
+    """The fake, with one benchmark-only change: its webhook sender builds an httpx client per delivery, and the
+    default client loads the CA bundle into a new SSL context (~20 ms of CPU) on the fake's event loop, stalling
+    every API request in flight at that moment. Loopback needs no TLS; one shared context keeps deliveries cheap."""
+    context = ssl.create_default_context()
+    webhooks.httpx = types.SimpleNamespace(  # type: ignore[attr-defined, assignment]
+        AsyncClient=functools.partial(httpx.AsyncClient, verify=context), HTTPError=httpx.HTTPError
+    )
+    return KreaFake(token=TOKEN).start()
+
+
+def serve_fake(conn: Connection) -> None:
+    """Child process: run the fake, answer commands until "stop"."""
+    with start_fake() as fake:
+        conn.send(fake.base_url)
+        while True:
+            command, *args = conn.recv()
+            if command == "stop":
+                conn.send(None)
+                return
+            conn.send(fake_command(fake, command, *args))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class DirectClient:
+    """What a careful caller writes against Krea's API without fluxroute: two httpx clients (API with the token,
+    CDN without, as KreaProvider has), POST the job, poll on the same schedule, GET the image bytes."""
+
+    def __init__(self, base_url: str, expected_s: float) -> None:
+        self.api = httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=httpx.Timeout(30.0, connect=5.0)
+        )
+        self.cdn = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+        self.expected_s = expected_s
+
+    async def generate(self, body: dict[str, object]) -> bytes:
+        response = await self.api.post("/generate/image/bfl/flux-1-dev", json=body)  # never repeated: it may bill
+        response.raise_for_status()
+        job_id = response.json()["job_id"]
+        schedule, started = PollSchedule(expected_s=self.expected_s), time.monotonic()
+        while True:
+            job = (await self._get(self.api, f"/jobs/{job_id}")).json()
+            if job["status"] in TERMINAL:
+                break
+            await asyncio.sleep(schedule.next_delay(time.monotonic() - started))
+        if job["status"] != "completed":
+            raise RuntimeError(f"job {job_id} ended {job['status']}")
+        return (await self._get(self.cdn, job["result"]["urls"][0])).content
+
+    @staticmethod
+    async def _get(client: httpx.AsyncClient, url: str) -> httpx.Response:
+        """GETs are retried once on a transport error (a keep-alive connection the server just closed), as
+        fluxroute retries them; otherwise such a race would count against the baseline alone."""
+        for attempt in (1, 2):
+            try:
+                response = await client.get(url)
+                return response.raise_for_status()
+            except httpx.TransportError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        await self.api.aclose()
+        await self.cdn.aclose()
+
+
+@dataclass
+class Block:
+    latencies_ms: list[float] = field(default_factory=list)
+    status_polls: int = 0
+    calls: int = 0
+    wall_s: float = 0.0
+    cpu_s: float = 0.0  # this process's CPU time: the client's own cost, whatever the fake spends
+    block_p50s: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+async def run_block(call: Callable[[], Awaitable[object]], calls: int, concurrency: int, out: Block) -> None:
+    gate = asyncio.Semaphore(concurrency)
+    wall, cpu = time.perf_counter(), time.process_time()
+
+    latencies: list[float] = []
+
+    async def one() -> None:
+        async with gate:
+            t0 = time.perf_counter()
+            try:
+                await call()
+            except Exception as exc:  # counted and shown, not fatal: one lost race must not end a long run
+                out.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                return
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    await asyncio.gather(*(one() for _ in range(calls)))
+    out.latencies_ms += latencies
+    if latencies:
+        out.block_p50s.append(percentile(latencies, 0.5))
+    out.calls += calls
+    out.wall_s += time.perf_counter() - wall
+    out.cpu_s += time.process_time() - cpu
+
+
+def bench_settings(fake: FakeHandle, home: Path) -> Settings:
+    """Krea's base URL on the fake; home (SQLite store, images) in the run's temporary directory."""
+    return Settings(home=home, krea_api_token=SecretStr(TOKEN), krea_base_url=fake.base_url, provider_timeout_s=60)
+
+
+def krea_only() -> dict[str, Availability]:
+    return {"krea": Availability(True), "fal": Availability(False, "off"), "local": Availability(False, "off")}
+
+
+async def overhead(
+    fake: FakeHandle, home: Path, levels: list[tuple[int, int]], rounds: int, profile: str | None
+) -> tuple[dict[tuple[int, str], Block], float]:
+    settings = bench_settings(fake, home)
+    router = Router(settings, availability=krea_only())
+    request = ImageRequest.parse(REQUEST)
+    candidate = router.plan(request).chosen
+    assert candidate is not None and candidate.offer_id == "krea-flux-1-dev"
+    direct = DirectClient(fake.base_url, candidate.latency_s)
+    provider = KreaProvider(settings)
+    body = dict(candidate.params)
+
+    async def via_provider() -> None:
+        job_id = await provider.submit(candidate)
+        await provider.wait(job_id, candidate, None, settings.provider_timeout_s)
+
+    paths: dict[str, Callable[[], Awaitable[object]]] = {
+        "direct": functools.partial(direct.generate, body),
+        "provider": via_provider,
+        "fluxroute": functools.partial(router.generate, request),
+    }
+    fake.fresh()
+    for call in paths.values():  # warm-up: connections, SQLite file and WAL, image directory, imports
+        await run_block(call, 8, 4, Block())
+    results: dict[tuple[int, str], Block] = defaultdict(Block)
+    order = list(paths)
+    for concurrency, calls in levels:
+        for r in range(rounds):
+            for name in order[r % 3 :] + order[: r % 3]:  # rotate who goes first
+                fake.fresh()
+                block = results[(concurrency, name)]
+                await run_block(paths[name], calls // rounds, concurrency, block)
+                block.status_polls += fake.status_polls()
+    if profile:
+        fake.fresh()
+        profiler = cProfile.Profile()
+        profiler.enable()
+        await run_block(paths["fluxroute"], 100, 1, Block())
+        profiler.disable()
+        profiler.dump_stats(profile)
+    await direct.aclose()
+    await provider.aclose()
+    await router.aclose()
+    return results, candidate.latency_s
+
+
+# --- part 2: where fluxroute's time goes ----------------------------------------------------------------------------
+
+
+class StageTimers:
+    """Wraps named functions in wall-clock timers for the length of a `with` block; fluxroute's code is untouched."""
+
+    def __init__(self) -> None:
+        self.totals_ms: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def wrapped(self, targets: list[tuple[object, str, str]]) -> Iterator[None]:
+        originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in targets]
+        for (owner, attr, original), (_, _, label) in zip(originals, targets, strict=True):
+            setattr(owner, attr, self._timed(original, label))
+        try:
+            yield
+        finally:
+            for owner, attr, original in originals:
+                setattr(owner, attr, original)
+
+    def _timed(self, fn: Callable[..., Any], label: str) -> Callable[..., Any]:
+        totals = self.totals_ms
+        if asyncio.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    totals[label] += (time.perf_counter() - t0) * 1000
+
+            return timed_async
+
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[label] += (time.perf_counter() - t0) * 1000
+
+        return timed
+
+
+STORE_WRITES = (
+    "create_job",
+    "update_job",
+    "reserve",
+    "start_attempt",
+    "mark_submitted",
+    "settle",
+    "finish_attempt",
+    "release",
+)
+
+
+async def attribution(fake: FakeHandle, home: Path, calls: int) -> tuple[dict[str, float], float]:
+    settings = bench_settings(fake, home)
+    router = Router(settings, availability=krea_only())
+    request = ImageRequest.parse(REQUEST)
+    timers = StageTimers()
+    targets: list[tuple[object, str, str]] = [
+        (Router, "plan", "plan (planner, pydantic)"),
+        (KreaProvider, "submit", "provider submit (POST)"),
+        (KreaProvider, "_get_job", "provider status polls (GET)"),
+        (KreaProvider, "_finish", "provider download + decode"),
+        (downloads, "_decode", "  of which PIL decode check"),
+        (execute_module.Executor, "_complete", "complete: bill, save, result"),
+        (images_module.ImageStore, "save", "  of which image save"),
+        (images_module, "_preview", "    of which JPEG preview"),
+        (images_module, "embed_parameters", "    of which embed parameters"),
+    ]
+    targets += [(JobStore, name, f"sqlite {name}") for name in STORE_WRITES]
+    fake.fresh()
+    await run_block(functools.partial(router.generate, request), 5, 1, Block())
+    wall = Block()
+    with timers.wrapped(targets):
+        await run_block(functools.partial(router.generate, request), calls, 1, wall)
+    await router.aclose()
+    per_call = {label: total / calls for label, total in timers.totals_ms.items()}
+    return per_call, statistics.fmean(wall.latencies_ms)
+
+
+# --- part 3: completion detection -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Detection:
+    mode: str
+    length_s: float
+    job_id: str
+    returned_at: float  # monotonic, when wait() (or the naive loop, download included) returned
+
+
+class WebhookReceiver:
+    """A minimal HTTP endpoint on the benchmark's own loop: Krea's webhook body -> krea_webhook_job_id -> notify."""
+
+    def __init__(self, provider: KreaProvider) -> None:
+        self.provider = provider
+        self.known: set[str] = set()
+        self.notified = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/krea"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        match = re.search(rb"content-length:\s*(\d+)", head, re.IGNORECASE)
+        body = await reader.readexactly(int(match.group(1)) if match else 0)
+        try:
+            self.notified += self.provider.notify(krea_webhook_job_id(body, self.known))
+            status = b"200 OK"
+        except WebhookRejected:
+            status = b"400 Bad Request"
+        writer.write(b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def aclose(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+async def completion(
+    fake: FakeHandle, home: Path, lengths: list[float], repeats: int
+) -> tuple[list[Detection], dict[str, list[float]], int]:
+    settings = bench_settings(fake, home)
+    router = Router(settings, availability=krea_only())
+    catalog_candidate = router.plan(ImageRequest.parse(REQUEST)).chosen
+    assert catalog_candidate is not None
+    provider = KreaProvider(settings)
+    receiver = WebhookReceiver(provider)
+    hook_url = await receiver.start()
+    naive = DirectClient(fake.base_url, catalog_candidate.latency_s)
+    fake.fresh()
+    creating = asyncio.Lock()  # the fake reads its timings when a job is created: one creation at a time
+    detections: list[Detection] = []
+
+    async def submit(length: float, candidate: Candidate, webhook: bool = False) -> str:
+        async with creating:
+            fake.set_job_length(length)
+            job_id = await provider.submit(candidate, webhook_url=hook_url if webhook else None)
+            receiver.known.add(job_id)
+            return job_id
+
+    async def adaptive(mode: str, length: float, candidate: Candidate, webhook: bool = False) -> None:
+        job_id = await submit(length, candidate, webhook)
+        await provider.wait(job_id, candidate, None, 60)
+        detections.append(Detection(mode, length, job_id, time.monotonic()))
+
+    async def naive_poll(length: float) -> None:
+        async with creating:
+            fake.set_job_length(length)
+            response = await naive.api.post("/generate/image/bfl/flux-1-dev", json=dict(catalog_candidate.params))
+        job_id = response.json()["job_id"]
+        while True:
+            job = (await naive.api.get(f"/jobs/{job_id}")).json()
+            if job["status"] in TERMINAL:
+                break
+            await asyncio.sleep(NAIVE_INTERVAL_S)
+        (await naive.cdn.get(job["result"]["urls"][0])).raise_for_status()
+        detections.append(Detection("naive 2 s poll", length, job_id, time.monotonic()))
+
+    rng = random.Random(11)
+    tasks: list[Awaitable[None]] = []
+    for length in lengths:
+        exact = catalog_candidate.model_copy(update={"latency_s": length})
+        for _ in range(repeats):
+            tasks += [
+                adaptive(f"adaptive, estimate {catalog_candidate.latency_s:g} s (catalog)", length, catalog_candidate),
+                adaptive("adaptive, estimate = true length", length, exact),
+                adaptive("webhook + adaptive", length, catalog_candidate, webhook=True),
+                naive_poll(length),
+            ]
+    rng.shuffle(tasks)
+
+    async def staggered(task: Awaitable[None], delay: float) -> None:
+        await asyncio.sleep(delay)
+        await task
+
+    # spread over 3 s: a burst of submissions would keep the loop busy just when the 50 ms jobs end
+    await asyncio.gather(*(staggered(t, rng.uniform(0, STAGGER_S)) for t in tasks))
+    polls = fake.poll_times()
+    await receiver.aclose()
+    await naive.aclose()
+    await provider.aclose()
+    await router.aclose()
+    return detections, polls, receiver.notified
+
+
+# --- report -----------------------------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def print_overhead(results: dict[tuple[int, str], Block], targets: tuple[float, float]) -> list[str]:
+    lines = [
+        f"{'conc':>4} {'path':<10}{'calls':>6}{'err':>4}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'block p50s':>13}"
+        f"{'GET/call':>9}{'calls/s':>8}{'cpu ms':>7}{'+p50 ms':>9}{'+p99 ms':>9}{'x p50':>7}{'x p99':>7}"
+    ]
+    verdicts = []
+    for concurrency in sorted({c for c, _ in results}):
+        base = results[(concurrency, "direct")].latencies_ms
+        b50, b99 = percentile(base, 0.5), percentile(base, 0.99)
+        for name in ("direct", "provider", "fluxroute"):
+            block = results[(concurrency, name)]
+            values = block.latencies_ms
+            p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+            extra = "" if name == "direct" else f"{p50 - b50:>9.2f}{p99 - b99:>9.2f}{p50 / b50:>7.3f}{p99 / b99:>7.3f}"
+            lines.append(
+                f"{concurrency:>4} {name:<10}{len(values):>6}{len(block.errors):>4}{p50:>9.2f}{p99:>9.2f}"
+                f"{statistics.fmean(values):>9.2f}{min(block.block_p50s):>7.1f}-{max(block.block_p50s):<5.1f}"
+                f"{block.status_polls / block.calls:>9.2f}{block.calls / block.wall_s:>8.1f}"
+                f"{block.cpu_s / block.calls * 1000:>7.2f}{extra}"
+            )
+            if name == "fluxroute":
+                met50 = "met" if p50 - b50 <= targets[0] else "NOT met"
+                met99 = "met" if p99 - b99 <= targets[1] else "NOT met"
+                verdicts.append(
+                    f"c={concurrency}: overhead p50 {p50 - b50:.2f} ms ({met50}, target <= {targets[0]:g}), "
+                    f"p99 {p99 - b99:.2f} ms ({met99}, target <= {targets[1]:g})"
+                )
+    errors = [f"c={c} {name}: {error}" for (c, name), block in sorted(results.items()) for error in block.errors]
+    return lines + verdicts + errors[:10]
+
+
+def print_attribution(per_call: dict[str, float], mean_ms: float) -> list[str]:
+    lines = [f"fluxroute at c=1, mean {mean_ms:.2f} ms per call; time inside each stage, ms per call:"]
+    sqlite_total = sum(v for k, v in per_call.items() if k.startswith("sqlite "))
+    for label, value in per_call.items():
+        if value >= 0.005:
+            lines.append(f"  {label:<36}{value:>8.3f}")
+    lines.append(f"  {'sqlite writes, all':<36}{sqlite_total:>8.3f}")
+    return lines
+
+
+def print_completion(
+    detections: list[Detection], polls: dict[str, list[float]], finished_at: dict[str, float]
+) -> list[str]:
+    lines = [
+        f"{'mode':<40}{'job s':>6}{'n':>3}{'seen ms':>9}{'return ms':>10}{'GET/job':>8}",
+    ]
+    grouped: dict[tuple[str, float], list[Detection]] = defaultdict(list)
+    for d in detections:
+        grouped[(d.mode, d.length_s)].append(d)
+    modes = sorted({m for m, _ in grouped}, key=lambda m: ("naive" in m, "webhook" in m, "true" in m))
+    overall: dict[str, list[float]] = defaultdict(list)
+    for mode in modes:
+        for length in sorted({length for m, length in grouped if m == mode}):
+            seen, returned, counts = [], [], []
+            for d in grouped[(mode, length)]:
+                finished = finished_at[d.job_id]
+                times = polls[d.job_id]
+                seen.append((min(t for t in times if t >= finished) - finished) * 1000)
+                returned.append((d.returned_at - finished) * 1000)
+                counts.append(len(times))
+            overall[mode] += returned
+            lines.append(
+                f"{mode:<40}{length:>6g}{len(seen):>3}{statistics.fmean(seen):>9.1f}"
+                f"{statistics.fmean(returned):>10.1f}{statistics.fmean(counts):>8.1f}"
+            )
+    lines.append("mean delay to wait() returning, over all lengths (target <= 100 ms):")
+    for mode in modes:
+        mean = statistics.fmean(overall[mode])
+        lines.append(f"  {mode:<40}{mean:>8.1f} ms  {'met' if mean <= 100 else 'NOT met'}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls and shorter jobs (about 40 s)")
+    parser.add_argument("--calls", type=int, default=None, help="calls per path at concurrency 1 (default 320)")
+    parser.add_argument("--calls-64", type=int, default=None, help="calls per path at concurrency 64 (default 1280)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per concurrency level (default 8, quick 4)")
+    parser.add_argument("--fake-in-process", action="store_true", help="run the fake on a thread of this process")
+    parser.add_argument("--tmp", help="where the temporary fluxroute home goes (default: the system temp dir)")
+    parser.add_argument("--profile", help="cProfile 100 fluxroute calls at c=1 into this .pstats file, print the top")
+    args = parser.parse_args()
+    calls_1 = args.calls or (80 if args.quick else 320)
+    calls_64 = args.calls_64 or (256 if args.quick else 1280)
+    lengths = [0.05, 0.5, 2.5] if args.quick else [0.05, 0.5, 2.5, 5.0]
+    repeats = 2 if args.quick else 5
+    rounds = args.rounds or (4 if args.quick else 8)
+
+    started = time.monotonic()
+    fake = FakeHandle(in_process=args.fake_in_process)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fluxroute-bench-", dir=args.tmp) as tmp:
+            levels = [(1, calls_1), (64, calls_64)]
+            results, estimate = asyncio.run(overhead(fake, Path(tmp) / "overhead", levels, rounds, args.profile))
+            per_call, mean_ms = asyncio.run(attribution(fake, Path(tmp) / "attribution", 40 if args.quick else 100))
+            detections, polls, notified = asyncio.run(completion(fake, Path(tmp) / "completion", lengths, repeats))
+            finished_at = fake.finished_at([d.job_id for d in detections])
+    finally:
+        fake.stop()
+    where = "in-process" if args.fake_in_process else "in a child process"
+    out = [
+        f"gateway overhead: {machine()}; Krea fake {where}, {JOB_S * 1000:g} ms jobs, image_scale {IMAGE_SCALE:g} "
+        f"(64x64 PNG); poll estimate {estimate:g} s; home on {args.tmp or tempfile.gettempdir()} "
+        f"({'quick' if args.quick else 'full'} run)",
+        "",
+        *print_overhead(results, (2.0, 5.0)),
+        "",
+        *print_attribution(per_call, mean_ms),
+        "",
+        *print_completion(detections, polls, finished_at),
+        f"webhooks that woke a waiting wait(): {notified} of {repeats * len(lengths)}",
+        f"naive 2 s poll, job length unknown to the poller (uniform phase): mean delay {NAIVE_INTERVAL_S / 2:g} s",
+        f"total run time {time.monotonic() - started:.0f} s",
+    ]
+    print("\n".join(out))
+    if args.profile:
+        pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main()
