@@ -54,8 +54,7 @@ class Planner:
 
         candidates.sort(key=rank)
         unavailable.sort(key=rank)
-        # the planner builds these from validated values: construct without re-validating (hot path)
-        return Plan.model_construct(
+        return Plan(
             request=request.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
             usage=usage,
             target_width=target.width,
@@ -117,7 +116,7 @@ class Planner:
         if cap is not None and cost > cap:
             reasons.append(f"costs ${cost} > per-call budget ${cap} (settings)")
         if reasons:
-            return Rejection.model_construct(
+            return Rejection(
                 offer_id=offer.id, label=offer.label, provider=offer.provider, model=offer.model, reasons=reasons
             )
         call = ResolvedCall(
@@ -137,7 +136,7 @@ class Planner:
             style_references=request.style_references,
         )
         availability = self.availability.get(offer.provider, Availability(False, "provider not registered"))
-        return Candidate.model_construct(
+        return Candidate(
             offer_id=offer.id,
             label=offer.label,
             provider=offer.provider,
