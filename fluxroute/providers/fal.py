@@ -8,19 +8,15 @@ import fal_client
 import httpx
 
 from fluxroute.errors import (
-    AuthError,
     Cancelled,
-    InsufficientCredits,
     JobFailed,
-    ProviderBadRequest,
     ProviderError,
     ProviderUnavailable,
-    RateLimited,
 )
 from fluxroute.providers.base import Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import download_image
 from fluxroute.providers.polling import Poller
-from fluxroute.providers.submission import post_once
+from fluxroute.providers.submission import error_for_status, post_once
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
 
@@ -29,7 +25,6 @@ NAME = "fal"
 
 def map_error(response: httpx.Response, job_id: str | None = None) -> ProviderError:
     """fal's HTTP errors -> the error tree; a 422 `detail` list becomes one line per field."""
-    status = response.status_code
     detail: Any = None
     try:
         detail = response.json().get("detail")
@@ -42,20 +37,8 @@ def map_error(response: httpx.Response, job_id: str | None = None) -> ProviderEr
             if isinstance(item, dict)
         )
     else:
-        message = str(detail or response.text or response.reason_phrase)[:300]
-    kwargs: dict[str, Any] = {"provider": NAME, "status_code": status, "provider_job_id": job_id}
-    text = f"HTTP {status}: {message}"
-    if status in (401, 403):
-        if "balance" in message.lower() or "locked" in message.lower():
-            return InsufficientCredits(text, **kwargs)
-        return AuthError(text, **kwargs)
-    if status == 402:
-        return InsufficientCredits(text, **kwargs)
-    if status == 429:
-        return RateLimited(text, **kwargs)
-    if status >= 500:
-        return ProviderUnavailable(text, **kwargs)
-    return ProviderBadRequest(text, **kwargs)
+        message = str(detail or response.text or response.reason_phrase)
+    return error_for_status(response, message, provider=NAME, job_id=job_id)
 
 
 class FalProvider:

@@ -8,20 +8,16 @@ from typing import Any
 import httpx
 
 from fluxroute.errors import (
-    AuthError,
     Cancelled,
     ContentFiltered,
-    InsufficientCredits,
     JobFailed,
-    ProviderBadRequest,
     ProviderError,
     ProviderUnavailable,
-    RateLimited,
 )
 from fluxroute.providers.base import Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import download_image
 from fluxroute.providers.polling import Poller
-from fluxroute.providers.submission import post_once, retry_after
+from fluxroute.providers.submission import error_for_status, post_once
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
 
@@ -35,18 +31,7 @@ def map_error(response: httpx.Response, job_id: str | None = None) -> ProviderEr
         message = str(response.json().get("error") or response.text)
     except ValueError:
         message = response.text or response.reason_phrase
-    status = response.status_code
-    kwargs: dict[str, Any] = {"provider": NAME, "status_code": status, "provider_job_id": job_id}
-    text = f"HTTP {status}: {message[:300]}"
-    if status in (401, 403):
-        return AuthError(text, **kwargs)
-    if status == 402:
-        return InsufficientCredits(text, **kwargs)
-    if status == 429:
-        return RateLimited(text, retry_after=retry_after(response), **kwargs)
-    if status >= 500:
-        return ProviderUnavailable(text, **kwargs)
-    return ProviderBadRequest(text, **kwargs)
+    return error_for_status(response, message, provider=NAME, job_id=job_id)
 
 
 class KreaProvider:

@@ -1,5 +1,5 @@
-"""Submitting a billable job exactly once: a POST is repeated only when it provably never reached the
-provider (no connection) or the provider refused it with 429 before accepting it."""
+"""Billable jobs submitted exactly once (a POST is repeated only when it provably never reached the provider,
+or was refused with 429 before acceptance), and providers' HTTP error answers mapped to the error tree."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from typing import Any
 
 import httpx
 
-from fluxroute.errors import ProviderError, ProviderUnavailable
+from fluxroute.errors import (
+    AuthError,
+    InsufficientCredits,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+)
 
 SUBMIT_ATTEMPTS = 3
 MAX_RETRY_AFTER_S = 10.0
@@ -59,3 +66,21 @@ async def post_once(
             raise map_error(response)
         return response
     raise AssertionError("unreachable")
+
+
+def error_for_status(
+    response: httpx.Response, message: str, *, provider: str, job_id: str | None = None
+) -> ProviderError:
+    """An HTTP error answer -> the error tree, by status class (the providers differ only in `message`)."""
+    status = response.status_code
+    kwargs: dict[str, Any] = {"provider": provider, "status_code": status, "provider_job_id": job_id}
+    text = f"HTTP {status}: {message[:300]}"
+    if status == 402 or (status == 403 and any(w in message.lower() for w in ("balance", "credit", "locked"))):
+        return InsufficientCredits(text, **kwargs)
+    if status in (401, 403):
+        return AuthError(text, **kwargs)
+    if status == 429:
+        return RateLimited(text, retry_after=retry_after(response), **kwargs)
+    if status >= 500:
+        return ProviderUnavailable(text, **kwargs)
+    return ProviderBadRequest(text, **kwargs)
