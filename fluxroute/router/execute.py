@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +21,7 @@ from fluxroute.errors import (
     ProviderTimeout,
 )
 from fluxroute.providers.base import ProgressCallback, Provider, ProviderResult
-from fluxroute.router.pricing import billed_megapixels
+from fluxroute.router.pricing import estimate_cost
 from fluxroute.settings import Settings
 from fluxroute.store import AttemptRecord, JobRecord, JobStore, Reservation
 from fluxroute.store.images import ImageStore
@@ -28,6 +29,54 @@ from fluxroute.types import Candidate, GenerationResult, ImageRequest, Plan
 
 # errors after which trying the next candidate cannot help, or would go against the caller
 STOP_ERRORS = (Cancelled, ContentFiltered)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One candidate tried for one job: what each step of the attempt needs, and what a restart restores."""
+
+    job: JobRecord
+    request: ImageRequest
+    plan: Plan
+    candidate: Candidate
+    reservation: Reservation
+    out_dir: Path | None
+
+    def detail(self) -> dict[str, object]:
+        """What the attempt record keeps so that `from_attempt` can rebuild this run after a crash."""
+        held = self.reservation
+        return {
+            "candidate": self.candidate.model_dump(mode="json"),
+            "reservation": {"id": held.id, "amount": str(held.amount), "day": str(held.day)},
+            "out_dir": str(self.out_dir) if self.out_dir else None,
+        }
+
+    @classmethod
+    def from_attempt(cls, attempt: AttemptRecord, job: JobRecord, usage: str) -> _Run:
+        detail = attempt.detail or {}
+        candidate = Candidate.model_validate(detail["candidate"])
+        held = detail["reservation"]
+        assert isinstance(held, dict)
+        reservation = Reservation(
+            id=int(held["id"]),
+            job_id=attempt.job_id,
+            amount=Decimal(held["amount"]),
+            day=date.fromisoformat(held["day"]),
+        )
+        request = ImageRequest.model_validate(job.request)
+        plan = Plan.model_validate(
+            {
+                "request": job.request,
+                "usage": request.usage or usage,
+                "target_width": candidate.width,
+                "target_height": candidate.height,
+                "candidates": [candidate],
+                "rejections": [],
+                "explanation": f"resumed {candidate.label} job {attempt.provider_job_id} after a restart",
+            }
+        )
+        out_dir = detail.get("out_dir")
+        return cls(job, request, plan, candidate, reservation, Path(str(out_dir)) if out_dir else None)
 
 
 class Executor:
@@ -57,7 +106,7 @@ class Executor:
             raise NoRouteError("no configured offer can serve this request", reasons)
         job, created = self.store.create_job(request.model_dump(mode="json"), request.idempotency_key, status="running")
         if not created:
-            return await self._existing(job, progress, out_dir)
+            return await self._existing(job, progress)
         failures: list[ProviderError] = []
         budget_errors: list[BudgetExceeded] = []
         for candidate in plan.candidates:
@@ -72,7 +121,7 @@ class Executor:
                 budget_errors.append(exc)
                 continue
             try:
-                return await self._attempt(job, request, plan, candidate, reservation, progress, out_dir)
+                return await self._attempt(_Run(job, request, plan, candidate, reservation, out_dir), progress)
             except ProviderError as exc:
                 failures.append(exc)
                 if isinstance(exc, STOP_ERRORS) or exc.maybe_accepted:
@@ -84,54 +133,32 @@ class Executor:
         self.store.update_job(job.id, status="failed", error=str(error))
         raise error
 
-    async def _attempt(
-        self,
-        job: JobRecord,
-        request: ImageRequest,
-        plan: Plan,
-        candidate: Candidate,
-        reservation: Reservation,
-        progress: ProgressCallback | None,
-        out_dir: Path | None,
-    ) -> GenerationResult:
-        detail: dict[str, object] = {
-            "candidate": candidate.model_dump(mode="json"),
-            "reservation": {"id": reservation.id, "amount": str(reservation.amount), "day": str(reservation.day)},
-            "out_dir": str(out_dir) if out_dir else None,
-        }
+    async def _attempt(self, run: _Run, progress: ProgressCallback | None) -> GenerationResult:
+        candidate = run.candidate
         attempt = self.store.start_attempt(
-            job.id,
+            run.job.id,
             offer_id=candidate.offer_id,
             provider=candidate.provider,
             model=candidate.model,
             estimated_cost=Decimal(str(candidate.cost_usd)),
-            detail=detail,
+            detail=run.detail(),
         )
         provider = self.provider_for(candidate.provider)
         try:
             provider_job_id = await provider.submit(candidate, webhook_url=self._webhook_url(candidate.provider))
         except BaseException as exc:
             self.store.finish_attempt(attempt.id, status="failed", error=_safe(exc))
-            self.store.release(reservation)
+            self.store.release(run.reservation)
             raise
         attempt = self.store.mark_submitted(attempt.id, provider_job_id)
-        return await self._follow(attempt, job, request, plan, candidate, reservation, progress, out_dir)
+        return await self._follow(run, attempt, progress)
 
     def _webhook_url(self, provider: str) -> str | None:
         base = self.settings.webhook_base_url
         return f"{base.rstrip('/')}/webhooks/{provider}" if base else None
 
-    async def _follow(
-        self,
-        attempt: AttemptRecord,
-        job: JobRecord,
-        request: ImageRequest,
-        plan: Plan,
-        candidate: Candidate,
-        reservation: Reservation,
-        progress: ProgressCallback | None,
-        out_dir: Path | None,
-    ) -> GenerationResult:
+    async def _follow(self, run: _Run, attempt: AttemptRecord, progress: ProgressCallback | None) -> GenerationResult:
+        candidate, reservation = run.candidate, run.reservation
         provider = self.provider_for(candidate.provider)
         provider_job_id = attempt.provider_job_id or ""
         try:
@@ -144,7 +171,7 @@ class Executor:
             self.store.finish_attempt(attempt.id, status="cancelled" if cancelled else "failed", error=_safe(exc))
             self.store.release(reservation)
             if cancelled:
-                self.store.update_job(job.id, status="cancelled", error="cancelled by the caller")
+                self.store.update_job(run.job.id, status="cancelled", error="cancelled by the caller")
             raise
         except ProviderError as exc:
             self.store.finish_attempt(
@@ -153,25 +180,14 @@ class Executor:
             self.store.release(reservation)
             raise
         # saving images and the final store writes block; keep them off the event loop
-        return await asyncio.to_thread(
-            self._complete, attempt, job, request, plan, candidate, reservation, result, out_dir
-        )
+        return await asyncio.to_thread(self._complete, run, attempt, result)
 
-    def _complete(
-        self,
-        attempt: AttemptRecord,
-        job: JobRecord,
-        request: ImageRequest,
-        plan: Plan,
-        candidate: Candidate,
-        reservation: Reservation,
-        result: ProviderResult,
-        out_dir: Path | None,
-    ) -> GenerationResult:
-        cost = billed_cost(self.catalog, candidate, result)
+    def _complete(self, run: _Run, attempt: AttemptRecord, result: ProviderResult) -> GenerationResult:
+        job, request, candidate = run.job, run.request, run.candidate
+        cost = billed_cost(self.catalog, candidate, request, result)
         # bill first: the money is spent whether or not saving the files works
-        self.store.settle(reservation, cost, attempt.id)
-        images = ImageStore(out_dir or self.settings.images_dir)
+        self.store.settle(run.reservation, cost, attempt.id)
+        images = ImageStore(run.out_dir or self.settings.images_dir)
         seed = result.seed if result.seed is not None else request.seed
         parameters: dict[str, object] = {
             "prompt": request.prompt,
@@ -207,16 +223,14 @@ class Executor:
             cost_usd=float(cost),
             seed=seed,
             timings=result.timings,
-            plan=plan,
+            plan=run.plan,
             warnings=warnings,
         )
         self.store.finish_attempt(attempt.id, status="succeeded", cost=cost)
         self.store.update_job(job.id, status="succeeded", result=generation.model_dump(mode="json"))
         return generation
 
-    async def _existing(
-        self, job: JobRecord, progress: ProgressCallback | None, out_dir: Path | None
-    ) -> GenerationResult:
+    async def _existing(self, job: JobRecord, progress: ProgressCallback | None) -> GenerationResult:
         """Same idempotency key again: the stored result, or the in-flight attempt followed; never a new job."""
         if job.status == "succeeded" and job.result is not None:
             return GenerationResult.model_validate(job.result)
@@ -227,49 +241,28 @@ class Executor:
 
     async def resume(self, attempt: AttemptRecord, progress: ProgressCallback | None = None) -> GenerationResult:
         """Finish an attempt a previous process submitted: wait for it, save it, bill it once."""
-        detail = attempt.detail or {}
-        candidate = Candidate.model_validate(detail["candidate"])
-        held = detail["reservation"]
-        assert isinstance(held, dict)
-        reservation = Reservation(
-            id=int(held["id"]),
-            job_id=attempt.job_id,
-            amount=Decimal(held["amount"]),
-            day=date.fromisoformat(held["day"]),
-        )
         job = self.store.get_job(attempt.job_id)
-        request = ImageRequest.model_validate(job.request)
-        plan = Plan.model_validate(
-            {
-                "request": job.request,
-                "usage": request.usage or self.settings.usage,
-                "target_width": candidate.width,
-                "target_height": candidate.height,
-                "candidates": [candidate],
-                "rejections": [],
-                "explanation": f"resumed {candidate.label} job {attempt.provider_job_id} after a restart",
-            }
-        )
-        out_dir = detail.get("out_dir")
+        run = _Run.from_attempt(attempt, job, self.settings.usage)
         self.store.update_job(job.id, status="running")
         try:
-            return await self._follow(
-                attempt, job, request, plan, candidate, reservation, progress, Path(str(out_dir)) if out_dir else None
-            )
+            return await self._follow(run, attempt, progress)
         except ProviderError as exc:
             self.store.update_job(job.id, status="failed", error=str(exc))
             raise
 
 
-def billed_cost(catalog: Catalog, candidate: Candidate, result: ProviderResult) -> Decimal:
-    """What the provider bills for the images it returned, by the offer's price rule."""
+def billed_cost(catalog: Catalog, candidate: Candidate, request: ImageRequest, result: ProviderResult) -> Decimal:
+    """What the provider bills for the images it returned: the offer's price rule, for that many images."""
     price = catalog.offer(candidate.offer_id).price
-    count = len(result.images)
-    if price.unit == "megapixel_ceil":
-        return billed_megapixels(candidate.width, candidate.height) * price.usd * count
-    if price.unit == "image":
-        return Decimal(str(candidate.cost_usd)) / candidate.num_images * count
-    return Decimal(str(candidate.cost_usd))
+    if price.unit == "gpu_second":
+        return Decimal(str(candidate.cost_usd))
+    return estimate_cost(
+        price,
+        width=candidate.width,
+        height=candidate.height,
+        num_images=len(result.images),
+        style_references=bool(request.style_references),
+    )
 
 
 def _safe(exc: BaseException) -> str:
