@@ -8,7 +8,8 @@
     ├── IdempotencyConflict     same idempotency key, different request
     ├── JobNotFound             unknown job id in the store
     ├── UnsafeURL               an input URL points somewhere it may not
-├── WebhookRejected         an incoming webhook is forged, stale or not ours
+    ├── WebhookRejected         an incoming webhook is forged, stale or not ours
+    ├── ConsentRequired         the estimated spend needs the user's approval first (confirm_spend)
     ├── ProviderError           a provider failed; .provider, .retryable, .status_code
     │    ├── AuthError               401/403, missing or rejected credentials
     │    ├── ProviderBadRequest      400/404/422 the provider refused the parameters
@@ -80,6 +81,10 @@ class BudgetExceeded(FluxrouteError):
 
 class IdempotencyConflict(FluxrouteError):
     """An idempotency key was reused with a different request."""
+
+
+class ConsentRequired(FluxrouteError):
+    """The call would spend more than the user agreed to spend without being asked; nothing was spent."""
 
 
 class JobNotFound(FluxrouteError):

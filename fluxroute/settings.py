@@ -26,8 +26,17 @@ ENV_FIELDS: dict[str, str] = {
     "FLUXROUTE_USAGE": "usage",
     "FLUXROUTE_LOCAL_MODEL": "local_model",
     "FLUXROUTE_LOCAL_DEVICE": "local_device",
+    "FLUXROUTE_LOCAL_MEMORY_PLAN": "local_memory_plan",
+    "FLUXROUTE_LOCAL_COMPILE": "local_compile",
+    "FLUXROUTE_LOCAL_ATTENTION_BACKEND": "local_attention_backend",
+    "FLUXROUTE_LOCAL_FP8": "local_fp8",
+    "FLUXROUTE_LOCAL_CONTENT_CHECKER": "local_content_checker",
+    "FLUXROUTE_LOCAL_COMMERCIAL_LICENSE": "local_commercial_license",
     "FLUXROUTE_BUDGET_PER_CALL_USD": "budget_per_call_usd",
     "FLUXROUTE_BUDGET_DAILY_USD": "budget_daily_usd",
+    "FLUXROUTE_CONFIRM_ABOVE_USD": "confirm_above_usd",
+    "FLUXROUTE_CONFIRM_DAILY_USD": "confirm_daily_usd",
+    "FLUXROUTE_SERVER_TOKEN": "server_token",
 }
 
 
@@ -56,12 +65,38 @@ class Settings(BaseModel):
     usage: Usage = "commercial"
     local_model: Path | None = None
     local_device: Literal["auto", "cuda", "cpu"] = "auto"
+    local_memory_plan: Literal["auto", "gpu", "model_offload", "sequential_offload"] = Field(
+        default="auto",
+        description="where local weights live during a generation; auto picks from free GPU memory",
+    )
+    local_compile: bool = Field(default=False, description="torch.compile the transformer's blocks (warm-up on load)")
+    local_attention_backend: str | None = Field(
+        default=None, description="diffusers attention backend, e.g. flash, _flash_3, _native_cudnn; unset: PyTorch's"
+    )
+    local_fp8: bool = Field(default=False, description="fp8 transformer linears through torchao (Hopper and newer)")
+    local_content_checker: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'module:callable' judging each local image; unset: results are marked for manual review",
+    )
     local_commercial_license: bool = Field(
         default=False,
         description="Set true only if you hold your own commercial license for the FLUX.1 [dev] weights.",
     )
     budget_per_call_usd: Decimal | None = Field(default=None, ge=0)
     budget_daily_usd: Decimal | None = Field(default=None, ge=0)
+    confirm_above_usd: Decimal | None = Field(
+        default=Decimal("0.50"),
+        ge=0,
+        description="tool calls estimated above this need the user's approval (MCP elicitation or "
+        "confirm_spend: true); unset: never asked",
+    )
+    confirm_daily_usd: Decimal | None = Field(
+        default=None, ge=0, description="tool calls that would take today's spend above this need approval too"
+    )
+    server_token: SecretStr | None = Field(
+        default=None, description="bearer token `fluxroute serve --http` requires on /mcp"
+    )
     prices: dict[str, Decimal] = Field(
         default_factory=dict, description="offer id -> price override in USD (per the offer's unit)"
     )

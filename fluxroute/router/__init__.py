@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fluxroute.catalog import Catalog, load_catalog
-from fluxroute.errors import ProviderError
+from fluxroute.errors import JobNotFound, ProviderError
 from fluxroute.providers import create_provider
 from fluxroute.providers.availability import check_availability
 from fluxroute.providers.base import Availability, ProgressCallback, Provider
@@ -58,9 +58,14 @@ class Router:
         return self.planner.plan(request)
 
     async def generate(
-        self, request: ImageRequest, progress: ProgressCallback | None = None, out_dir: Path | None = None
+        self,
+        request: ImageRequest,
+        progress: ProgressCallback | None = None,
+        out_dir: Path | None = None,
+        on_job: Callable[[str], None] | None = None,
     ) -> GenerationResult:
-        """Plan, then run the candidates in order until one succeeds.
+        """Plan, then run the candidates in order until one succeeds. `on_job` hears the job id as soon as
+        the job is recorded (before any provider call), so a caller can hand out a handle to it.
 
         Raises:
             NoRouteError: nothing configured can serve the request (every reason listed).
@@ -68,12 +73,22 @@ class Router:
             AllProvidersFailed: every candidate failed; each provider's error is attached.
             ProviderError: a failure after which trying elsewhere could pay twice or go against the caller.
         """
-        return await self._executor().run(request, self.plan(request), progress, out_dir)
+        return await self._executor().run(request, self.plan(request), progress, out_dir, on_job)
 
     async def resume_in_flight(
         self, progress: ProgressCallback | None = None
     ) -> list[GenerationResult | ProviderError]:
-        """Collect jobs a previous process submitted but never saw finish; each is saved and billed once.
+        """Collect jobs a previous process submitted but never saw finish; each is saved and billed once."""
+        outcomes: list[GenerationResult | ProviderError] = []
+        for job_id in self.in_flight_jobs():
+            try:
+                outcomes.append(await self.resume_job(job_id, progress))
+            except ProviderError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def in_flight_jobs(self) -> list[str]:
+        """Ids of jobs with a provider job in flight that no process is following (after a restart).
 
         Attempts that stopped mid-submission (no provider job id recorded) cannot be followed; once older
         than STALE_SUBMISSION they are marked failed with that reason.
@@ -85,14 +100,19 @@ class Router:
             self.store.finish_attempt(
                 attempt.id, status="failed", error="process stopped while submitting; provider job id unknown"
             )
-        outcomes: list[GenerationResult | ProviderError] = []
-        executor = self._executor()
-        for attempt in self.store.in_flight_attempts():
-            try:
-                outcomes.append(await executor.resume(attempt, progress))
-            except ProviderError as exc:
-                outcomes.append(exc)
-        return outcomes
+        return list(dict.fromkeys(attempt.job_id for attempt in self.store.in_flight_attempts()))
+
+    async def resume_job(self, job_id: str, progress: ProgressCallback | None = None) -> GenerationResult:
+        """Follow job `job_id`'s in-flight provider job to the end: wait, save, bill once.
+
+        Raises:
+            JobNotFound: no such job, or it has no provider job in flight.
+            ProviderError: the provider job failed.
+        """
+        in_flight = [a for a in self.store.attempts_for(job_id) if a.status == "in_flight"]
+        if not in_flight:
+            raise JobNotFound(f"job {job_id} has no provider job in flight")
+        return await self._executor().resume(in_flight[-1], progress)
 
     def _executor(self) -> Executor:
         return Executor(self.settings, self.catalog, self.store, self.provider)

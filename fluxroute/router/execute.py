@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 from fluxroute.catalog import Catalog
 from fluxroute.errors import (
@@ -26,6 +27,8 @@ from fluxroute.settings import Settings
 from fluxroute.store import AttemptRecord, JobRecord, JobStore, Reservation
 from fluxroute.store.images import ImageStore
 from fluxroute.types import Candidate, GenerationResult, ImageRequest, Plan
+
+T = TypeVar("T")
 
 # errors after which trying the next candidate cannot help, or would go against the caller
 STOP_ERRORS = (Cancelled, ContentFiltered)
@@ -96,7 +99,12 @@ class Executor:
         self.provider_for = provider_for
 
     async def run(
-        self, request: ImageRequest, plan: Plan, progress: ProgressCallback | None, out_dir: Path | None
+        self,
+        request: ImageRequest,
+        plan: Plan,
+        progress: ProgressCallback | None,
+        out_dir: Path | None,
+        on_job: Callable[[str], None] | None = None,
     ) -> GenerationResult:
         known = request.idempotency_key is not None and self.store.find_job_by_key(request.idempotency_key)
         if not plan.candidates and not known:
@@ -105,6 +113,8 @@ class Executor:
             ]
             raise NoRouteError("no configured offer can serve this request", reasons)
         job, created = self.store.create_job(request.model_dump(mode="json"), request.idempotency_key, status="running")
+        if on_job is not None:
+            on_job(job.id)
         if not created:
             return await self._existing(job, progress)
         failures: list[ProviderError] = []
@@ -145,12 +155,18 @@ class Executor:
         )
         provider = self.provider_for(candidate.provider)
         try:
-            provider_job_id = await provider.submit(candidate, webhook_url=self._webhook_url(candidate.provider))
+            # a cancelled caller still lets the POST finish: an accepted job must be known to be cancelled
+            provider_job_id, cancelled = await _outlast_cancel(
+                provider.submit(candidate, webhook_url=self._webhook_url(candidate.provider))
+            )
         except BaseException as exc:
             self.store.finish_attempt(attempt.id, status="failed", error=_safe(exc))
             self.store.release(run.reservation)
             raise
         attempt = self.store.mark_submitted(attempt.id, provider_job_id)
+        if cancelled:
+            await self._abandon(run, attempt, asyncio.CancelledError())
+            raise asyncio.CancelledError
         return await self._follow(run, attempt, progress)
 
     def _webhook_url(self, provider: str) -> str | None:
@@ -164,14 +180,7 @@ class Executor:
         try:
             result = await provider.wait(provider_job_id, candidate, progress, self.settings.provider_timeout_s)
         except (asyncio.CancelledError, ProviderTimeout) as exc:
-            # Stop the provider's job so it is not billed for work nobody will collect.
-            with contextlib.suppress(ProviderError):
-                await asyncio.shield(provider.cancel(provider_job_id, candidate))
-            cancelled = isinstance(exc, asyncio.CancelledError)
-            self.store.finish_attempt(attempt.id, status="cancelled" if cancelled else "failed", error=_safe(exc))
-            self.store.release(reservation)
-            if cancelled:
-                self.store.update_job(run.job.id, status="cancelled", error="cancelled by the caller")
+            await self._abandon(run, attempt, exc)
             raise
         except ProviderError as exc:
             self.store.finish_attempt(
@@ -179,8 +188,24 @@ class Executor:
             )
             self.store.release(reservation)
             raise
-        # saving images and the final store writes block; keep them off the event loop
-        return await asyncio.to_thread(self._complete, run, attempt, result)
+        # saving images and the final store writes block, so they run off the event loop; the images are
+        # paid for, so a caller cancelling now still gets them saved (and the job recorded as succeeded)
+        generation, cancelled = await _outlast_cancel(asyncio.to_thread(self._complete, run, attempt, result))
+        if cancelled:
+            raise asyncio.CancelledError
+        return generation
+
+    async def _abandon(self, run: _Run, attempt: AttemptRecord, why: BaseException) -> None:
+        """Stop the provider's job so it is not billed for work nobody will collect; record why."""
+        with contextlib.suppress(ProviderError):
+            await asyncio.shield(
+                self.provider_for(run.candidate.provider).cancel(attempt.provider_job_id or "", run.candidate)
+            )
+        cancelled = isinstance(why, asyncio.CancelledError)
+        self.store.finish_attempt(attempt.id, status="cancelled" if cancelled else "failed", error=_safe(why))
+        self.store.release(run.reservation)
+        if cancelled:
+            self.store.update_job(run.job.id, status="cancelled", error="cancelled by the caller")
 
     def _complete(self, run: _Run, attempt: AttemptRecord, result: ProviderResult) -> GenerationResult:
         job, request, candidate = run.job, run.request, run.candidate
@@ -199,6 +224,8 @@ class Executor:
             "job_id": job.id,
             "provider_job_id": result.provider_job_id,
         }
+        if result.review is not None:
+            parameters["review"] = result.review
         saved = [
             images.save(
                 image,
@@ -214,6 +241,7 @@ class Executor:
         warnings = [str(adj) for adj in candidate.adjustments]
         if any(image.flagged for image in saved):
             warnings.append("the provider's safety checker flagged at least one image (returned blank)")
+        warnings.extend(result.warnings)
         generation = GenerationResult(
             job_id=job.id,
             images=saved,
@@ -249,6 +277,19 @@ class Executor:
         except ProviderError as exc:
             self.store.update_job(job.id, status="failed", error=str(exc))
             raise
+
+
+async def _outlast_cancel(work: Awaitable[T]) -> tuple[T, bool]:
+    """Await `work` to its end even if the caller is cancelled meanwhile; also say whether it was."""
+    future = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            return await asyncio.shield(future), cancelled
+        except asyncio.CancelledError:
+            if future.cancelled():
+                raise
+            cancelled = True
 
 
 def billed_cost(catalog: Catalog, candidate: Candidate, request: ImageRequest, result: ProviderResult) -> Decimal:

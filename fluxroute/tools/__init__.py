@@ -1,19 +1,27 @@
 """Tool library: one spec per tool, exported to MCP, OpenAI and Anthropic, validated and dispatched."""
 
 from fluxroute.tools.export import EXPORT_FORMATS, ExportFormat, export, to_anthropic, to_mcp, to_openai
-from fluxroute.tools.library import ImageRouter, ToolLibrary
-from fluxroute.tools.outputs import GenerateOutput, ModelsOutput, PlanOutput
-from fluxroute.tools.specs import ModelsQuery, ToolHints, ToolSpec, get_tool, tool_specs
+from fluxroute.tools.jobs import BackgroundJobs, JobView
+from fluxroute.tools.library import ImageRouter, SpendQuestion, ToolLibrary
+from fluxroute.tools.outputs import GenerateOutput, JobStatusOutput, ModelsOutput, PlanOutput
+from fluxroute.tools.specs import GenerateArgs, JobQuery, JobRef, ModelsQuery, ToolHints, ToolSpec, get_tool, tool_specs
 from fluxroute.tools.validation import validate
 
 __all__ = [
     "EXPORT_FORMATS",
+    "BackgroundJobs",
     "ExportFormat",
+    "GenerateArgs",
     "GenerateOutput",
     "ImageRouter",
+    "JobQuery",
+    "JobRef",
+    "JobStatusOutput",
+    "JobView",
     "ModelsOutput",
     "ModelsQuery",
     "PlanOutput",
+    "SpendQuestion",
     "ToolHints",
     "ToolLibrary",
     "ToolSpec",

@@ -29,7 +29,11 @@ REQUEST_FIELDS: dict[str, str] = {
     "providers": "Only these providers.",
     "provider": "Pin one provider.",
     "idempotency_key": "Retries with the same key never pay twice.",
+    "wait_s": "Then return a job handle.",
+    "confirm_spend": "The user approved this cost.",
 }
+
+JOB_FIELDS: dict[str, str] = {"wait_s": "Max seconds to wait."}
 
 _USAGE = (
     "usage defaults to commercial; local FLUX.1 [dev] and Krea [dev] weights are non-commercial, so they "
@@ -47,8 +51,21 @@ def generate_description(catalog: Catalog) -> str:
             "Size: width+height, or aspect_ratio with megapixels, or image_size; default 1:1 at 1 MP. "
             "A route may snap the size (the result says so). num_images 1-4 (Krea: 1). " + _USAGE,
             price_line(catalog),
+            "Still running after wait_s (default 45): returns status=running and job_id; call get_image_job. "
+            "A costly call may need the user's approval: ask them, then pass confirm_spend=true.",
         ]
     )
+
+
+def job_description() -> str:
+    return (
+        "Follow a generate_image job that returned status=running: waits up to wait_s, then returns the "
+        "images, or the status and progress so far. The job keeps running meanwhile; it is never paid twice."
+    )
+
+
+def cancel_description() -> str:
+    return "Cancel a running generate_image job; its provider job is stopped and nothing more is charged."
 
 
 def plan_description(catalog: Catalog) -> str:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel
 
 from fluxroute.catalog import Catalog
+from fluxroute.errors import ConsentRequired, InvalidRequest
 from fluxroute.providers.base import Availability, ProgressCallback
 from fluxroute.settings import Settings
-from fluxroute.tools.outputs import GenerateOutput, ModelsOutput, PlanOutput
-from fluxroute.tools.specs import ModelsQuery, get_tool
+from fluxroute.store import JobStore
+from fluxroute.tools.jobs import BackgroundJobs
+from fluxroute.tools.outputs import GenerateOutput, JobStatusOutput, ModelsOutput, PlanOutput
+from fluxroute.tools.specs import GenerateArgs, JobQuery, JobRef, ModelsQuery, get_tool
 from fluxroute.tools.validation import validate
 from fluxroute.types import GenerationResult, ImageRequest, Plan
 
@@ -25,23 +31,65 @@ class ImageRouter(Protocol):
     @property
     def availability(self) -> Mapping[str, Availability]: ...
 
+    @property
+    def store(self) -> JobStore: ...
+
     def plan(self, request: ImageRequest) -> Plan: ...
 
-    async def generate(self, request: ImageRequest, progress: ProgressCallback | None = None) -> GenerationResult: ...
+    async def generate(
+        self,
+        request: ImageRequest,
+        progress: ProgressCallback | None = None,
+        out_dir: Path | None = None,
+        on_job: Callable[[str], None] | None = None,
+    ) -> GenerationResult: ...
+
+    def in_flight_jobs(self) -> list[str]: ...
+
+    async def resume_job(self, job_id: str, progress: ProgressCallback | None = None) -> GenerationResult: ...
+
+
+@dataclass(frozen=True)
+class SpendQuestion:
+    """A generate_image call the user should approve first: what it would cost and why it needs asking."""
+
+    estimate_usd: Decimal
+    ceiling_usd: Decimal  # the most any candidate (fallbacks included) could cost
+    label: str
+    reasons: list[str]
+
+    @property
+    def message(self) -> str:
+        extra = f" (up to ${self.ceiling_usd} if it falls back)" if self.ceiling_usd > self.estimate_usd else ""
+        return (
+            f"This generation is estimated at ${self.estimate_usd} on {self.label}{extra}: {'; '.join(self.reasons)}."
+        )
 
 
 class ToolLibrary:
-    """Runs tool calls against one router; nothing reaches a provider before the arguments validate."""
+    """Runs tool calls against one router; nothing reaches a provider before the arguments validate, and no
+    call costs more than the user agreed to without being asked (fail closed)."""
 
     def __init__(self, router: ImageRouter) -> None:
         self.router = router
+        self.jobs = BackgroundJobs(router)
 
-    async def dispatch(self, name: str, args: object, progress: ProgressCallback | None = None) -> BaseModel:
-        """Validate `args` for tool `name`, run it, and return its output model; `progress` hears from
-        generate_image's job.
+    async def dispatch(
+        self,
+        name: str,
+        args: object,
+        progress: ProgressCallback | None = None,
+        *,
+        approved_usd: Decimal | None = None,
+    ) -> BaseModel:
+        """Validate `args` for tool `name`, run it, and return its output model; `progress` hears from the
+        job generate_image or get_image_job follows. `approved_usd` is what the user agreed to spend on
+        this call when asked (MCP elicitation); it also caps the call.
 
         Raises:
             InvalidRequest: unknown tool or invalid arguments (nothing ran), or a model the catalog lacks.
+            ConsentRequired: generate_image would cost more than the user agreed to (nothing ran).
+            JobNotFound: get_image_job or cancel_image_job with an unknown job id.
             FluxrouteError: whatever the router raises while generating (budget, provider failures).
         """
         spec = get_tool(name)
@@ -49,11 +97,55 @@ class ToolLibrary:
         match spec.handler, parsed:
             case "plan", ImageRequest():
                 return PlanOutput.from_plan(self.router.plan(parsed))
-            case "generate", ImageRequest():
-                return GenerateOutput.from_result(await self.router.generate(parsed, progress))
+            case "generate", GenerateArgs():
+                return await self.generate(parsed, progress, approved_usd)
+            case "job", JobQuery():
+                return GenerateOutput.from_view(await self.jobs.wait(parsed.job_id, parsed.wait_s, progress))
+            case "cancel", JobRef():
+                return JobStatusOutput.from_view(await self.jobs.cancel(parsed.job_id))
             case "models", ModelsQuery():
                 return self.list_models(parsed)
         raise TypeError(f"tool {name}: handler {spec.handler!r} cannot take {type(parsed).__name__}")
+
+    async def generate(
+        self, args: GenerateArgs, progress: ProgressCallback | None = None, approved_usd: Decimal | None = None
+    ) -> GenerateOutput:
+        question = self.spend_question(args)
+        if question is not None and (approved_usd is None or approved_usd < question.ceiling_usd):
+            raise ConsentRequired(
+                f"{question.message} Nothing was spent. Ask the user; if they agree, call again with "
+                "confirm_spend=true."
+            )
+        request = args.request(max_cost_usd=None if approved_usd is None else float(approved_usd))
+        job_id = await self.jobs.start(request)
+        return GenerateOutput.from_view(await self.jobs.wait(job_id, args.wait_s, progress))
+
+    def spend_question(self, args: object) -> SpendQuestion | None:
+        """What to ask the user before generate_image `args` run, or None when the call needs no approval
+        (under the thresholds, confirm_spend=true, or arguments that will be refused anyway)."""
+        try:
+            parsed = args if isinstance(args, GenerateArgs) else validate("generate_image", args)
+        except InvalidRequest:
+            return None
+        if not isinstance(parsed, GenerateArgs) or parsed.confirm_spend:
+            return None
+        plan = self.router.plan(parsed.request())
+        if plan.chosen is None:
+            return None
+        estimate = Decimal(str(plan.chosen.cost_usd))
+        ceiling = max(Decimal(str(c.cost_usd)) for c in plan.candidates)
+        settings = self.router.settings
+        reasons = []
+        if settings.confirm_above_usd is not None and estimate > settings.confirm_above_usd:
+            reasons.append(f"more than ${settings.confirm_above_usd}, the amount a call may spend without asking")
+        if settings.confirm_daily_usd is not None:
+            spent = self.router.store.spend_summary().spent_today
+            if spent + estimate > settings.confirm_daily_usd:
+                reasons.append(
+                    f"with ${spent} spent today it would pass ${settings.confirm_daily_usd}, "
+                    "the daily amount that may be spent without asking"
+                )
+        return SpendQuestion(estimate, max(ceiling, estimate), plan.chosen.label, reasons) if reasons else None
 
     def list_models(self, query: ModelsQuery) -> ModelsOutput:
         return ModelsOutput.from_catalog(
@@ -63,3 +155,6 @@ class ToolLibrary:
             model=query.model,
             include_unavailable=query.include_unavailable,
         )
+
+    async def aclose(self) -> None:
+        await self.jobs.aclose()

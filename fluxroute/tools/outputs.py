@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict
 
 from fluxroute.catalog import Catalog, Offer
 from fluxroute.errors import FieldError, InvalidRequest
-from fluxroute.providers.base import Availability
+from fluxroute.providers.base import Availability, Progress
+from fluxroute.tools.jobs import JobStatus, JobView
 from fluxroute.types import Candidate, GenerationResult, Plan, ProviderName
 
 PRICE_UNITS: dict[str, str] = {
@@ -102,23 +103,59 @@ class ImageOutput(_Output):
     preview_path: str | None
 
 
+class JobProgress(_Output):
+    """The latest progress event of a running job."""
+
+    status: str
+    message: str
+    queue_position: int | None
+    step: int | None
+    total_steps: int | None
+
+    @classmethod
+    def from_event(cls, event: Progress) -> JobProgress:
+        return cls(
+            status=event.status,
+            message=event.message,
+            queue_position=event.queue_position,
+            step=event.step,
+            total_steps=event.total_steps,
+        )
+
+
 class GenerateOutput(_Output):
-    """The saved images, where they were made, what they cost, and why they ran there."""
+    """A generation job: its images, where they were made, what they cost and why they ran there; or, while
+    it runs, its progress so far."""
 
     job_id: str
-    images: list[ImageOutput]
-    provider: ProviderName
-    model: str
-    offer_id: str
-    cost_usd: float
-    seed: int | None
-    warnings: list[str]
-    explanation: str
+    status: JobStatus
+    images: list[ImageOutput] = []
+    provider: ProviderName | None = None
+    model: str | None = None
+    offer_id: str | None = None
+    cost_usd: float | None = None
+    seed: int | None = None
+    warnings: list[str] = []
+    explanation: str = ""
+    progress: JobProgress | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_view(cls, view: JobView) -> GenerateOutput:
+        if view.result is not None:
+            return cls.from_result(view.result)
+        return cls(
+            job_id=view.job_id,
+            status=view.status,
+            progress=None if view.progress is None else JobProgress.from_event(view.progress),
+            error=view.error,
+        )
 
     @classmethod
     def from_result(cls, result: GenerationResult) -> GenerateOutput:
         return cls(
             job_id=result.job_id,
+            status="succeeded",
             images=[
                 ImageOutput(
                     path=image.path,
@@ -140,6 +177,18 @@ class GenerateOutput(_Output):
             warnings=result.warnings,
             explanation=result.plan.explanation,
         )
+
+
+class JobStatusOutput(_Output):
+    """Where a job stands after a cancel: cancelled, or already finished (and how)."""
+
+    job_id: str
+    status: JobStatus
+    error: str | None = None
+
+    @classmethod
+    def from_view(cls, view: JobView) -> JobStatusOutput:
+        return cls(job_id=view.job_id, status=view.status, error=view.error)
 
 
 class OfferOutput(_Output):

@@ -25,6 +25,9 @@ STRICT_KEYWORDS = frozenset(
 
 _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", type(None): "null"}
 
+# Output schemas describe fields this many objects deep (the result, and the objects in it).
+OUTPUT_DEPTH = 2
+
 # A readable order for people reading `fluxroute tools`; pydantic emits keys alphabetically.
 _KEY_ORDER = ("type", "description", "properties", "items", "required", "additionalProperties", "enum")
 
@@ -46,7 +49,8 @@ def output_schema(model: type[BaseModel]) -> JsonSchema:
     """The compact schema of a tool's structured result (`model.model_dump(mode="json")`).
 
     Types, nullability and enums only: every dump carries every field and nothing else, so `required`
-    and `additionalProperties` would only spend the size budget.
+    and `additionalProperties` would only spend the size budget. Objects nested deeper than OUTPUT_DEPTH
+    are said to be objects, without their fields (the tool description says what matters in them).
     """
     return _compact(model.model_json_schema(mode="serialization"), "output")
 
@@ -81,29 +85,31 @@ def _inline(node: Any, defs: Mapping[str, JsonSchema], seen: tuple[str, ...]) ->
     return {key: _inline(value, defs, seen) for key, value in node.items()}
 
 
-def _shrink(node: JsonSchema, mode: Mode) -> JsonSchema:
+def _shrink(node: JsonSchema, mode: Mode, depth: int = 0) -> JsonSchema:
     node = {k: v for k, v in node.items() if k != "title"}
+    if "properties" in node and mode == "output" and depth >= OUTPUT_DEPTH:
+        node = {"type": node.get("type", "object")}
     if "properties" in node:
         node.pop("description", None)  # a nested model's docstring; its fields carry the meaning
-        node["properties"] = {name: _shrink(sub, mode) for name, sub in node["properties"].items()}
+        node["properties"] = {name: _shrink(sub, mode, depth + 1) for name, sub in node["properties"].items()}
         if mode == "output":
             node.pop("required", None)
             node.pop("additionalProperties", None)
     if isinstance(node.get("items"), dict):
-        node["items"] = _shrink(node["items"], mode)
+        node["items"] = _shrink(node["items"], mode, depth)
     if isinstance(node.get("additionalProperties"), dict):
-        node["additionalProperties"] = _shrink(node["additionalProperties"], mode)
+        node["additionalProperties"] = _shrink(node["additionalProperties"], mode, depth)
     if node.get("additionalProperties") is True:
         del node["additionalProperties"]  # the JSON Schema default
     options = node.get("anyOf")
     if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
         (inner,) = (option for option in options if option != {"type": "null"})
         rest = {k: v for k, v in node.items() if k != "anyOf"}
-        node = {**_shrink(inner, mode), **rest}
+        node = {**_shrink(inner, mode, depth), **rest}
         if mode == "output":
             node = _nullable(node)
     elif isinstance(options, list):
-        node["anyOf"] = [_shrink(option, mode) for option in options]
+        node["anyOf"] = [_shrink(option, mode, depth) for option in options]
     if mode == "output" or node.get("default") in (None, []):
         node.pop("default", None)
     if "enum" in node and node.get("type") in ("string", ["string", "null"]):

@@ -12,16 +12,55 @@ from pydantic import BaseModel, ConfigDict, Field
 from fluxroute.catalog import load_catalog
 from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.tools.descriptions import (
+    JOB_FIELDS,
     REQUEST_FIELDS,
+    cancel_description,
     generate_description,
+    job_description,
     models_description,
     plan_description,
 )
-from fluxroute.tools.outputs import GenerateOutput, ModelsOutput, PlanOutput
+from fluxroute.tools.outputs import GenerateOutput, JobStatusOutput, ModelsOutput, PlanOutput
 from fluxroute.tools.schema import JsonSchema, input_schema, output_schema, strict_schema
 from fluxroute.types import ImageRequest
 
-Handler = Literal["generate", "plan", "models"]
+Handler = Literal["generate", "plan", "models", "job", "cancel"]
+
+# A client's request timeout is often 60 s; a generation still running after this comes back as a job handle.
+DEFAULT_WAIT_S = 45.0
+
+
+class GenerateArgs(ImageRequest):
+    """Arguments of generate_image: the request, plus how long to wait and whether the user approved the spend."""
+
+    wait_s: float = Field(default=DEFAULT_WAIT_S, ge=0, le=3600)
+    confirm_spend: bool = False
+
+    def request(self, max_cost_usd: float | None = None) -> ImageRequest:
+        """The image request alone; `max_cost_usd` tightens the caller's own cap (never loosens it)."""
+        data = self.model_dump(exclude={"wait_s", "confirm_spend"}, exclude_unset=True)
+        if max_cost_usd is not None:
+            data["max_cost_usd"] = min(
+                max_cost_usd, self.max_cost_usd if self.max_cost_usd is not None else max_cost_usd
+            )
+        return ImageRequest.model_validate(data)
+
+
+class JobQuery(BaseModel):
+    """Arguments of get_image_job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str = Field(min_length=1, max_length=64)
+    wait_s: float = Field(default=DEFAULT_WAIT_S, ge=0, le=3600)
+
+
+class JobRef(BaseModel):
+    """Arguments of cancel_image_job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str = Field(min_length=1, max_length=64)
 
 
 class ModelsQuery(BaseModel):
@@ -86,7 +125,7 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             name="generate_image",
             title="Generate image",
             description=generate_description(catalog),
-            input_model=ImageRequest,
+            input_model=GenerateArgs,
             output_model=GenerateOutput,
             # a new job (and a charge) per call: not idempotent, even though an idempotency_key dedupes
             hints=ToolHints(read_only=False, destructive=False, idempotent=False, open_world=True),
@@ -110,6 +149,26 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             output_model=ModelsOutput,
             hints=ToolHints(read_only=True, destructive=False, idempotent=True, open_world=False),
             handler="models",
+        ),
+        ToolSpec(
+            name="get_image_job",
+            title="Get image job",
+            description=job_description(),
+            input_model=JobQuery,
+            output_model=GenerateOutput,
+            # waiting changes nothing; the job it follows may still call its provider
+            hints=ToolHints(read_only=True, destructive=False, idempotent=True, open_world=True),
+            handler="job",
+            field_descriptions=JOB_FIELDS,
+        ),
+        ToolSpec(
+            name="cancel_image_job",
+            title="Cancel image job",
+            description=cancel_description(),
+            input_model=JobRef,
+            output_model=JobStatusOutput,
+            hints=ToolHints(read_only=False, destructive=True, idempotent=True, open_world=True),
+            handler="cancel",
         ),
     )
 

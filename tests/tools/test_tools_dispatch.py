@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,15 @@ class RecordingRouter(Router):
         self.generated: list[ImageRequest] = []
 
     async def generate(
-        self, request: ImageRequest, progress: ProgressCallback | None = None, out_dir: Path | None = None
+        self,
+        request: ImageRequest,
+        progress: ProgressCallback | None = None,
+        out_dir: Path | None = None,
+        on_job: Callable[[str], None] | None = None,
     ) -> GenerationResult:
         self.generated.append(request)
+        if on_job is not None:
+            on_job("job-1")
         if progress is not None:
             await progress(Progress(provider="krea", status="running", message="step 1/25"))
         plan = self.plan(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fluxroute.errors import FieldError, InvalidRequest
-from fluxroute.tools import ModelsQuery, tool_specs, validate
+from fluxroute.tools import GenerateArgs, ModelsQuery, tool_specs, validate
 from fluxroute.types import ImageRequest, StyleReference
 
 
@@ -143,7 +143,7 @@ def test_nulls_from_openai_strict_mode_count_as_not_given() -> None:
 
     request = validate("generate_image", every_field_null)
 
-    assert request == ImageRequest(
+    assert request == GenerateArgs(
         prompt="a fox", style_references=(StyleReference(url="https://example.com/style.png"),)
     )
 
@@ -172,7 +172,9 @@ def test_an_unknown_tool_is_refused_with_the_names_there_are() -> None:
     error = only_problem("make_picture", {"prompt": "a fox"})
 
     assert (error.field, error.value) == ("name", "make_picture")
-    assert error.allowed == "one of: generate_image, plan_image_route, list_image_models"
+    assert error.allowed == (
+        "one of: generate_image, plan_image_route, list_image_models, get_image_job, cancel_image_job"
+    )
 
 
 def edge_arguments() -> list[dict[str, object]]:
