@@ -53,6 +53,10 @@ class ProviderResult:
     images: list[ProviderImage]
     seed: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # notes for the caller, added to GenerationResult.warnings
+    warnings: list[str] = field(default_factory=list)
+    # how the outputs were screened (e.g. "unfiltered — review before distribution"), embedded in each image
+    review: str | None = None
 
 
 class Provider(Protocol):
