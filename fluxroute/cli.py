@@ -265,6 +265,17 @@ def cmd_spend(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.server import build_server, serve_http
+
+    server = build_server(settings)
+    if args.http:
+        serve_http(server, args.host, args.port, allow_remote=args.allow_remote, token=settings.server_token)
+    else:
+        server.run("stdio")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fluxroute",
@@ -307,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     spend = sub.add_parser("spend", help="money spent today and in all, by provider")
     spend.add_argument("--json", action="store_true")
     spend.set_defaults(handler=cmd_spend)
+
+    serve = sub.add_parser("serve", help="run the MCP server (stdio by default; --http for Streamable HTTP at /mcp)")
+    serve.add_argument("--http", action="store_true", help="serve Streamable HTTP instead of stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="with --http (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="with --http (default 8000)")
+    serve.add_argument("--allow-remote", action="store_true", help="with --http: allow a --host other than loopback")
+    serve.set_defaults(handler=cmd_serve)
     return parser
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from fluxroute.types import Candidate, ProviderName
 
@@ -57,6 +57,15 @@ class ProviderResult:
     warnings: list[str] = field(default_factory=list)
     # how the outputs were screened (e.g. "unfiltered — review before distribution"), embedded in each image
     review: str | None = None
+
+
+@runtime_checkable
+class Notifiable(Protocol):
+    """A provider whose waits a webhook can cut short."""
+
+    def notify(self, job_id: str) -> bool:
+        """The job ended, says a webhook: check it now. False when no wait here follows that job."""
+        ...
 
 
 class Provider(Protocol):

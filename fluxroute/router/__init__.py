@@ -37,8 +37,10 @@ class Router:
     ) -> None:
         self.settings = settings
         self.catalog = catalog or load_catalog(settings)
-        found: Mapping[str, Availability] = check_availability(settings) if availability is None else availability
-        self.availability: dict[str, Availability] = dict(found)
+        if availability is None:
+            local_repos = [offer.endpoint for offer in self.catalog.offers if offer.provider == "local"]
+            availability = check_availability(settings, local_repos)
+        self.availability: dict[str, Availability] = dict(availability)
         self.planner = Planner(self.catalog, settings, self.availability)
         self._store = store
         self._providers: dict[str, Provider] = dict(providers or {})

@@ -30,6 +30,9 @@ from fluxroute.types import Candidate, GenerationResult, ImageRequest, Plan
 
 T = TypeVar("T")
 
+# Cancel message meaning "stop following, do not cancel at the provider" (a server shutting down).
+DETACH = "fluxroute: detach"
+
 # errors after which trying the next candidate cannot help, or would go against the caller
 STOP_ERRORS = (Cancelled, ContentFiltered)
 
@@ -180,6 +183,8 @@ class Executor:
         try:
             result = await provider.wait(provider_job_id, candidate, progress, self.settings.provider_timeout_s)
         except (asyncio.CancelledError, ProviderTimeout) as exc:
+            if isinstance(exc, asyncio.CancelledError) and DETACH in exc.args:
+                raise  # this process stops following; the job stays in flight for the next one to resume
             await self._abandon(run, attempt, exc)
             raise
         except ProviderError as exc:

@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 from fluxroute.errors import FluxrouteError, JobNotFound
 from fluxroute.providers.base import Progress, ProgressCallback
+from fluxroute.router.execute import DETACH
 from fluxroute.store import JobStore
 from fluxroute.types import GenerationResult, ImageRequest
 
@@ -160,7 +161,7 @@ class BackgroundJobs:
         tasks = [tracked.task for tracked in self._running.values()]
         self._running.clear()
         for task in tasks:
-            task.cancel()
+            task.cancel(msg=DETACH)
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _adopt(self, job_id: str) -> _Tracked | None:

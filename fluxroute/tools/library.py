@@ -60,10 +60,14 @@ class SpendQuestion:
 
     @property
     def message(self) -> str:
-        extra = f" (up to ${self.ceiling_usd} if it falls back)" if self.ceiling_usd > self.estimate_usd else ""
-        return (
-            f"This generation is estimated at ${self.estimate_usd} on {self.label}{extra}: {'; '.join(self.reasons)}."
-        )
+        extra = f" (up to {usd(self.ceiling_usd)} if it falls back)" if self.ceiling_usd > self.estimate_usd else ""
+        reasons = "; ".join(self.reasons)
+        return f"This generation is estimated at {usd(self.estimate_usd)} on {self.label}{extra}: {reasons}."
+
+
+def usd(amount: Decimal) -> str:
+    """'$0.100', '$0.007', '$0.0035': at least three decimals, more only when the amount has them."""
+    return f"${amount:.3f}" if amount == round(amount, 3) else f"${amount.normalize()}"
 
 
 class ToolLibrary:
@@ -137,12 +141,12 @@ class ToolLibrary:
         settings = self.router.settings
         reasons = []
         if settings.confirm_above_usd is not None and estimate > settings.confirm_above_usd:
-            reasons.append(f"more than ${settings.confirm_above_usd}, the amount a call may spend without asking")
+            reasons.append(f"more than {usd(settings.confirm_above_usd)}, the amount a call may spend without asking")
         if settings.confirm_daily_usd is not None:
             spent = self.router.store.spend_summary().spent_today
             if spent + estimate > settings.confirm_daily_usd:
                 reasons.append(
-                    f"with ${spent} spent today it would pass ${settings.confirm_daily_usd}, "
+                    f"with {usd(spent)} spent today it would pass {usd(settings.confirm_daily_usd)}, "
                     "the daily amount that may be spent without asking"
                 )
         return SpendQuestion(estimate, max(ceiling, estimate), plan.chosen.label, reasons) if reasons else None

@@ -1,0 +1,131 @@
+"""MCP resources: the catalog, job records, and the saved images behind the tool results' links."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
+
+from fluxroute.errors import JobNotFound
+from fluxroute.server.delivery import MIME_TYPES, image_uri
+from fluxroute.store import JobRecord
+from fluxroute.tools import ModelsQuery, ToolLibrary
+
+_IMAGE_ID = re.compile(r"^(?P<job_id>[0-9a-f]{32})-(?P<index>[0-9]{1,2})$")
+RECENT_JOBS = 20
+
+
+def add_resources(server: MCPServer, library: ToolLibrary) -> None:
+    store = library.router.store
+
+    @server.resource(
+        "fluxroute://models",
+        name="models",
+        title="Image models and offers",
+        description="Every model and offer: price (unit, date, source), license, availability here and why not.",
+        mime_type="application/json",
+    )
+    def models() -> str:
+        return library.list_models(ModelsQuery()).model_dump_json(indent=1)
+
+    @server.resource(
+        "fluxroute://jobs",
+        name="jobs",
+        title="Recent image jobs",
+        description=f"The {RECENT_JOBS} most recent generation jobs: status, cost, and image links.",
+        mime_type="application/json",
+    )
+    def jobs() -> str:
+        return json.dumps([_job_summary(job) for job in store.list_jobs(limit=RECENT_JOBS)], indent=1)
+
+    @server.resource(
+        "fluxroute://jobs/{job_id}",
+        name="job",
+        title="Image job",
+        description="One job: its request, status, result, error and every provider attempt.",
+        mime_type="application/json",
+    )
+    def job(job_id: str) -> str:
+        try:
+            record = store.get_job(job_id)
+            attempts = store.attempts_for(job_id)
+        except JobNotFound as exc:
+            raise ResourceError(str(exc)) from None
+        return json.dumps(
+            {
+                **_job_summary(record),
+                "request": record.request,
+                "result": record.result,
+                "attempts": [
+                    {
+                        "provider": a.provider,
+                        "offer_id": a.offer_id,
+                        "provider_job_id": a.provider_job_id,
+                        "status": a.status,
+                        "cost_usd": None if a.cost is None else str(a.cost),
+                        "error": a.error,
+                    }
+                    for a in attempts
+                ],
+            },
+            indent=1,
+        )
+
+    for fmt, mime in MIME_TYPES.items():
+        _add_image_template(server, library, fmt, mime)
+
+
+def _add_image_template(server: MCPServer, library: ToolLibrary, fmt: str, mime: str) -> None:
+    @server.resource(
+        f"fluxroute://images/{{image_id}}.{fmt}",
+        name=f"image-{fmt}",
+        title=f"Generated image ({fmt})",
+        description="A generated image at full size; the tool results link to it.",
+        mime_type=mime,
+    )
+    def image(image_id: str) -> bytes:
+        return _image_bytes(library, image_id, fmt)
+
+
+def _image_bytes(library: ToolLibrary, image_id: str, fmt: str) -> bytes:
+    """The saved file of image `image_id` ('<job id>-<index>'), found through its job's record only, so
+    nothing outside the saved images can be read."""
+    match = _IMAGE_ID.match(image_id)
+    if match is None:
+        raise ResourceError(f"image id {image_id!r} is not '<job id>-<index>'")
+    try:
+        record = library.router.store.get_job(match["job_id"])
+    except JobNotFound as exc:
+        raise ResourceError(str(exc)) from None
+    images = (record.result or {}).get("images") or []
+    index = int(match["index"])
+    if not isinstance(images, list) or index >= len(images):
+        raise ResourceError(f"job {record.id} has no image {index}")
+    image = images[index]
+    if image.get("format") != fmt or not image.get("path"):
+        raise ResourceError(f"image {image_id} is not a saved {fmt} file")
+    try:
+        return Path(image["path"]).read_bytes()
+    except OSError as exc:
+        raise ResourceError(f"image {image_id} is no longer on disk ({exc.strerror})") from None
+
+
+def _job_summary(job: JobRecord) -> dict[str, object]:
+    result = job.result or {}
+    images = result.get("images")
+    return {
+        "job_id": job.id,
+        "status": job.status,
+        "created_at": job.created_at.isoformat(),
+        "prompt": job.request.get("prompt"),
+        "provider": result.get("provider"),
+        "cost_usd": result.get("cost_usd"),
+        "error": job.error,
+        "images": [
+            image_uri(job.id, index, str(image.get("format", "png")))
+            for index, image in enumerate(images if isinstance(images, list) else [])
+        ],
+    }
