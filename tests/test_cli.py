@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fluxroute.cli import main
+from fluxroute.tools import tool_specs
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -78,9 +79,7 @@ def test_tools_print_each_format_as_json(capsys: pytest.CaptureFixture[str]) -> 
         code, out, _ = run(capsys, "tools", "--format", fmt)
         assert code == 0
         assert {t["name"] if key != "function" else t["function"]["name"] for t in json.loads(out)} == {
-            "generate_image",
-            "plan_image_route",
-            "list_image_models",
+            spec.name for spec in tool_specs()
         }
         assert all(key in t for t in json.loads(out))
 

@@ -21,6 +21,7 @@ __all__ = ["Router"]
 
 # a submission takes seconds; one still unconfirmed after this was cut off by a crash
 STALE_SUBMISSION = timedelta(minutes=2)
+PLAN_CACHE_SIZE = 256
 
 
 class Router:
@@ -42,6 +43,8 @@ class Router:
             availability = check_availability(settings, local_repos)
         self.availability: dict[str, Availability] = dict(availability)
         self.planner = Planner(self.catalog, settings, self.availability)
+        # plans depend only on the request, the settings, the catalog and availability, all fixed here
+        self._plans: dict[ImageRequest, Plan] = {}
         self._store = store
         self._providers: dict[str, Provider] = dict(providers or {})
 
@@ -57,7 +60,14 @@ class Router:
         return self._providers[name]
 
     def plan(self, request: ImageRequest) -> Plan:
-        return self.planner.plan(request)
+        """The plan for `request`; the same request is planned once (a tool call plans to ask for approval,
+        to check it, and to run, and agents often plan before they generate)."""
+        plan = self._plans.get(request)
+        if plan is None:
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                del self._plans[next(iter(self._plans))]
+            plan = self._plans[request] = self.planner.plan(request)
+        return plan
 
     async def generate(
         self,

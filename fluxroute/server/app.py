@@ -64,6 +64,7 @@ def build_server(
         instructions=INSTRUCTIONS,
         tools=mcp_tools(library),
         lifespan=lifespan,
+        log_level="WARNING",  # stderr is the stdio client's log pane: failures only
     )
     add_resources(server, library)
     add_prompts(server)

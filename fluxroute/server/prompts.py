@@ -8,9 +8,9 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.mcpserver.prompts.base import Prompt, UserMessage
 from pydantic import Field
 
+from fluxroute import prompts
 from fluxroute.catalog import load_catalog
 from fluxroute.errors import InvalidRequest
-from fluxroute import prompts
 
 
 def add_prompts(server: MCPServer) -> None:
@@ -28,7 +28,7 @@ def add_prompts(server: MCPServer) -> None:
     def guide_resource(model: str) -> str:
         try:
             return prompts.guide(model)
-        except InvalidRequest as exc:
+        except (InvalidRequest, ValueError) as exc:
             raise ResourceError(str(exc)) from None
 
 

@@ -10,12 +10,6 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
-import fluxroute.prompts as _p  # TEMP until the prompt library lands
-
-if not hasattr(_p, "guide"):
-    _p.guide = lambda m: f"# {m}"  # type: ignore[attr-defined]
-    _p.guide_prompt = lambda m, subject, style=None, aspect_ratio=None: f"{m}: {subject}"  # type: ignore[attr-defined]
-
 from fluxroute.router import Router
 from fluxroute.server import build_server
 from fluxroute.settings import Settings
