@@ -18,6 +18,7 @@ from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, 
 from PIL import Image
 from pydantic import BaseModel
 
+from fluxroute.prompts import RewriteOutput
 from fluxroute.tools import GenerateOutput, JobStatusOutput, PlanOutput
 from fluxroute.tools.outputs import ImageOutput
 
@@ -115,6 +116,10 @@ def summary(output: BaseModel) -> str:
         return f"Job {output.job_id}: {output.status}." + (f" {output.error}" if output.error else "")
     if isinstance(output, PlanOutput):
         return output.explanation
+    if isinstance(output, RewriteOutput):
+        notes = [*(f"- {change}" for change in output.changes), *(f"- dropped: {cut}" for cut in output.dropped)]
+        notes += [f"- warning: {warning}" for warning in output.warnings]
+        return "\n".join([output.prompt, *(["", "Changes:", *notes] if notes else [])])
     return output.model_dump_json()
 
 

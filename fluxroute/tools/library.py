@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from fluxroute.catalog import Catalog
 from fluxroute.errors import ConsentRequired, InvalidRequest
+from fluxroute.prompts import RewriteQuery, rewrite_image_prompt
 from fluxroute.providers.base import Availability, ProgressCallback
 from fluxroute.settings import Settings
 from fluxroute.store import JobStore
@@ -109,6 +110,8 @@ class ToolLibrary:
                 return JobStatusOutput.from_view(await self.jobs.cancel(parsed.job_id))
             case "models", ModelsQuery():
                 return self.list_models(parsed)
+            case "rewrite", RewriteQuery():
+                return rewrite_image_prompt(parsed)
         raise TypeError(f"tool {name}: handler {spec.handler!r} cannot take {type(parsed).__name__}")
 
     async def generate(

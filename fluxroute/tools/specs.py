@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fluxroute.catalog import load_catalog
 from fluxroute.errors import FieldError, InvalidRequest
+from fluxroute.prompts import REWRITE_DESCRIPTION, REWRITE_FIELDS, RewriteOutput, RewriteQuery
 from fluxroute.tools.descriptions import (
     JOB_FIELDS,
     REQUEST_FIELDS,
@@ -24,7 +25,7 @@ from fluxroute.tools.outputs import GenerateOutput, JobStatusOutput, ModelsOutpu
 from fluxroute.tools.schema import JsonSchema, input_schema, output_schema, strict_schema
 from fluxroute.types import ImageRequest
 
-Handler = Literal["generate", "plan", "models", "job", "cancel"]
+Handler = Literal["generate", "plan", "models", "job", "cancel", "rewrite"]
 
 # A client's request timeout is often 60 s; a generation still running after this comes back as a job handle.
 DEFAULT_WAIT_S = 45.0
@@ -169,6 +170,17 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             output_model=JobStatusOutput,
             hints=ToolHints(read_only=False, destructive=True, idempotent=True, open_world=True),
             handler="cancel",
+        ),
+        ToolSpec(
+            name="rewrite_image_prompt",
+            title="Rewrite image prompt",
+            description=REWRITE_DESCRIPTION,
+            input_model=RewriteQuery,
+            output_model=RewriteOutput,
+            # deterministic and offline: no provider, no model, no spend
+            hints=ToolHints(read_only=True, destructive=False, idempotent=True, open_world=False),
+            handler="rewrite",
+            field_descriptions=REWRITE_FIELDS,
         ),
     )
 

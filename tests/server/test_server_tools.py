@@ -197,3 +197,16 @@ async def test_provider_failures_are_tool_errors_with_the_providers_message_and_
     text = text_of(result)
     assert result.is_error and "403" in text
     assert settings.fal_key is not None and settings.fal_key.get_secret_value() not in text
+
+
+async def test_rewrite_image_prompt_returns_the_rewrite_with_its_changes(connect: Connect) -> None:
+    async with connect() as client:
+        result = await client.call_tool(
+            "rewrite_image_prompt", {"prompt": "a fox in snow, no blur", "model": "flux-dev", "aspect_ratio": "16:9"}
+        )
+
+    assert not result.is_error, text_of(result)
+    rewrite = result.structured_content
+    assert rewrite is not None
+    assert "fox" in rewrite["prompt"] and "snow" in rewrite["prompt"] and "no blur" not in rewrite["prompt"]
+    assert rewrite["changes"]

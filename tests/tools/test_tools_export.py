@@ -10,6 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from fluxroute.errors import InvalidRequest
+from fluxroute.prompts import short_guide
 from fluxroute.tools import EXPORT_FORMATS, export, to_anthropic, to_mcp, to_openai, tool_specs
 
 NAME = {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$"}
@@ -237,10 +238,18 @@ def test_each_image_tool_description_names_the_three_model_families_and_stays_sh
     assert len(spec.description) <= 1_300
 
 
+def test_the_plan_description_says_when_to_call_it_first() -> None:
+    text = next(s for s in tool_specs() if s.name == "plan_image_route").description
+
+    assert "Spends nothing; use it first if the user mentions budget, license or provider" in text
+
+
 def test_the_generate_description_says_how_to_prompt_and_what_it_costs() -> None:
     text = next(s for s in tool_specs() if s.name == "generate_image").description
 
-    assert "guidance ~4.5" in text and "negative prompts" in text and "2.35:1" in text
-    assert "plan_image_route first" in text
+    for family in ("flux-krea-dev", "flux-dev", "krea-2"):
+        assert short_guide(family) in text  # each family's guide in short, from the prompt library
+    assert "Guidance 4.5" in text and "negative prompt" in text and "2.35:1" in text
+    assert "get_image_job" in text and "confirm_spend=true" in text
     assert "non-commercial" in text
     assert "$0.007/image" in text and "$0.025/MP" in text and "$0.03/image" in text and "$0.06/image" in text
