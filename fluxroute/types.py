@@ -47,8 +47,8 @@ class StyleReference(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(min_length=1, max_length=4096, description="http(s) URL of the reference image.")
-    strength: float = Field(default=0.5, ge=0, le=1, description="0 = no influence, 1 = strongest. Default 0.5.")
+    url: str = Field(min_length=1, max_length=4096, description="Image URL.")
+    strength: float = Field(default=0.5, ge=0, le=1, description="0 (none) to 1 (strongest).")
 
     @field_validator("url")
     @classmethod
