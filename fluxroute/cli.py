@@ -221,7 +221,10 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{model.id}  {model.name} - {model.summary}")
         for offer in model.offers:
             use = "commercial ok" if offer.commercial_use else "non-commercial only"
-            state = "available" if offer.available else f"unavailable: {offer.reason}"
+            if offer.available:
+                state = "available" + (f" ({offer.reason})" if offer.reason else "")
+            else:
+                state = f"unavailable: {offer.reason}"
             price = f"${offer.price_usd:g} {offer.price_unit}"
             print(f"  {offer.offer_id:<20} {price:<44} {use:<20} {state}")
     return 0

@@ -1,26 +1,26 @@
 """The error tree: every failure a caller can see, typed, with whether a retry can help.
 
-   FluxrouteError
-    ├── InvalidRequest          bad input; names field, value, what is allowed (never retryable)
-    ├── ConfigError             bad settings or catalog data
-    ├── NoRouteError            no offer can serve the request; carries every rejection reason
-    ├── BudgetExceeded          per-call or daily cap would be crossed
-    ├── IdempotencyConflict     same idempotency key, different request
-    ├── JobNotFound             unknown job id in the store
-    ├── UnsafeURL               an input URL points somewhere it may not
-    ├── WebhookRejected         an incoming webhook is forged, stale or not ours
-    ├── ConsentRequired         the estimated spend needs the user's approval first (confirm_spend)
-    ├── ProviderError           a provider failed; .provider, .retryable, .status_code
-    │    ├── AuthError               401/403, missing or rejected credentials
-    │    ├── ProviderBadRequest      400/404/422 the provider refused the parameters
-    │    ├── InsufficientCredits     402, the provider account is out of balance
-    │    ├── RateLimited             429 (retryable; .retry_after seconds if known)
-    │    ├── ProviderUnavailable     5xx, connection failures, provider not configured (retryable)
-    │    ├── ProviderTimeout         the job did not finish within its time budget (retryable)
-    │    ├── JobFailed               the provider ran the job and it failed
-    │    ├── ContentFiltered         the provider's safety system refused the prompt or output
-    │    └── Cancelled               the job was cancelled by the user or the provider
-    └── AllProvidersFailed      every candidate failed; .failures holds each ProviderError
+FluxrouteError
+ ├── InvalidRequest          bad input; names field, value, what is allowed (never retryable)
+ ├── ConfigError             bad settings or catalog data
+ ├── NoRouteError            no offer can serve the request; carries every rejection reason
+ ├── BudgetExceeded          per-call or daily cap would be crossed
+ ├── IdempotencyConflict     same idempotency key, different request
+ ├── JobNotFound             unknown job id in the store
+ ├── UnsafeURL               an input URL points somewhere it may not
+ ├── WebhookRejected         an incoming webhook is forged, stale or not ours
+ ├── ConsentRequired         the estimated spend needs the user's approval first (confirm_spend)
+ ├── ProviderError           a provider failed; .provider, .retryable, .status_code
+ │    ├── AuthError               401/403, missing or rejected credentials
+ │    ├── ProviderBadRequest      400/404/422 the provider refused the parameters
+ │    ├── InsufficientCredits     402, the provider account is out of balance
+ │    ├── RateLimited             429 (retryable; .retry_after seconds if known)
+ │    ├── ProviderUnavailable     5xx, connection failures, provider not configured (retryable)
+ │    ├── ProviderTimeout         the job did not finish within its time budget (retryable)
+ │    ├── JobFailed               the provider ran the job and it failed
+ │    ├── ContentFiltered         the provider's safety system refused the prompt or output
+ │    └── Cancelled               the job was cancelled by the user or the provider
+ └── AllProvidersFailed      every candidate failed; .failures holds each ProviderError
 """
 
 from __future__ import annotations

@@ -39,3 +39,25 @@ def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
     config.write_text("usage = ", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
         Settings.load(environ={}, config_file=config)
+
+
+def test_local_inference_settings_come_from_their_environment_variables() -> None:
+    settings = Settings.load(
+        environ={
+            "FLUXROUTE_LOCAL_MEMORY_PLAN": "model_offload",
+            "FLUXROUTE_LOCAL_COMPILE": "true",
+            "FLUXROUTE_LOCAL_ATTENTION_BACKEND": "_flash_3",
+            "FLUXROUTE_LOCAL_FP8": "1",
+            "FLUXROUTE_LOCAL_CONTENT_CHECKER": "mypackage.safety:check",
+            "FLUXROUTE_LOCAL_COMMERCIAL_LICENSE": "true",
+        },
+        config_file=Path("/nonexistent.toml"),
+    )
+    assert settings.local_memory_plan == "model_offload" and settings.local_compile and settings.local_fp8
+    assert settings.local_attention_backend == "_flash_3"
+    assert settings.local_content_checker == "mypackage.safety:check" and settings.local_commercial_license
+
+
+def test_a_content_checker_must_be_named_as_module_colon_callable() -> None:
+    with pytest.raises(ConfigError, match="local_content_checker"):
+        Settings.load(environ={"FLUXROUTE_LOCAL_CONTENT_CHECKER": "check"}, config_file=Path("/nonexistent.toml"))

@@ -1,0 +1,173 @@
+"""The diffusers side of local inference: load a FluxPipeline offline, place it by memory plan, speed it up, run it.
+
+Imported only inside the local worker thread (and by benchmarks/local_gpu.py): torch takes seconds to import.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import diffusers  # type: ignore[import-not-found, unused-ignore]
+import torch  # type: ignore[import-not-found, unused-ignore]
+import transformers  # type: ignore[import-not-found, unused-ignore]
+from diffusers import FluxPipeline  # type: ignore[import-not-found, unused-ignore]
+
+from fluxroute.providers.local_weights import MemoryPlan
+from fluxroute.settings import Settings
+
+log = logging.getLogger("fluxroute.local")
+
+# the provider reports progress itself; library bars would only clutter stderr (and a stdio server's log)
+diffusers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call, unused-ignore]
+transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call, unused-ignore]
+
+# called after each denoising step with (step, total_steps); returning True stops the run
+StepCallback = Callable[[int, int], bool]
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Speed settings applied after loading; the same function serves the provider and the GPU benchmark."""
+
+    compile: bool = False
+    attention_backend: str | None = None
+    fuse_qkv: bool = True
+    channels_last_vae: bool = True
+    fp8: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PipelineOptions:
+        return cls(
+            compile=settings.local_compile,
+            attention_backend=settings.local_attention_backend,
+            fp8=settings.local_fp8,
+        )
+
+
+@dataclass
+class LoadedPipeline:
+    """A warm pipeline and how it was set up (reported to callers and in logs)."""
+
+    pipe: Any
+    path: Path
+    device: str
+    plan: MemoryPlan
+    notes: list[str] = field(default_factory=list)
+    load_s: float = 0.0
+    warmed: set[tuple[int, int]] = field(default_factory=set)
+
+
+def load_pipeline(path: Path, device: str, plan: MemoryPlan, options: PipelineOptions) -> LoadedPipeline:
+    """from_pretrained(path) with local files only; bf16 on CUDA, float32 on the CPU; then placed and configured."""
+    started = time.perf_counter()
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    pipe = FluxPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)  # type: ignore[no-untyped-call, unused-ignore]
+    pipe.set_progress_bar_config(disable=True)
+    if plan.name == "gpu":
+        pipe.to("cuda")
+    elif plan.name == "model_offload":
+        pipe.enable_model_cpu_offload()
+    elif plan.name == "sequential_offload":
+        pipe.enable_sequential_cpu_offload()
+    notes = configure_pipeline(pipe, options, device=device, plan=plan.name)
+    loaded = LoadedPipeline(pipe, path, device, plan, notes, time.perf_counter() - started)
+    log.info("loaded %s on %s, memory plan %s; %s", path, device, plan, ", ".join(notes) or "eager defaults")
+    return loaded
+
+
+def configure_pipeline(pipe: Any, options: PipelineOptions, *, device: str, plan: str | None = "gpu") -> list[str]:
+    """Apply `options` to a placed pipeline; returns what was applied, in words.
+
+    Compilation and fp8 need the transformer resident on the GPU, so they are skipped under sequential offload
+    (and fp8 on the CPU); a note says so.
+    """
+    notes: list[str] = []
+    transformer = pipe.transformer
+    if options.fuse_qkv:
+        transformer.fuse_qkv_projections()
+        notes.append("fused QKV projections")
+    if options.attention_backend:
+        transformer.set_attention_backend(options.attention_backend)
+        notes.append(f"attention backend {options.attention_backend}")
+    if options.channels_last_vae and device == "cuda":
+        pipe.vae.to(memory_format=torch.channels_last)
+        notes.append("channels-last VAE")
+    if options.fp8:
+        if device != "cuda" or plan != "gpu":
+            notes.append("fp8 skipped (needs the whole pipeline on the GPU)")
+        else:
+            notes.append(_quantize_fp8(transformer))
+    if options.compile:
+        if plan == "sequential_offload":
+            notes.append("compile skipped (sequential offload)")
+        else:
+            transformer.compile_repeated_blocks(fullgraph=True)
+            notes.append("regional torch.compile of the transformer blocks")
+    return notes
+
+
+def _quantize_fp8(transformer: Any) -> str:
+    try:
+        from torchao.quantization import (  # type: ignore[import-not-found, unused-ignore]
+            Float8DynamicActivationFloat8WeightConfig,
+            quantize_,
+        )
+    except ImportError as exc:
+        raise RuntimeError("FLUXROUTE_LOCAL_FP8 needs torchao (pip install torchao)") from exc
+    quantize_(transformer, Float8DynamicActivationFloat8WeightConfig())
+    return "fp8 linears (torchao dynamic float8)"
+
+
+def pipeline_arguments(params: dict[str, object], seed: int) -> dict[str, Any]:
+    """A candidate's wire parameters (providers/wire.py local_kwargs) as FluxPipeline.__call__ arguments."""
+    skip = {"seed", "output_format"}
+    kwargs: dict[str, Any] = {k: v for k, v in params.items() if k not in skip and v is not None}
+    # a CPU generator gives the same starting noise on every device
+    kwargs["generator"] = torch.Generator(device="cpu").manual_seed(seed)
+    return kwargs
+
+
+def run_pipeline(loaded: LoadedPipeline, params: dict[str, object], seed: int, on_step: StepCallback) -> list[Any]:
+    """One generation; PIL images. `on_step` returning True interrupts before the next step (diffusers' flag)."""
+
+    def step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if on_step(index + 1, int(pipe.num_timesteps)):
+            pipe._interrupt = True
+        return {}
+
+    kwargs = pipeline_arguments(params, seed)
+    with torch.inference_mode():
+        output = loaded.pipe(**kwargs, callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=[])
+    images: list[Any] = list(output.images)
+    return images
+
+
+def warm_up(loaded: LoadedPipeline, width: int, height: int) -> float:
+    """Run two steps at this size so compilation happens before a caller's job is timed; seconds taken."""
+    if (width, height) in loaded.warmed:
+        return 0.0
+    started = time.perf_counter()
+    params: dict[str, object] = {"prompt": "warm-up", "width": width, "height": height, "num_inference_steps": 2}
+    run_pipeline(loaded, params, 0, lambda step, total: False)
+    loaded.warmed.add((width, height))
+    return time.perf_counter() - started
+
+
+def release(loaded: LoadedPipeline | None) -> None:
+    """Drop a pipeline and give its GPU memory back."""
+    if loaded is None:
+        return
+    loaded.pipe = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError)

@@ -1,0 +1,134 @@
+"""Where local FLUX weights are (a directory or the Hugging Face cache), their size, and the memory plan they fit."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from fluxroute.settings import Settings
+
+GIB = 1024**3
+# room for activations and the VAE decode at about 1 MP, beyond the weights themselves
+HEADROOM_BYTES = 4 * GIB
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+PlanName = Literal["gpu", "model_offload", "sequential_offload", "cpu"]
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where the pipeline's weights live while it runs, and why that was chosen (or why nothing fits)."""
+
+    name: PlanName | None
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return self.name is not None
+
+    def __str__(self) -> str:
+        return f"{self.name or 'refused'} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class WeightSizes:
+    """Bytes on disk of the components a pipeline loads (not of other files in the folder)."""
+
+    total: int
+    largest: int
+    largest_name: str
+
+
+def hf_cached_pipeline(repo_id: str) -> Path | None:
+    """The snapshot folder of `repo_id` in the Hugging Face cache, if a diffusers pipeline is there; no network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(repo_id, "model_index.json")
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def find_weights(settings: Settings, repo_ids: Sequence[str]) -> tuple[Path | None, str]:
+    """The pipeline folder to load for one of `repo_ids`, or None and the reason in words a user can act on.
+
+    FLUXROUTE_LOCAL_MODEL wins; without it, the first of `repo_ids` found in the Hugging Face cache.
+    """
+    if settings.local_model is not None:
+        if (settings.local_model / "model_index.json").is_file():
+            return settings.local_model, ""
+        return None, f"no diffusers pipeline at {settings.local_model} (model_index.json missing)"
+    for repo_id in repo_ids:
+        path = hf_cached_pipeline(repo_id)
+        if path is not None:
+            return path, ""
+    unset = "FLUXROUTE_LOCAL_MODEL is not set (path to FLUX weights in diffusers format)"
+    if not repo_ids:
+        return None, unset
+    return None, f"{unset} and the Hugging Face cache holds none of: {', '.join(repo_ids)}"
+
+
+def weight_sizes(path: Path) -> WeightSizes:
+    """Sizes of the components model_index.json names (a folder may also hold single-file checkpoints)."""
+    index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    sizes: dict[str, int] = {}
+    for name, spec in index.items():
+        folder = path / name
+        if name.startswith("_") or not isinstance(spec, list) or not folder.is_dir():
+            continue
+        sizes[name] = sum(f.stat().st_size for f in folder.iterdir() if f.name.endswith(WEIGHT_SUFFIXES))
+    largest = max(sizes, key=lambda k: sizes[k], default="")
+    return WeightSizes(sum(sizes.values()), sizes.get(largest, 0), largest)
+
+
+def available_ram() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def choose_memory_plan(
+    free_gpu: int, sizes: WeightSizes, ram: int | None, forced: str = "auto", headroom: int = HEADROOM_BYTES
+) -> MemoryPlan:
+    """All on the GPU when it fits; else one component at a time (model offload); else layer by layer
+    (sequential offload); else refuse, saying what is needed. Offloading keeps the rest in RAM."""
+    if forced != "auto":
+        return MemoryPlan(forced, "set by FLUXROUTE_LOCAL_MEMORY_PLAN")  # type: ignore[arg-type]
+    free, total, largest = free_gpu / GIB, sizes.total / GIB, sizes.largest / GIB
+    if sizes.total + headroom <= free_gpu:
+        return MemoryPlan("gpu", f"{total:.1f} GiB of weights fit in {free:.1f} GiB free GPU memory")
+    if ram is not None and ram < sizes.total:
+        return MemoryPlan(
+            None,
+            f"not enough memory: {total:.1f} GiB of weights need more than the {free:.1f} GiB free on the GPU, "
+            f"and offloading needs them in RAM ({ram / GIB:.1f} GiB available)",
+        )
+    if sizes.largest + headroom <= free_gpu:
+        return MemoryPlan(
+            "model_offload",
+            f"{total:.1f} GiB of weights exceed {free:.1f} GiB free GPU memory; "
+            f"one component at a time fits ({sizes.largest_name} {largest:.1f} GiB)",
+        )
+    if headroom <= free_gpu:
+        return MemoryPlan(
+            "sequential_offload",
+            f"even {sizes.largest_name} ({largest:.1f} GiB) exceeds {free:.1f} GiB free GPU memory; "
+            "layer by layer (slow)",
+        )
+    return MemoryPlan(
+        None,
+        f"not enough GPU memory: {free:.1f} GiB free, even sequential offload needs {headroom / GIB:.0f} GiB",
+    )
+
+
+def gpu_memory_plan(path: Path, settings: Settings) -> MemoryPlan:
+    """The plan for loading `path` onto the current CUDA device, from its free memory now."""
+    import torch  # type: ignore[import-not-found, unused-ignore]  # deferred: seconds to import
+
+    free, _ = torch.cuda.mem_get_info()
+    return choose_memory_plan(int(free), weight_sizes(path), available_ram(), settings.local_memory_plan)
