@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fluxroute.errors import FieldError, InvalidRequest
 
@@ -36,6 +36,23 @@ def parse_aspect_ratio(text: str) -> float:
     return ratio
 
 
+def _visible(value: str) -> str:
+    if not value.strip():
+        raise ValueError("prompt must contain visible text")
+    return value
+
+
+def _ratio_in_range(value: str) -> str:
+    parse_aspect_ratio(value)
+    return value
+
+
+# A prompt: 1-10,000 characters, not only whitespace.
+PromptText = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_visible)]
+# 'W:H' with positive sides and a ratio between 1:10 and 10:1.
+AspectRatio = Annotated[str, Field(pattern=ASPECT_RATIO_PATTERN), AfterValidator(_ratio_in_range)]
+
+
 def _image_url(value: str) -> str:
     if not value.startswith(("http://", "https://", "data:image/")):
         raise ValueError("must be an http(s) URL or a data:image/... URI")
@@ -61,11 +78,11 @@ class ImageRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompt: str = Field(min_length=1, max_length=10_000)
+    prompt: PromptText
     model: str = Field(default="auto", min_length=1, max_length=64)
     width: int | None = Field(default=None, ge=64, le=MAX_SIDE)
     height: int | None = Field(default=None, ge=64, le=MAX_SIDE)
-    aspect_ratio: str | None = Field(default=None, pattern=ASPECT_RATIO_PATTERN)
+    aspect_ratio: AspectRatio | None = None
     megapixels: float = Field(default=1.0, gt=0, le=16)
     image_size: FalPreset | None = None
     num_images: int = Field(default=1, ge=1, le=4)
@@ -85,24 +102,10 @@ class ImageRequest(BaseModel):
     prefer: Prefer = "cost"
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must contain visible text")
-        return value
-
     @field_validator("init_image")
     @classmethod
     def _init_image_url(cls, value: str | None) -> str | None:
         return None if value is None else _image_url(value)
-
-    @field_validator("aspect_ratio")
-    @classmethod
-    def _ratio_in_range(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_aspect_ratio(value)
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ImageRequest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from fluxroute.prompts.budget import fit_budget
 from fluxroute.prompts.enhance import enhance_prompt
@@ -13,7 +13,7 @@ from fluxroute.prompts.families import FamilyId
 from fluxroute.prompts.lint import lint_prompt
 from fluxroute.prompts.negatives import reframe_negatives
 from fluxroute.prompts.results import Change, Fit, Reframe
-from fluxroute.types import ASPECT_RATIO_PATTERN, ImageRequest, parse_aspect_ratio
+from fluxroute.types import AspectRatio, ImageRequest, PromptText
 
 REWRITE_DESCRIPTION = (
     "Improve a prompt for generate_image, offline and free: keeps every word, adds the light, lens, "
@@ -32,25 +32,11 @@ class RewriteQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompt: str = Field(min_length=1, max_length=10_000)
+    prompt: PromptText
     model: FamilyId = "flux-krea-dev"
     style: str | None = Field(default=None, min_length=1, max_length=200)
     negative_prompt: str | None = Field(default=None, min_length=1, max_length=2000)
-    aspect_ratio: str | None = Field(default=None, pattern=ASPECT_RATIO_PATTERN)
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must contain visible text")
-        return value
-
-    @field_validator("aspect_ratio")
-    @classmethod
-    def _ratio_in_range(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_aspect_ratio(value)
-        return value
+    aspect_ratio: AspectRatio | None = None
 
 
 class RewriteOutput(BaseModel):

@@ -78,15 +78,24 @@ class _Webhooks:
 
     def __init__(self, router: Router, fal_jwks_url: str) -> None:
         self.router = router
-        self._http = httpx.AsyncClient(timeout=10)
-        self.fal_verifier = FalWebhookVerifier(self._http, fal_jwks_url)
+        self._fal_jwks_url = fal_jwks_url
+        self._http: httpx.AsyncClient | None = None  # made on the first fal delivery: stdio never needs it
+        self._fal_verifier: FalWebhookVerifier | None = None
+
+    @property
+    def fal_verifier(self) -> FalWebhookVerifier:
+        if self._fal_verifier is None:
+            self._http = httpx.AsyncClient(timeout=10)
+            self._fal_verifier = FalWebhookVerifier(self._http, self._fal_jwks_url)
+        return self._fal_verifier
 
     def notify(self, provider: str, job_id: str) -> bool:
         target = self.router.provider(provider)
         return bool(job_id) and isinstance(target, Notifiable) and target.notify(job_id)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
 
 def _add_routes(server: MCPServer, webhooks: _Webhooks) -> None:

@@ -59,7 +59,7 @@ class JobView:
 class _Tracked:
     """One running generation: its task, its latest progress event, and whoever listens right now."""
 
-    task: asyncio.Task[GenerationResult]
+    task: asyncio.Task[GenerationResult] = field(init=False)  # set right after: the task reports to this record
     started: float = field(default_factory=time.monotonic)
     latest: Progress | None = None
     listeners: list[ProgressCallback] = field(default_factory=list)
@@ -78,8 +78,9 @@ class BackgroundJobs:
         self.router = router
         self._running: dict[str, _Tracked] = {}
 
-    async def start(self, request: ImageRequest, progress: ProgressCallback | None = None) -> str:
+    async def start(self, request: ImageRequest) -> str:
         """Start generating `request`; return its job id once the job is recorded (before any provider call).
+        Listeners attach with `wait`, which first replays the latest progress event.
 
         Raises:
             FluxrouteError: the job could not start (no route, budget); nothing was spent.
@@ -90,9 +91,8 @@ class BackgroundJobs:
             if not recorded.done():
                 recorded.set_result(job_id)
 
-        tracked: _Tracked
-        task = asyncio.create_task(self.router.generate(request, self._relay(lambda: tracked), on_job=on_job))
-        tracked = _Tracked(task, listeners=[progress] if progress else [])
+        tracked = _Tracked()
+        task = tracked.task = asyncio.create_task(self.router.generate(request, tracked.report, on_job=on_job))
         pending: list[asyncio.Future[Any]] = [task, recorded]
         await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         if not recorded.done():
@@ -169,9 +169,8 @@ class BackgroundJobs:
         attempts = self.router.store.attempts_for(job_id)  # raises JobNotFound
         if not any(a.status == "in_flight" for a in attempts):
             return None
-        tracked: _Tracked
-        task = asyncio.create_task(self.router.resume_job(job_id, self._relay(lambda: tracked)))
-        tracked = _Tracked(task)
+        tracked = _Tracked()
+        tracked.task = asyncio.create_task(self.router.resume_job(job_id, tracked.report))
         self._track(job_id, tracked)
         return tracked
 
@@ -185,15 +184,6 @@ class BackgroundJobs:
                 task.exception()  # retrieved: a failure nobody waits for is in the store, not in the log
 
         tracked.task.add_done_callback(done)
-
-    @staticmethod
-    def _relay(tracked: Callable[[], _Tracked]) -> ProgressCallback:
-        """A progress callback for a task created before its _Tracked record exists."""
-
-        async def relay(event: Progress) -> None:
-            await tracked().report(event)
-
-        return relay
 
     def _stored_view(self, job_id: str) -> JobView:
         job = self.router.store.get_job(job_id)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel
@@ -15,16 +14,15 @@ from fluxroute.errors import ConsentRequired, InvalidRequest
 from fluxroute.prompts import RewriteQuery, rewrite_image_prompt
 from fluxroute.providers.base import Availability, ProgressCallback
 from fluxroute.settings import Settings
-from fluxroute.store import JobStore
-from fluxroute.tools.jobs import BackgroundJobs
+from fluxroute.tools.jobs import BackgroundJobs, JobRunner
 from fluxroute.tools.outputs import GenerateOutput, JobStatusOutput, ModelsOutput, PlanOutput
 from fluxroute.tools.specs import GenerateArgs, JobQuery, JobRef, ModelsQuery, get_tool
 from fluxroute.tools.validation import validate
-from fluxroute.types import GenerationResult, ImageRequest, Plan
+from fluxroute.types import ImageRequest, Plan
 
 
-class ImageRouter(Protocol):
-    """What the tools need of fluxroute.router.Router."""
+class ImageRouter(JobRunner, Protocol):
+    """What the tools need of fluxroute.router.Router: what background jobs need, and planning."""
 
     settings: Settings
     catalog: Catalog
@@ -32,22 +30,7 @@ class ImageRouter(Protocol):
     @property
     def availability(self) -> Mapping[str, Availability]: ...
 
-    @property
-    def store(self) -> JobStore: ...
-
     def plan(self, request: ImageRequest) -> Plan: ...
-
-    async def generate(
-        self,
-        request: ImageRequest,
-        progress: ProgressCallback | None = None,
-        out_dir: Path | None = None,
-        on_job: Callable[[str], None] | None = None,
-    ) -> GenerationResult: ...
-
-    def in_flight_jobs(self) -> list[str]: ...
-
-    async def resume_job(self, job_id: str, progress: ProgressCallback | None = None) -> GenerationResult: ...
 
 
 @dataclass(frozen=True)
