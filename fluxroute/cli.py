@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import asyncio
 import json
 import shutil
@@ -20,6 +21,7 @@ from fluxroute.errors import (
     InvalidRequest,
     NoRouteError,
     ProviderError,
+    ResultNotSaved,
 )
 from fluxroute.providers.base import Progress
 from fluxroute.router import Router
@@ -32,6 +34,7 @@ EXIT_CODES: list[tuple[type[FluxrouteError], int]] = [
     (BudgetExceeded, 4),
     (ProviderError, 5),
     (AllProvidersFailed, 5),
+    (ResultNotSaved, 5),
     (ConfigError, 6),
 ]
 
@@ -189,7 +192,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_jobs_resume(args: argparse.Namespace, settings: Settings) -> int:
-    async def resume() -> list[GenerationResult | ProviderError]:
+    async def resume() -> list[GenerationResult | FluxrouteError]:
         router = Router(settings)
         try:
             return await router.resume_in_flight()
@@ -204,7 +207,38 @@ def cmd_jobs_resume(args: argparse.Namespace, settings: Settings) -> int:
             _print_result(outcome)
         else:
             print(f"failed: {outcome}")
-    return 5 if any(isinstance(o, ProviderError) for o in outcomes) else 0
+    _print_at_risk(settings)
+    return 5 if any(isinstance(o, FluxrouteError) for o in outcomes) else 0
+
+
+def cmd_jobs_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    async def cancel() -> str:
+        router = Router(settings)
+        try:
+            return (await router.cancel_job(args.job_id)).message
+        finally:
+            await router.aclose()
+
+    print(asyncio.run(cancel()))
+    return 0
+
+
+def _print_at_risk(settings: Settings) -> None:
+    """Jobs a provider may still bill, and what to do about each."""
+    from fluxroute.store import JobStore
+
+    held = JobStore.open(settings.home).at_risk()
+    if held:
+        print(f"at risk: {len(held)} job(s) a provider may still bill")
+    for attempt, amount in held:
+        if attempt.provider_job_id:
+            what = f"{attempt.provider} job {attempt.provider_job_id}; `fluxroute jobs resume` collects it"
+        else:
+            what = (
+                f"{attempt.provider} may have accepted it at {attempt.started_at:%Y-%m-%d %H:%M:%S} UTC (the answer "
+                f"was lost); `fluxroute jobs resume` looks for it where {attempt.provider} lists jobs"
+            )
+        print(f"  {attempt.job_id}  ${amount} at risk: {what}")
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
@@ -250,6 +284,7 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     for job in jobs:
         prompt = str(job.request.get("prompt", ""))[:50]
         print(f"{job.id}  {job.created_at:%Y-%m-%d %H:%M}  {job.status:<10} {prompt}")
+    _print_at_risk(settings)
     return 0
 
 
@@ -258,13 +293,22 @@ def cmd_spend(args: argparse.Namespace, settings: Settings) -> int:
 
     summary = JobStore.open(settings.home).spend_summary(daily_cap=settings.budget_daily_usd)
     if args.json:
-        _print_json(summary.__dict__)
+        _print_json(dataclasses.asdict(summary))
         return 0
     cap = f" of ${summary.daily_cap} daily cap" if summary.daily_cap is not None else ""
-    print(f"today ({summary.day}): ${summary.spent_today} spent, ${summary.reserved_today} reserved{cap}")
+    print(
+        f"today ({summary.day}): ${summary.spent_today} charged, ${summary.reserved_today} reserved, "
+        f"${summary.at_risk_today} at risk{cap}"
+    )
     print(f"all time: ${summary.spent_total} over {summary.charges} charge(s)")
     for provider, amount in sorted(summary.by_provider.items()):
         print(f"  {provider}: ${amount}")
+    if summary.days:
+        print("by day and provider (charged / reserved / at risk):")
+    for row in summary.days:
+        print(f"  {row.day}  {row.provider:<8} ${row.charged} / ${row.reserved} / ${row.at_risk}")
+    if summary.at_risk_today:
+        print("at risk: jobs a provider may still bill; `fluxroute jobs` lists them")
     return 0
 
 
@@ -315,10 +359,15 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--json", action="store_true")
     jobs.set_defaults(handler=cmd_jobs)
     jobs_sub = jobs.add_subparsers(dest="jobs_command")
-    resume = jobs_sub.add_parser("resume", help="finish jobs a stopped process left at the provider")
+    resume = jobs_sub.add_parser(
+        "resume", help="collect jobs left at a provider (a stopped process, an unknown outcome): save, bill once"
+    )
     resume.set_defaults(handler=cmd_jobs_resume)
+    cancel = jobs_sub.add_parser("cancel", help="ask the provider to cancel a job; says whether it may still charge")
+    cancel.add_argument("job_id")
+    cancel.set_defaults(handler=cmd_jobs_cancel)
 
-    spend = sub.add_parser("spend", help="money spent today and in all, by provider")
+    spend = sub.add_parser("spend", help="money charged, reserved and at risk: today, by day and provider, in all")
     spend.add_argument("--json", action="store_true")
     spend.set_defaults(handler=cmd_spend)
 

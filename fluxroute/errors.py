@@ -10,6 +10,7 @@ FluxrouteError
  ├── UnsafeURL               an input URL points somewhere it may not
  ├── WebhookRejected         an incoming webhook is forged, stale or not ours
  ├── ConsentRequired         the estimated spend needs the user's approval first (confirm_spend)
+ ├── ResultNotSaved          a billed result could not be saved here (`jobs resume` fetches it again)
  ├── ProviderError           a provider failed; .provider, .retryable, .status_code
  │    ├── AuthError               401/403, missing or rejected credentials
  │    ├── ProviderBadRequest      400/404/422 the provider refused the parameters
@@ -19,7 +20,8 @@ FluxrouteError
  │    ├── ProviderTimeout         the job did not finish within its time budget (retryable)
  │    ├── JobFailed               the provider ran the job and it failed
  │    ├── ContentFiltered         the provider's safety system refused the prompt or output
- │    └── Cancelled               the job was cancelled by the user or the provider
+ │    ├── Cancelled               the job was cancelled by the user or the provider
+ │    └── PaymentAtRisk           a provider may have billed a job whose outcome is not known yet
  └── AllProvidersFailed      every candidate failed; .failures holds each ProviderError
 """
 
@@ -27,6 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
+
+# What a provider failure means for money (see fluxroute/router/money.py for the rule):
+# "unbilled": the provider never accepted the job, or its own state proves it was not billed;
+# "at_risk": it may have accepted (and may bill) the job; its cost counts until that is settled;
+# "charged": the provider billed it (it completed) even though the caller gets no image.
+Billing = Literal["unbilled", "at_risk", "charged"]
 
 
 class FluxrouteError(Exception):
@@ -99,6 +108,15 @@ class WebhookRejected(FluxrouteError):
     """An incoming webhook failed verification."""
 
 
+class ResultNotSaved(FluxrouteError):
+    """The provider billed the job, but its images could not be saved here (a disk fault); the job stays
+    open so that `fluxroute jobs resume` fetches them again while the provider keeps them."""
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(message)
+
+
 class ProviderError(FluxrouteError):
     """A provider call failed. `retryable` says whether trying again (or elsewhere) can help."""
 
@@ -112,12 +130,11 @@ class ProviderError(FluxrouteError):
         status_code: int | None = None,
         provider_job_id: str | None = None,
         retryable: bool | None = None,
-        maybe_accepted: bool = False,
+        billing: Billing | None = None,
     ) -> None:
         self.provider = provider
-        # True when the provider may have accepted (and will bill) a job we have no id for:
-        # trying another candidate could pay twice, so the router stops instead.
-        self.maybe_accepted = maybe_accepted
+        # None: decided by where it happened — before acceptance "unbilled", after it "at_risk"
+        self.billing = billing
         self.status_code = status_code
         self.provider_job_id = provider_job_id
         if retryable is not None:
@@ -169,6 +186,17 @@ class ContentFiltered(ProviderError):
 
 class Cancelled(ProviderError):
     """The job was cancelled."""
+
+
+class PaymentAtRisk(ProviderError):
+    """The provider may have accepted and billed a job whose outcome is not known yet. Its cost stays
+    counted against the budget (at risk); no other provider was tried, so nothing is paid twice.
+    `fluxroute jobs resume` (or the server at start) collects the job later; `job_id` names it."""
+
+    def __init__(self, message: str, *, job_id: str, **kwargs: object) -> None:
+        self.job_id = job_id
+        kwargs.setdefault("billing", "at_risk")
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
 class AllProvidersFailed(FluxrouteError):

@@ -22,6 +22,7 @@ ENV_FIELDS: dict[str, str] = {
     "FAL_KEY": "fal_key",
     "KREA_API_TOKEN": "krea_api_token",
     "FLUXROUTE_KREA_BASE_URL": "krea_base_url",
+    "FLUXROUTE_FAL_BASE_URL": "fal_base_url",
     "FLUXROUTE_HOME": "home",
     "FLUXROUTE_USAGE": "usage",
     "FLUXROUTE_LOCAL_MODEL": "local_model",
@@ -61,6 +62,10 @@ class Settings(BaseModel):
     fal_key: SecretStr | None = None
     krea_api_token: SecretStr | None = None
     krea_base_url: str = "https://api.krea.ai"
+    fal_base_url: str = Field(
+        default="https://queue.fal.run",
+        description="fal's queue host: submit, status, result and cancel go here (a proxy or gateway may stand in)",
+    )
     home: Path = Field(default_factory=default_home)
     usage: Usage = "commercial"
     local_model: Path | None = None
@@ -103,7 +108,18 @@ class Settings(BaseModel):
     offers: list[dict[str, Any]] = Field(
         default_factory=list, description="extra offers, same shape as the catalog's [[offers]]"
     )
-    provider_timeout_s: float = Field(default=600.0, gt=0, description="give up on (and cancel) a job after this")
+    provider_timeout_s: float = Field(
+        default=600.0, gt=0, description="stop waiting for a job after this; it is cancelled where the provider allows"
+    )
+    retry_backoff_s: float = Field(
+        default=0.5, gt=0, description="first pause after a failed status check or download (doubles, up to 10 s)"
+    )
+    reconcile_delay_s: float = Field(
+        default=5.0, ge=0, description="pause between the two job listings that look for an unanswered submission"
+    )
+    cancel_settle_s: float = Field(
+        default=10.0, ge=0, description="how long to follow a job after asking the provider to cancel it"
+    )
     webhook_base_url: str | None = Field(
         default=None,
         description="public URL where this process receives provider webhooks ({base}/webhooks/krea|fal); "

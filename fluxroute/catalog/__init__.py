@@ -51,7 +51,16 @@ class Range(_Data):
 
 
 class SizeRule(_Data):
-    """How an offer takes a size: named presets, a custom range, or a fixed table of aspect ratios."""
+    """How an offer takes a size: named presets, a custom range, or a fixed table of aspect ratios.
+
+    `output` says where the size of what the endpoint renders (and bills) comes from:
+    "requested" (default): the request's size, delivered through these rules (preset, snapped custom size,
+    nearest aspect ratio) or rejected;
+    "input": the input image's size (image-to-image endpoints that ignore any requested size, e.g. fal's
+    flux/krea/image-to-image). The router reads the input image's pixel size before planning, puts it through
+    these same rules (snap, side and megapixel limits) instead of the requested size, and prices the offer
+    by it, so a per-megapixel price is billed on the size the provider really outputs.
+    """
 
     presets: bool = False
     custom: bool = False
@@ -60,6 +69,7 @@ class SizeRule(_Data):
     max_side: int = Field(default=14142, ge=1)
     max_megapixels: float | None = Field(default=None, gt=0)
     aspect_sizes: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    output: Literal["requested", "input"] = "requested"
 
     @model_validator(mode="after")
     def _some_way(self) -> SizeRule:
@@ -99,6 +109,12 @@ class Offer(_Data):
     negative_prompt: bool = False
     max_prompt_chars: int | None = None
     max_style_references: int = 0
+
+    @model_validator(mode="after")
+    def _output_follows_an_input(self) -> Offer:
+        if self.size.output == "input" and "image-to-image" not in self.modes:
+            raise ValueError('size.output = "input" needs the image-to-image mode (an input image to follow)')
+        return self
 
 
 class Catalog(_Data):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
 
 from fluxroute.types import Candidate, ProviderName
 
@@ -59,6 +60,29 @@ class ProviderResult:
     review: str | None = None
 
 
+# What a provider answered to a cancel. Only "cancelled" proves the job will not be billed; after the
+# others the job is followed to its final state, which decides.
+#   cancelled      stopped before it ran (Krea: cancel accepted while queued/processing)
+#   requested      asked while it may be running (fal CANCELLATION_REQUESTED); it may still finish and bill
+#   refused        the provider would not cancel it in its current state, or the answer was lost
+#   already_ended  it had already ended (fal ALREADY_COMPLETED, Krea: a terminal status)
+CancelAnswer = Literal["cancelled", "requested", "refused", "already_ended"]
+
+
+@runtime_checkable
+class JobListing(Protocol):
+    """A provider that can list the jobs an account created, so that a submission whose answer was lost
+    (a 5xx, a timeout, a garbled body, a crash) can be found again instead of paid twice."""
+
+    async def jobs_created_between(self, start: datetime, end: datetime) -> list[str]:
+        """Ids of the account's jobs created in [start, end] (UTC).
+
+        Raises:
+            ProviderError: the listing could not be read.
+        """
+        ...
+
+
 @runtime_checkable
 class Notifiable(Protocol):
     """A provider whose waits a webhook can cut short."""
@@ -80,6 +104,6 @@ class Provider(Protocol):
         self, job_id: str, candidate: Candidate, progress: ProgressCallback | None, timeout_s: float
     ) -> ProviderResult: ...
 
-    async def cancel(self, job_id: str, candidate: Candidate) -> None: ...
+    async def cancel(self, job_id: str, candidate: Candidate) -> CancelAnswer: ...
 
     async def aclose(self) -> None: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import io
 import ipaddress
 import socket
@@ -11,41 +11,100 @@ from urllib.parse import urlsplit
 import httpx
 from PIL import Image
 
-from fluxroute.errors import ProviderUnavailable, UnsafeURL
+from fluxroute.errors import JobFailed, ProviderError, ProviderUnavailable, RateLimited, UnsafeURL
 from fluxroute.providers.base import ProviderImage
+from fluxroute.providers.polling import Pace
 
-DOWNLOAD_ATTEMPTS = 3
-
-
-def _decode(data: bytes, url: str | None, flagged: bool = False) -> ProviderImage:
-    with Image.open(io.BytesIO(data)) as image:
-        content_type = Image.MIME.get(image.format or "", "application/octet-stream")
-        return ProviderImage(data, image.width, image.height, content_type, url=url, flagged=flagged)
+# a result image larger than this is not an image we asked for (FLUX outputs are a few MB at most)
+MAX_RESULT_BYTES = 64 * 1024 * 1024
+_GONE = (403, 404, 410)
 
 
-async def download_image(client: httpx.AsyncClient, url: str, *, provider: str, flagged: bool = False) -> ProviderImage:
-    """A result image from the provider's own URL (a data: URI too). Retried: a GET cannot pay twice.
+def decode_image(data: bytes, url: str | None, *, provider: str, flagged: bool = False) -> ProviderImage:
+    """A downloaded result as a ProviderImage.
 
-    The client must not carry provider credentials: result URLs often live on a third-party CDN.
+    Raises:
+        JobFailed: billing "charged" — the provider finished (and billed) the job, but what it returned is
+            not an image PIL can read (truncated, garbled, a decompression bomb).
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+            content_type = Image.MIME.get(image.format or "", "application/octet-stream")
+            return ProviderImage(data, image.width, image.height, content_type, url=url, flagged=flagged)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        where = "a data: URI" if url is None else url
+        raise JobFailed(
+            f"the result image from {where} cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
+            provider=provider,
+            billing="charged",
+        ) from None
+
+
+async def download_image(
+    client: httpx.AsyncClient, url: str, *, provider: str, pace: Pace, flagged: bool = False
+) -> ProviderImage:
+    """A result image from the provider's own URL (a data: URI too), read up to MAX_RESULT_BYTES.
+
+    The job is finished and billed, so failures that may pass (5xx, 429, dropped connections) are retried
+    until the job's deadline (`pace`). The client must not carry provider credentials: result URLs often
+    live on a third-party CDN.
+
+    Raises:
+        JobFailed: billing "charged" — the result is gone (403/404/410: expired) or is not an image.
+        ProviderTimeout: the download kept failing until the deadline (the result may still be fetchable).
     """
     if url.startswith("data:"):
-        import base64
-
         _, _, payload = url.partition(",")
-        return _decode(base64.b64decode(payload), None, flagged)
-    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        if len(payload) > MAX_RESULT_BYTES * 4 // 3 + 4:
+            raise JobFailed("the result data: URI is larger than an image can be", provider=provider, billing="charged")
         try:
-            response = await client.get(url, follow_redirects=True)
-            if response.status_code < 500:
-                response.raise_for_status()
-                return _decode(response.content, url, flagged)
-        except httpx.TransportError as exc:
-            if attempt == DOWNLOAD_ATTEMPTS:
-                raise ProviderUnavailable(f"downloading {url}: {type(exc).__name__}", provider=provider) from exc
-        except httpx.HTTPStatusError as exc:
-            raise ProviderUnavailable(f"downloading {url}: HTTP {exc.response.status_code}", provider=provider) from exc
-        await asyncio.sleep(0.1 * attempt)
-    raise ProviderUnavailable(f"downloading {url}: server errors", provider=provider)
+            data = base64.b64decode(payload, validate=False)
+        except ValueError as exc:
+            raise JobFailed(
+                f"the result data: URI is not base64 ({exc})", provider=provider, billing="charged"
+            ) from None
+        return decode_image(data, None, provider=provider, flagged=flagged)
+    while True:
+        try:
+            data = await _read_bounded(client, url, provider)
+        except ProviderError as exc:
+            if exc.status_code in _GONE:
+                raise JobFailed(
+                    f"the result at {url} is gone (HTTP {exc.status_code}); the provider billed the job",
+                    provider=provider,
+                    status_code=exc.status_code,
+                    billing="charged",
+                ) from None
+            await pace.retry(f"downloading {url}", exc)
+            continue
+        pace.recovered()
+        return decode_image(data, url, provider=provider, flagged=flagged)
+
+
+async def _read_bounded(client: httpx.AsyncClient, url: str, provider: str) -> bytes:
+    try:
+        async with client.stream("GET", url, follow_redirects=True) as response:
+            if response.is_error:
+                kind = RateLimited if response.status_code == 429 else ProviderUnavailable
+                raise kind(
+                    f"downloading {url}: HTTP {response.status_code}",
+                    provider=provider,
+                    status_code=response.status_code,
+                )
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_RESULT_BYTES:
+                    raise JobFailed(
+                        f"the result at {url} is larger than {MAX_RESULT_BYTES} bytes",
+                        provider=provider,
+                        billing="charged",
+                    )
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except httpx.TransportError as exc:
+        raise ProviderUnavailable(f"downloading {url}: {type(exc).__name__}", provider=provider) from exc
 
 
 def check_input_url(url: str, *, allow_private: bool = False) -> None:

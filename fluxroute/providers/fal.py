@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import fal_client
 import httpx
 
 from fluxroute.errors import (
+    Billing,
     Cancelled,
     JobFailed,
     ProviderError,
     ProviderUnavailable,
 )
-from fluxroute.providers.base import Progress, ProgressCallback, ProviderResult
+from fluxroute.providers.base import CancelAnswer, Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import download_image
-from fluxroute.providers.polling import Poller
-from fluxroute.providers.submission import error_for_status, post_once
+from fluxroute.providers.polling import Pace, Poller
+from fluxroute.providers.submission import error_for_status, post_once, read_json
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
 
 NAME = "fal"
+USER_AGENT = "fluxroute (fal-client)"
+_SERVER_ERROR = re.compile(r"\bstatus code:? 5\d\d\b", re.IGNORECASE)
 
 
 def map_error(response: httpx.Response, job_id: str | None = None) -> ProviderError:
@@ -41,83 +45,230 @@ def map_error(response: httpx.Response, job_id: str | None = None) -> ProviderEr
     return error_for_status(response, message, provider=NAME, job_id=job_id)
 
 
+# fal's request error types for infrastructure failures (HTTP 5xx): "Server errors (HTTP 500+) are never
+# charged" (fal's pricing FAQ; error types from fal's "Request Error Types" page)
+UNBILLED_ERROR_TYPES = frozenset(
+    {
+        "request_timeout",
+        "startup_timeout",
+        "runner_scheduling_failure",
+        "runner_connection_timeout",
+        "runner_disconnected",
+        "runner_connection_refused",
+        "runner_connection_error",
+        "runner_incomplete_response",
+        "runner_server_error",
+        "internal_error",
+    }
+)
+CANCELLED_ERROR_TYPES = frozenset({"request_cancelled", "client_cancelled"})
+
+
+def completed_billing(status: fal_client.Completed, ran: bool) -> Billing:
+    """What a COMPLETED status means for money, stated once:
+
+    - no error: the images were made — charged;
+    - cancelled before a runner started it (it never showed IN_PROGRESS and reports no inference time):
+      unbilled;
+    - an infrastructure error (5xx error types, or "Invalid status code: 5xx"): unbilled, per fal's FAQ;
+    - anything else after it ran (422 validation, content policy, cancelled while running): fal may bill
+      it ("it may be billed if a runner used GPU time before the error was detected") — at risk.
+    """
+    if not status.error:
+        return "charged"
+    error_type = (status.error_type or "").lower()
+    ran = ran or bool((status.metrics or {}).get("inference_time"))
+    cancelled = error_type in CANCELLED_ERROR_TYPES or "cancel" in status.error.lower()
+    if cancelled and not ran:
+        return "unbilled"
+    if error_type in UNBILLED_ERROR_TYPES or _SERVER_ERROR.search(status.error):
+        return "unbilled"
+    return "at_risk"
+
+
 class FalProvider:
-    """One fal.ai key. Jobs are submitted once (see providers/submission.py); status, result and cancel
-    use the request id through fal-client, so a restarted process can pick a job up again."""
+    """One fal.ai key on one queue host (`fal_base_url`). Jobs are submitted once (see
+    providers/submission.py); status and cancel go through fal-client's request handle, built from the
+    request id, so a restarted process can pick a job up again."""
 
     name = NAME
 
-    def __init__(self, settings: Settings, client: fal_client.AsyncClient | None = None) -> None:
-        self._key = settings.fal_key.get_secret_value() if settings.fal_key else ""
-        self._client = client or fal_client.AsyncClient(key=self._key or None)
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
-        self.poller = Poller(NAME)
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        key = settings.fal_key.get_secret_value() if settings.fal_key else ""
+        self._queue = settings.fal_base_url.rstrip("/") + "/"
+        # the queue client carries the key; result images are fetched without it (they live on a CDN)
+        self._http = client or httpx.AsyncClient(
+            headers={"Authorization": f"Key {key}", "User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(120.0, connect=5.0),
+        )
+        self._downloads = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
+        self.poller = Poller(NAME, settings.retry_backoff_s)
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._downloads.aclose()
+
+    def _handle(self, endpoint: str, job_id: str) -> fal_client.AsyncRequestHandle:
+        owner, _, rest = endpoint.partition("/")
+        base = f"{self._queue}{owner}/{rest.split('/', 1)[0]}/requests/{job_id}"
+        return fal_client.AsyncRequestHandle(
+            request_id=job_id,
+            response_url=base,
+            status_url=base + "/status",
+            cancel_url=base + "/cancel",
+            client=self._http,
+        )
 
     async def submit(self, candidate: Candidate, *, webhook_url: str | None = None) -> str:
         # Not fal-client's submit: it repeats a POST whose answer was lost, which can create (and bill)
-        # a second job. Same queue URL and auth; status, result and cancel go through fal-client.
-        response = await post_once(
+        # a second job. Same queue URL and auth; status and cancel go through fal-client.
+        answer = await post_once(
             self._http,
-            fal_client.client.QUEUE_URL_FORMAT + candidate.endpoint,
+            self._queue + candidate.endpoint,
             provider=NAME,
             map_error=map_error,
+            never_arrived=_ingress_error,
             json=candidate.params,
             params={"fal_webhook": webhook_url} if webhook_url else None,
-            headers={"Authorization": f"Key {self._key}"},
         )
-        return str(response.json()["request_id"])
+        request_id = answer.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            raise ProviderUnavailable(
+                "the answer to the job submission has no request_id", provider=NAME, billing="at_risk"
+            )
+        return request_id
+
+    async def _status(self, handle: fal_client.AsyncRequestHandle, pace: Pace) -> fal_client.Status:
+        """The request's status; failures that may pass (5xx, 404 while it propagates, dropped connections,
+        garbled bodies) are retried until the deadline."""
+        while True:
+            try:
+                status = await handle.status(with_logs=True)
+                pace.recovered()
+                return status
+            except fal_client.FalClientHTTPError as exc:
+                error = map_error(exc.response, handle.request_id)
+                if exc.status_code in (400, 401, 403, 422):
+                    error.billing = "at_risk"
+                    raise error from exc
+            except httpx.TransportError as exc:
+                error = ProviderUnavailable(f"status of {handle.request_id}: {type(exc).__name__}", provider=NAME)
+            except (ValueError, KeyError, TypeError) as exc:  # a garbled status body
+                error = ProviderUnavailable(
+                    f"status of {handle.request_id}: garbled answer ({type(exc).__name__})", provider=NAME
+                )
+            await pace.retry(f"checking request {handle.request_id}", error)
 
     async def wait(
         self, job_id: str, candidate: Candidate, progress: ProgressCallback | None, timeout_s: float
     ) -> ProviderResult:
-        handle = await self._client.get_handle(candidate.endpoint, job_id)
+        handle = self._handle(candidate.endpoint, job_id)
         report = _StatusReporter(progress)
+        ran = False
         with self.poller.follow(job_id, candidate.latency_s, timeout_s) as pace:
             while True:
-                try:
-                    status = await handle.status(with_logs=True)
-                except fal_client.FalClientHTTPError as exc:
-                    raise map_error(exc.response, job_id) from exc
-                except httpx.TransportError as exc:
-                    raise ProviderUnavailable(f"status of {job_id}: {type(exc).__name__}", provider=NAME) from exc
+                status = await self._status(handle, pace)
+                ran = ran or isinstance(status, fal_client.InProgress)
                 await report(status, round(pace.elapsed, 3))
                 if isinstance(status, fal_client.Completed):
-                    return await self._finish(job_id, status, candidate)
+                    return await self._finish(handle, status, ran, pace)
                 await pace.pause(type(status).__name__)
 
-    async def _finish(self, job_id: str, status: fal_client.Completed, candidate: Candidate) -> ProviderResult:
+    async def _finish(
+        self, handle: fal_client.AsyncRequestHandle, status: fal_client.Completed, ran: bool, pace: Pace
+    ) -> ProviderResult:
+        job_id = handle.request_id
+        billing = completed_billing(status, ran)
         if status.error:
             kind = Cancelled if "cancel" in status.error.lower() else JobFailed
-            raise kind(f"request {job_id} failed: {status.error}", provider=NAME, provider_job_id=job_id)
-        try:
-            output: dict[str, Any] = await self._client.result(candidate.endpoint, job_id)
-        except fal_client.FalClientHTTPError as exc:
-            raise map_error(exc.response, job_id) from exc
-        flags = list(output.get("has_nsfw_concepts") or [])
-        images = [
-            await download_image(
-                self._http, str(item["url"]), provider=NAME, flagged=bool(flags[i]) if i < len(flags) else False
+            note = "" if billing == "unbilled" else "; fal may bill a request that failed after it ran"
+            raise kind(
+                f"request {job_id} failed: {status.error[:300]}{note}",
+                provider=NAME,
+                provider_job_id=job_id,
+                billing=billing,
             )
-            for i, item in enumerate(output.get("images") or [])
-        ]
-        if not images:
-            raise JobFailed(f"request {job_id} returned no images", provider=NAME, provider_job_id=job_id)
-        timings = {k: float(v) for k, v in (output.get("timings") or {}).items() if isinstance(v, int | float)}
+        output = await self._result(handle, pace)
+        raw_images = output.get("images")
+        flags = output.get("has_nsfw_concepts")
+        flags = flags if isinstance(flags, list) else []
+        if not isinstance(raw_images, list) or not raw_images:
+            raise JobFailed(
+                f"request {job_id} completed without images", provider=NAME, provider_job_id=job_id, billing="charged"
+            )
+        images = []
+        for i, item in enumerate(raw_images):
+            url = item.get("url") if isinstance(item, dict) else None
+            if not isinstance(url, str):
+                raise JobFailed(
+                    f"request {job_id}: image {i} has no url", provider=NAME, provider_job_id=job_id, billing="charged"
+                )
+            flagged = bool(flags[i]) if i < len(flags) else False
+            images.append(await download_image(self._downloads, url, provider=NAME, pace=pace, flagged=flagged))
+        timings = output.get("timings")
+        timings = (
+            {k: float(v) for k, v in timings.items() if isinstance(v, int | float)} if isinstance(timings, dict) else {}
+        )
         seed = output.get("seed")
         return ProviderResult(job_id, images, seed=int(seed) if isinstance(seed, int) else None, timings=timings)
 
-    async def cancel(self, job_id: str, candidate: Candidate) -> None:
+    async def _result(self, handle: fal_client.AsyncRequestHandle, pace: Pace) -> dict[str, Any]:
+        """The completed request's output. fal keeps it 1 h (6 min when ≥ 10 KB): a 404 then means it is gone
+        — the request was billed all the same."""
+        while True:
+            try:
+                response = await self._http.get(handle.response_url)
+                if response.status_code == 404:
+                    raise JobFailed(
+                        f"request {handle.request_id}: its result has expired at fal (kept 1 h, 6 min when large); "
+                        "fal billed it",
+                        provider=NAME,
+                        provider_job_id=handle.request_id,
+                        status_code=404,
+                        billing="charged",
+                    )
+                if response.is_error:
+                    raise map_error(response, handle.request_id)
+                output = read_json(response, NAME)
+                pace.recovered()
+                return output
+            except httpx.TransportError as exc:
+                error: ProviderError = ProviderUnavailable(
+                    f"result of {handle.request_id}: {type(exc).__name__}", provider=NAME
+                )
+            except JobFailed:
+                raise
+            except ProviderError as exc:
+                if exc.status_code is not None and 400 <= exc.status_code < 500 and exc.status_code not in (408, 429):
+                    exc.billing = "charged"
+                    raise
+                error = exc
+            await pace.retry(f"fetching the result of {handle.request_id}", error)
+
+    async def cancel(self, job_id: str, candidate: Candidate) -> CancelAnswer:
+        """fal answers CANCELLATION_REQUESTED (a queued request is dropped; a running one only gets a signal
+        and may finish and be billed) or ALREADY_COMPLETED."""
         try:
-            await self._client.cancel(candidate.endpoint, job_id)
+            await self._handle(candidate.endpoint, job_id).cancel()
         except fal_client.FalClientHTTPError as exc:
-            raise map_error(exc.response, job_id) from exc
+            return "already_ended" if "ALREADY_COMPLETED" in exc.response.text else "refused"
+        except httpx.HTTPError:
+            return "refused"
+        return "requested"
 
     def notify(self, job_id: str) -> bool:
         """A webhook said the request ended: check now. False when it is not one we are waiting on."""
         return self.poller.notify(job_id)
+
+
+def _ingress_error(response: httpx.Response) -> bool:
+    """fal's ingress answered instead of its queue (an nginx page, no request id): the POST never reached
+    the queue, so it can be sent again (fal-client retries exactly these)."""
+    return (
+        response.status_code in (502, 503, 504)
+        and "x-fal-request-id" not in response.headers
+        and "nginx" in response.text[:2000]
+    )
 
 
 class _StatusReporter:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -14,15 +14,16 @@ from fluxroute.errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from fluxroute.providers.base import Progress, ProgressCallback, ProviderResult
+from fluxroute.providers.base import CancelAnswer, Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import download_image
-from fluxroute.providers.polling import Poller
-from fluxroute.providers.submission import error_for_status, post_once
+from fluxroute.providers.polling import Pace, Poller
+from fluxroute.providers.submission import error_for_status, post_once, read_json
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
 
 NAME = "krea"
 TERMINAL = {"completed", "failed", "cancelled"}
+LISTING_PAGES = 20
 
 
 def map_error(response: httpx.Response, job_id: str | None = None) -> ProviderError:
@@ -35,7 +36,12 @@ def map_error(response: httpx.Response, job_id: str | None = None) -> ProviderEr
 
 
 class KreaProvider:
-    """One Krea API account; jobs are created once (see providers/submission.py)."""
+    """One Krea API account; jobs are created once (see providers/submission.py).
+
+    Billing, from Krea's docs: `completed` jobs are billed, `failed` and `cancelled` ones are not; a job can
+    be cancelled only while `queued` or `processing`; `GET /jobs` lists the account's jobs, which is how a
+    submission whose answer was lost is found again.
+    """
 
     name = NAME
 
@@ -48,14 +54,14 @@ class KreaProvider:
         )
         # result URLs are on a CDN: fetched without the Krea token
         self._downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
-        self.poller = Poller(NAME)
+        self.poller = Poller(NAME, settings.retry_backoff_s)
 
     async def aclose(self) -> None:
         await self._client.aclose()
         await self._downloads.aclose()
 
     async def submit(self, candidate: Candidate, *, webhook_url: str | None = None) -> str:
-        response = await post_once(
+        answer = await post_once(
             self._client,
             f"/generate/image/{candidate.endpoint}",
             provider=NAME,
@@ -63,26 +69,35 @@ class KreaProvider:
             json=candidate.params,
             headers={"X-Webhook-URL": webhook_url} if webhook_url else {},
         )
-        return str(response.json()["job_id"])
+        job_id = answer.get("job_id")
+        if not isinstance(job_id, str) or not job_id:
+            raise ProviderUnavailable(
+                "the answer to the job submission has no job_id", provider=NAME, billing="at_risk"
+            )
+        return job_id
 
-    async def _get_job(self, job_id: str) -> dict[str, Any]:
-        """GET is idempotent: transport errors and 5xx are retried a few times before giving up."""
-        for attempt in range(1, 4):
+    async def _get_job(self, job_id: str, pace: Pace) -> dict[str, Any]:
+        """The job's current state. Failures that may pass (transport errors, 5xx, 429, a 404 while the job
+        propagates, a garbled body) are retried until the deadline; the job may be billed, so it is never
+        dropped for them."""
+        while True:
             try:
                 response = await self._client.get(f"/jobs/{job_id}")
+                if response.is_error:
+                    raise map_error(response, job_id)
+                job = read_json(response, NAME)
+                if not isinstance(job.get("status"), str):
+                    raise ProviderUnavailable(f"job {job_id}: the answer has no status", provider=NAME)
+                pace.recovered()
+                return job
             except httpx.TransportError as exc:
-                if attempt == 3:
-                    raise ProviderUnavailable(f"job {job_id}: {type(exc).__name__}", provider=NAME) from exc
-                await asyncio.sleep(0.1 * attempt)
-                continue
-            if response.status_code >= 500 and attempt < 3:
-                await asyncio.sleep(0.1 * attempt)
-                continue
-            if response.is_error:
-                raise map_error(response, job_id)
-            job: dict[str, Any] = response.json()
-            return job
-        raise AssertionError("unreachable")
+                error: ProviderError = ProviderUnavailable(f"job {job_id}: {type(exc).__name__}", provider=NAME)
+            except ProviderError as exc:
+                if exc.status_code in (400, 401, 403):
+                    exc.billing = "at_risk"
+                    raise  # nothing a retry changes; the job stays at risk
+                error = exc
+            await pace.retry(f"checking job {job_id}", error)
 
     async def wait(
         self, job_id: str, candidate: Candidate, progress: ProgressCallback | None, timeout_s: float
@@ -90,42 +105,91 @@ class KreaProvider:
         last_status = ""
         with self.poller.follow(job_id, candidate.latency_s, timeout_s) as pace:
             while True:
-                job = await self._get_job(job_id)
-                status = str(job.get("status", ""))
+                job = await self._get_job(job_id, pace)
+                status = str(job["status"])
                 if status != last_status and progress is not None:
                     await progress(Progress(NAME, status, _describe(status), elapsed_s=round(pace.elapsed, 3)))
                 last_status = status
                 if status in TERMINAL or job.get("completed_at"):
-                    return await self._finish(job_id, job, candidate)
+                    return await self._finish(job_id, job, candidate, pace)
                 await pace.pause(status)
 
-    async def _finish(self, job_id: str, job: dict[str, Any], candidate: Candidate) -> ProviderResult:
+    async def _finish(self, job_id: str, job: dict[str, Any], candidate: Candidate, pace: Pace) -> ProviderResult:
         status = job.get("status")
-        result = job.get("result") or {}
+        result = job.get("result") if isinstance(job.get("result"), dict) else {}
+        assert isinstance(result, dict)
         if status == "cancelled":
-            raise Cancelled(f"job {job_id} was cancelled", provider=NAME, provider_job_id=job_id)
-        if status != "completed":
-            error = str(result.get("error") or f"job ended with status {status}")
+            raise Cancelled(f"job {job_id} was cancelled", provider=NAME, provider_job_id=job_id, billing="unbilled")
+        if status == "failed":
+            error = str(result.get("error") or "no reason given")[:300]
             kind = ContentFiltered if any(w in error.lower() for w in ("nsfw", "moderation")) else JobFailed
-            raise kind(f"job {job_id} failed: {error}", provider=NAME, provider_job_id=job_id)
-        urls = list(result.get("urls") or [])
-        if not urls:
-            raise JobFailed(f"job {job_id} completed without images", provider=NAME, provider_job_id=job_id)
-        images = [await download_image(self._downloads, url, provider=NAME) for url in urls]
+            raise kind(f"job {job_id} failed: {error}", provider=NAME, provider_job_id=job_id, billing="unbilled")
+        urls = result.get("urls")
+        if status != "completed" or not isinstance(urls, list) or not urls:
+            raise JobFailed(
+                f"job {job_id} ended {status!r} without result URLs; Krea bills completed jobs",
+                provider=NAME,
+                provider_job_id=job_id,
+                billing="charged" if status == "completed" else "at_risk",
+            )
+        images = [await download_image(self._downloads, str(url), provider=NAME, pace=pace) for url in urls]
         seed = candidate.params.get("seed")
         return ProviderResult(job_id, images, seed=int(seed) if isinstance(seed, int) else None)
 
-    async def cancel(self, job_id: str, candidate: Candidate) -> None:
+    async def cancel(self, job_id: str, candidate: Candidate) -> CancelAnswer:
+        """Krea cancels only `queued` and `processing` jobs (then they are not billed); otherwise it refuses."""
         try:
             response = await self._client.delete(f"/jobs/{job_id}")
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(f"cancel {job_id}: {type(exc).__name__}", provider=NAME) from exc
-        if response.is_error:
-            raise map_error(response, job_id)
+        except httpx.TransportError:
+            return "refused"
+        if response.is_success:
+            return "cancelled"
+        if response.status_code == 400 and any(s in response.text for s in TERMINAL):
+            return "already_ended"
+        return "refused"
+
+    async def jobs_created_between(self, start: datetime, end: datetime) -> list[str]:
+        """Ids of jobs created in [start, end], newest first, from `GET /jobs` (paged by its cursor)."""
+        found: list[str] = []
+        cursor: str | None = None
+        for _ in range(LISTING_PAGES):
+            params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+            try:
+                response = await self._client.get("/jobs", params=params)
+            except httpx.TransportError as exc:
+                raise ProviderUnavailable(f"listing jobs: {type(exc).__name__}", provider=NAME) from exc
+            if response.is_error:
+                raise map_error(response)
+            page = read_json(response, NAME)
+            items = page.get("items")
+            if not isinstance(items, list):
+                raise ProviderUnavailable("listing jobs: the answer has no items", provider=NAME)
+            oldest: datetime | None = None
+            for item in items:
+                created = _timestamp(item.get("created_at")) if isinstance(item, dict) else None
+                if created is None or not isinstance(item.get("job_id"), str):
+                    raise ProviderUnavailable("listing jobs: an item has no job_id or created_at", provider=NAME)
+                oldest = created if oldest is None else min(oldest, created)
+                if start <= created <= end:
+                    found.append(item["job_id"])
+            cursor = page.get("next_cursor") or page.get("nextCursor")
+            if not cursor or oldest is None or oldest < start:
+                return found
+        raise ProviderUnavailable(f"listing jobs: more than {LISTING_PAGES} pages since {start}", provider=NAME)
 
     def notify(self, job_id: str) -> bool:
         """A webhook said the job ended: check now. False when the job is not one we are waiting on."""
         return self.poller.notify(job_id)
+
+
+def _timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _describe(status: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fluxroute.errors import JobFailed, ProviderError, ProviderTimeout, ProviderUnavailable
 from fluxroute.providers.availability import local_packages_missing
-from fluxroute.providers.base import ProgressCallback, ProviderResult
+from fluxroute.providers.base import CancelAnswer, ProgressCallback, ProviderResult
 from fluxroute.providers.local_review import UNFILTERED, ContentChecker, ContentVerdict
 from fluxroute.providers.local_weights import find_weights
 from fluxroute.providers.local_worker import NAME, LocalJob, LocalWorker, StepHook
@@ -64,6 +64,7 @@ class LocalProvider:
                 f"job {job_id} is not running in this process (local jobs do not survive a restart; generate again)",
                 provider=NAME,
                 provider_job_id=job_id,
+                billing="unbilled",
             )
         loop = asyncio.get_running_loop()
         woken = asyncio.Event()
@@ -96,11 +97,14 @@ class LocalProvider:
                 job.listeners.remove(wake)
         self.worker.forget(job_id)
         if isinstance(outcome, ProviderError):
+            outcome.billing = outcome.billing or "unbilled"  # a local job bills no provider
             raise outcome
         return outcome
 
-    async def cancel(self, job_id: str, candidate: Candidate) -> None:
+    async def cancel(self, job_id: str, candidate: Candidate) -> CancelAnswer:
+        # the worker stops between denoising steps; a local job bills no provider
         self.worker.cancel(job_id)
+        return "cancelled"
 
     async def aclose(self) -> None:
         if self._owns_worker:

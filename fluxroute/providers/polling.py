@@ -8,7 +8,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from fluxroute.errors import ProviderTimeout
+from fluxroute.errors import ProviderError, ProviderTimeout, RateLimited
+
+MAX_BACKOFF_S = 10.0
 
 
 @dataclass
@@ -60,11 +62,13 @@ class Wakeup:
 class Pace:
     """The rhythm of following one job: elapsed time, the next pause, and the deadline."""
 
-    def __init__(self, provider: str, job_id: str, expected_s: float, timeout_s: float) -> None:
+    def __init__(self, provider: str, job_id: str, expected_s: float, timeout_s: float, backoff_s: float = 0.5) -> None:
         self.provider = provider
         self.job_id = job_id
         self.started = time.monotonic()
         self.timeout_s = timeout_s
+        self.backoff_s = backoff_s
+        self.failures = 0
         self.schedule = PollSchedule(expected_s=expected_s)
         self.wakeup = Wakeup()
 
@@ -87,17 +91,42 @@ class Pace:
             )
         await self.wakeup.wait(self.schedule.next_delay(elapsed))
 
+    async def retry(self, what: str, error: ProviderError) -> None:
+        """Wait before trying a failed status check or download of an accepted job again: the job may be
+        billed, so it is never given up before its deadline. Retry-After is honoured; otherwise the delay
+        doubles from `backoff_s` up to MAX_BACKOFF_S.
+
+        Raises:
+            ProviderTimeout: the next try would fall past the deadline; it carries the last failure.
+        """
+        self.failures += 1
+        delay = min(self.backoff_s * 2 ** (self.failures - 1), MAX_BACKOFF_S)
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        if self.elapsed + delay > self.timeout_s:
+            raise ProviderTimeout(
+                f"job {self.job_id}: {what} kept failing for {self.elapsed:.1f} s (last: {error})",
+                provider=self.provider,
+                provider_job_id=self.job_id,
+            ) from error
+        await self.wakeup.wait(delay)
+
+    def recovered(self) -> None:
+        """A check worked again: the next failure starts the backoff afresh."""
+        self.failures = 0
+
 
 class Poller:
     """The jobs one provider is following; a webhook for one of them ends its pause early."""
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, backoff_s: float = 0.5) -> None:
         self.provider = provider
+        self.backoff_s = backoff_s
         self._paces: dict[str, Pace] = {}
 
     @contextlib.contextmanager
     def follow(self, job_id: str, expected_s: float, timeout_s: float) -> Iterator[Pace]:
-        pace = Pace(self.provider, job_id, expected_s, timeout_s)
+        pace = Pace(self.provider, job_id, expected_s, timeout_s, self.backoff_s)
         self._paces[job_id] = pace
         try:
             yield pace

@@ -1,5 +1,5 @@
-"""Billable jobs submitted exactly once (a POST is repeated only when it provably never reached the provider,
-or was refused with 429 before acceptance), and providers' HTTP error answers mapped to the error tree."""
+"""Billable jobs submitted exactly once (a POST is repeated only when it provably never reached the provider),
+providers' JSON answers read defensively, and their HTTP error answers mapped to the error tree."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from fluxroute.errors import (
 
 SUBMIT_ATTEMPTS = 3
 MAX_RETRY_AFTER_S = 10.0
+# a provider's JSON answer (a job, a status, a listing page) is a few KB; anything far larger is not one
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -30,41 +32,81 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def read_json(response: httpx.Response, provider: str, limit: int = MAX_ANSWER_BYTES) -> dict[str, Any]:
+    """A provider's JSON object answer.
+
+    Raises:
+        ProviderUnavailable: the body is larger than `limit`, not JSON, or not an object (a garbled answer).
+    """
+    if len(response.content) > limit:
+        raise ProviderUnavailable(f"answer larger than {limit} bytes", provider=provider)
+    try:
+        body = response.json()
+    except ValueError:
+        raise ProviderUnavailable(
+            f"garbled answer (HTTP {response.status_code}, not JSON: {response.text[:60]!r})", provider=provider
+        ) from None
+    if not isinstance(body, dict):
+        raise ProviderUnavailable(f"garbled answer (JSON {type(body).__name__}, not an object)", provider=provider)
+    return body
+
+
 async def post_once(
     client: httpx.AsyncClient,
     url: str,
     *,
     provider: str,
     map_error: Callable[[httpx.Response], ProviderError],
+    never_arrived: Callable[[httpx.Response], bool] = lambda response: False,
     **kwargs: Any,
-) -> httpx.Response:
-    """The provider's 2xx answer to a job submission.
+) -> dict[str, Any]:
+    """The provider's JSON answer to a job submission.
+
+    A POST is sent again only when it provably never reached the provider (no connection; a 429 refusal;
+    an answer `never_arrived` recognises, such as an ingress error page). Everything else after the POST
+    left — a 5xx, a timeout, a dropped connection, a garbled 2xx — may mean the job was accepted: the
+    error carries billing "at_risk" so that the router looks for the job instead of paying again.
 
     Raises:
-        ProviderUnavailable: no connection after retries; or, with maybe_accepted=True, the request was
-            sent and no answer came back, so a job may exist that must not be paid for twice.
-        ProviderError: the provider's error answer, mapped by `map_error`.
+        ProviderError: billing "unbilled" for a clean refusal (4xx, or no connection after retries),
+            "at_risk" when the job may have been accepted.
     """
     for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+        last = attempt == SUBMIT_ATTEMPTS
         try:
             response = await client.post(url, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            if attempt == SUBMIT_ATTEMPTS:
-                raise ProviderUnavailable(f"cannot connect: {type(exc).__name__}", provider=provider) from exc
+            if last:
+                raise ProviderUnavailable(
+                    f"cannot connect: {type(exc).__name__}", provider=provider, billing="unbilled"
+                ) from exc
             await asyncio.sleep(0.2 * attempt)
             continue
         except httpx.TransportError as exc:
             raise ProviderUnavailable(
                 f"no answer to the job submission ({type(exc).__name__}); it may have been accepted",
                 provider=provider,
-                maybe_accepted=True,
+                billing="at_risk",
             ) from exc
-        if response.status_code == 429 and attempt < SUBMIT_ATTEMPTS:
-            await asyncio.sleep(retry_after(response) or 0.5 * attempt)
-            continue
+        if response.status_code == 429 or (response.status_code >= 500 and never_arrived(response)):
+            if not last:
+                await asyncio.sleep(retry_after(response) or 0.5 * attempt)
+                continue
+            error = map_error(response)
+            error.billing = "unbilled"
+            raise error
         if response.is_error:
-            raise map_error(response)
-        return response
+            error = map_error(response)
+            error.billing = "at_risk" if response.status_code >= 500 else "unbilled"
+            if error.billing == "at_risk":
+                error.args = (f"{error}; the job may have been accepted",)
+            raise error
+        try:
+            return read_json(response, provider)
+        except ProviderError as exc:
+            exc.billing = "at_risk"
+            exc.args = (f"{exc}; the job may have been accepted",)
+            raise
     raise AssertionError("unreachable")
 
 

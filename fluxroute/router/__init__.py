@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fluxroute.catalog import Catalog, load_catalog
-from fluxroute.errors import JobNotFound, ProviderError
+from fluxroute.errors import FluxrouteError, JobNotFound
 from fluxroute.providers import create_provider
 from fluxroute.providers.availability import check_availability
 from fluxroute.providers.base import Availability, ProgressCallback, Provider
-from fluxroute.router.execute import Executor
+from fluxroute.router.execute import CancelReport, Executor, owner_gone
+from fluxroute.router.input_size import probe_input_size
 from fluxroute.router.planner import Planner
 from fluxroute.settings import Settings
 from fluxroute.store import JobStore
@@ -19,8 +19,6 @@ from fluxroute.types import GenerationResult, ImageRequest, Plan
 
 __all__ = ["Router"]
 
-# a submission takes seconds; one still unconfirmed after this was cut off by a crash
-STALE_SUBMISSION = timedelta(minutes=2)
 PLAN_CACHE_SIZE = 256
 
 
@@ -44,7 +42,7 @@ class Router:
         self.availability: dict[str, Availability] = dict(availability)
         self.planner = Planner(self.catalog, settings, self.availability)
         # plans depend only on the request, the settings, the catalog and availability, all fixed here
-        self._plans: dict[ImageRequest, Plan] = {}
+        self._plans: dict[tuple[ImageRequest, tuple[int, int] | None], Plan] = {}
         self._store = store
         self._providers: dict[str, Provider] = dict(providers or {})
 
@@ -59,15 +57,31 @@ class Router:
             self._providers[name] = create_provider(name, self.settings)
         return self._providers[name]
 
-    def plan(self, request: ImageRequest) -> Plan:
+    def plan(self, request: ImageRequest, input_size: tuple[int, int] | None = None) -> Plan:
         """The plan for `request`; the same request is planned once (a tool call plans to ask for approval,
-        to check it, and to run, and agents often plan before they generate)."""
-        plan = self._plans.get(request)
+        to check it, and to run, and agents often plan before they generate). `input_size` is what
+        `await self.input_size(request)` read: offers whose output follows the input image are priced by it;
+        without it they are estimated at the requested size (and say so)."""
+        key = (request, input_size)
+        plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= PLAN_CACHE_SIZE:
                 del self._plans[next(iter(self._plans))]
-            plan = self._plans[request] = self.planner.plan(request)
+            plan = self._plans[key] = self.planner.plan(request, input_size)
         return plan
+
+    async def input_size(self, request: ImageRequest) -> tuple[int, int] | None:
+        """The pixel size of `request.init_image` when an offer that may serve the request outputs at its
+        input image's size (and bills by it); None, reading nothing, when no such offer is in play. Only
+        the image's header is read, through the guarded input-image fetch.
+
+        Raises:
+            InvalidRequest: init_image cannot be fetched or read as an image (nothing was sent or reserved).
+            UnsafeURL: init_image points at a non-public address or is larger than max_input_image_bytes.
+        """
+        if request.init_image is None or not self.planner.needs_input_size(request):
+            return None
+        return await probe_input_size(request.init_image, self.settings)
 
     async def generate(
         self,
@@ -80,38 +94,44 @@ class Router:
         the job is recorded (before any provider call), so a caller can hand out a handle to it.
 
         Raises:
+            InvalidRequest: init_image cannot be fetched or read where its size decides the price.
+            UnsafeURL: init_image points where it may not, or is too large.
             NoRouteError: nothing configured can serve the request (every reason listed).
             BudgetExceeded: every candidate would cross a spending cap.
             AllProvidersFailed: every candidate failed; each provider's error is attached.
             ProviderError: a failure after which trying elsewhere could pay twice or go against the caller.
         """
-        return await self._executor().run(request, self.plan(request), progress, out_dir, on_job)
+        plan = self.plan(request, await self.input_size(request))  # before anything is recorded or reserved
+        return await self._executor().run(request, plan, progress, out_dir, on_job)
 
     async def resume_in_flight(
         self, progress: ProgressCallback | None = None
-    ) -> list[GenerationResult | ProviderError]:
-        """Collect jobs a previous process submitted but never saw finish; each is saved and billed once."""
-        outcomes: list[GenerationResult | ProviderError] = []
-        for job_id in self.in_flight_jobs():
+    ) -> list[GenerationResult | FluxrouteError]:
+        """Collect jobs a previous process submitted but never saw finish; each is saved and billed once.
+        Submissions cut off before their answer are looked up in the provider's job listing first."""
+        outcomes: list[GenerationResult | FluxrouteError] = []
+        for job_id in await self.recover_in_flight():
             try:
                 outcomes.append(await self.resume_job(job_id, progress))
-            except ProviderError as exc:
+            except FluxrouteError as exc:
                 outcomes.append(exc)
         return outcomes
 
-    def in_flight_jobs(self) -> list[str]:
-        """Ids of jobs with a provider job in flight that no process is following (after a restart).
+    async def recover_in_flight(self) -> list[str]:
+        """Settle what stopped processes left mid-submission, then list the jobs with a provider job to follow.
 
-        Attempts that stopped mid-submission (no provider job id recorded) cannot be followed; once older
-        than STALE_SUBMISSION they are marked failed with that reason.
+        A submission whose process has stopped is reconciled with the provider's job listing: the job it
+        created is adopted (and followed), or its budget released when it created none; where that cannot be
+        told (no listing, several candidates) it stays at risk and shows in `fluxroute jobs`.
         """
-        stale = datetime.now(UTC) - STALE_SUBMISSION
+        executor = self._executor()
         for attempt in self.store.submitting_attempts():
-            if attempt.started_at > stale:
-                continue  # possibly another live process, mid-submission
-            self.store.finish_attempt(
-                attempt.id, status="failed", error="process stopped while submitting; provider job id unknown"
-            )
+            if owner_gone(attempt):
+                await executor.recover_submission(attempt)
+        return self.in_flight_jobs()
+
+    def in_flight_jobs(self) -> list[str]:
+        """Ids of jobs with a provider job in flight (accepted, not yet settled)."""
         return list(dict.fromkeys(attempt.job_id for attempt in self.store.in_flight_attempts()))
 
     async def resume_job(self, job_id: str, progress: ProgressCallback | None = None) -> GenerationResult:
@@ -119,12 +139,27 @@ class Router:
 
         Raises:
             JobNotFound: no such job, or it has no provider job in flight.
+            PaymentAtRisk: the provider job's outcome is still unknown (it stays at risk).
             ProviderError: the provider job failed.
+            ResultNotSaved: it was billed, and its images could not be saved.
         """
         in_flight = [a for a in self.store.attempts_for(job_id) if a.status == "in_flight"]
         if not in_flight:
             raise JobNotFound(f"job {job_id} has no provider job in flight")
         return await self._executor().resume(in_flight[-1], progress)
+
+    async def cancel_job(self, job_id: str) -> CancelReport:
+        """Ask the provider to cancel job `job_id` and report what it answered, and what that means for the
+        money (only a job cancelled before it ran is certain not to be charged).
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        job = self.store.get_job(job_id)
+        open_attempts = [a for a in self.store.attempts_for(job_id) if a.status in ("submitting", "in_flight")]
+        if not open_attempts:
+            return CancelReport(job_id, None, f"job {job_id} is {job.status}; there is nothing to cancel")
+        return await self._executor().cancel(open_attempts[-1])
 
     def _executor(self) -> Executor:
         return Executor(self.settings, self.catalog, self.store, self.provider)

@@ -1,15 +1,31 @@
-"""Running a plan: reserve budget, try candidates in order, record every attempt, save outputs, bill once."""
+"""Running a plan: reserve budget, try candidates in order, record every attempt, save outputs, bill once.
+
+The money rule, enforced here. From the moment a provider *may* have accepted a job (its POST left this
+machine and no clean refusal came back) the job's estimated cost stays reserved — **at risk** — until the
+provider's own state proves it was not billed (the reservation is released) or the job completes (the
+reservation becomes a charge). Every provider failure says which through `ProviderError.billing`:
+
+- "unbilled": the attempt is closed and its reservation released; the next candidate may run;
+- "charged": the charge is booked (the provider billed a job whose images the caller will not get);
+- "at_risk": the reservation stays open and the attempt stays open for `fluxroute jobs resume`; the call
+  ends with PaymentAtRisk and no other provider is paid.
+
+An error without a verdict counts as "unbilled" before the POST was sent and "at_risk" after it. Caps
+count charges + open reservations (the at-risk amounts among them), so providers never bill past a cap.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from fluxroute.catalog import Catalog
 from fluxroute.errors import (
@@ -17,15 +33,20 @@ from fluxroute.errors import (
     BudgetExceeded,
     Cancelled,
     ContentFiltered,
+    FluxrouteError,
     NoRouteError,
+    PaymentAtRisk,
     ProviderError,
     ProviderTimeout,
+    ProviderUnavailable,
+    ResultNotSaved,
 )
-from fluxroute.providers.base import ProgressCallback, Provider, ProviderResult
+from fluxroute.providers.base import CancelAnswer, JobListing, ProgressCallback, Provider, ProviderResult
 from fluxroute.router.pricing import estimate_cost
 from fluxroute.settings import Settings
 from fluxroute.store import AttemptRecord, JobRecord, JobStore, Reservation
 from fluxroute.store.images import ImageStore
+from fluxroute.store.money import usd
 from fluxroute.types import Candidate, GenerationResult, ImageRequest, Plan
 
 T = TypeVar("T")
@@ -35,6 +56,17 @@ DETACH = "fluxroute: detach"
 
 # errors after which trying the next candidate cannot help, or would go against the caller
 STOP_ERRORS = (Cancelled, ContentFiltered)
+
+# A submission whose answer was lost may have created a job from just before its POST left until its
+# answer was due (the clients' 120 s timeout), give or take the provider's clock.
+SUBMIT_WINDOW = timedelta(seconds=120)
+CLOCK_SKEW = timedelta(seconds=10)
+# a submission still unanswered after this was cut off by a crash (when its process cannot be checked)
+STALE_SUBMISSION = SUBMIT_WINDOW + CLOCK_SKEW
+# resuming an attempt that fails in an unexpected way this often gives it up (a poison job)
+MAX_RESUME_FAILURES = 3
+
+Found = str | Literal["unbilled"] | None
 
 
 @dataclass(frozen=True)
@@ -55,6 +87,7 @@ class _Run:
             "candidate": self.candidate.model_dump(mode="json"),
             "reservation": {"id": held.id, "amount": str(held.amount), "day": str(held.day)},
             "out_dir": str(self.out_dir) if self.out_dir else None,
+            "owner": {"host": socket.gethostname(), "pid": os.getpid()},
         }
 
     @classmethod
@@ -83,6 +116,15 @@ class _Run:
         )
         out_dir = detail.get("out_dir")
         return cls(job, request, plan, candidate, reservation, Path(str(out_dir)) if out_dir else None)
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    """What cancelling a job came to: the provider's answer and what it means for the money."""
+
+    job_id: str
+    answer: CancelAnswer | None
+    message: str
 
 
 class Executor:
@@ -137,7 +179,9 @@ class Executor:
                 return await self._attempt(_Run(job, request, plan, candidate, reservation, out_dir), progress)
             except ProviderError as exc:
                 failures.append(exc)
-                if isinstance(exc, STOP_ERRORS) or exc.maybe_accepted:
+                if exc.billing != "unbilled":
+                    raise  # the job record already says what happened to the money
+                if isinstance(exc, STOP_ERRORS):
                     self.store.update_job(
                         job.id, status="cancelled" if isinstance(exc, Cancelled) else "failed", error=str(exc)
                     )
@@ -145,6 +189,8 @@ class Executor:
         error: Exception = AllProvidersFailed(failures) if failures else budget_errors[0]
         self.store.update_job(job.id, status="failed", error=str(error))
         raise error
+
+    # --- one attempt -------------------------------------------------------------------------------
 
     async def _attempt(self, run: _Run, progress: ProgressCallback | None) -> GenerationResult:
         candidate = run.candidate
@@ -155,20 +201,30 @@ class Executor:
             model=candidate.model,
             estimated_cost=Decimal(str(candidate.cost_usd)),
             detail=run.detail(),
+            reservation_id=run.reservation.id,
         )
         provider = self.provider_for(candidate.provider)
+        cancelled = False
         try:
             # a cancelled caller still lets the POST finish: an accepted job must be known to be cancelled
             provider_job_id, cancelled = await _outlast_cancel(
                 provider.submit(candidate, webhook_url=self._webhook_url(candidate.provider))
             )
-        except BaseException as exc:
-            self.store.finish_attempt(attempt.id, status="failed", error=_safe(exc))
-            self.store.release(run.reservation)
-            raise
-        attempt = self.store.mark_submitted(attempt.id, provider_job_id)
+        except ProviderError as exc:
+            if (exc.billing or "unbilled") == "unbilled":
+                exc.billing = "unbilled"
+                self.store.finish_attempt(attempt.id, status="failed", error=_safe(exc))
+                self.store.release(run.reservation)
+                raise
+            provider_job_id = await self._find_submission(run, attempt, exc)
+        except Exception as exc:  # a fault in our own submit code: the POST may have left
+            cause = ProviderUnavailable(f"submission failed: {_safe(exc)}", provider=candidate.provider)
+            provider_job_id = await self._find_submission(run, attempt, cause)
+        else:
+            attempt = self.store.mark_submitted(attempt.id, provider_job_id)
+        attempt = self.store.attempts_for(run.job.id)[attempt.seq - 1]
         if cancelled:
-            await self._abandon(run, attempt, asyncio.CancelledError())
+            await self._stop(run, attempt, "cancelled by the caller", caller_gone=True)
             raise asyncio.CancelledError
         return await self._follow(run, attempt, progress)
 
@@ -176,23 +232,155 @@ class Executor:
         base = self.settings.webhook_base_url
         return f"{base.rstrip('/')}/webhooks/{provider}" if base else None
 
-    async def _follow(self, run: _Run, attempt: AttemptRecord, progress: ProgressCallback | None) -> GenerationResult:
-        candidate, reservation = run.candidate, run.reservation
-        provider = self.provider_for(candidate.provider)
-        provider_job_id = attempt.provider_job_id or ""
+    async def _find_submission(self, run: _Run, attempt: AttemptRecord, cause: ProviderError) -> str:
+        """A submission whose answer was lost: find the job it may have created, or prove there is none.
+
+        Raises:
+            ProviderError: `cause`, marked "unbilled", when the provider's job listing proves no job exists.
+            PaymentAtRisk: the job may exist and cannot be identified; its cost stays at risk.
+        """
+        found = await self.reconcile(attempt)
+        if found == "unbilled":
+            cause.billing = "unbilled"
+            note = f"{_safe(cause)}; no job was created (checked the provider's job listing twice)"
+            self.store.finish_attempt(attempt.id, status="failed", error=note[:500])
+            self.store.release(run.reservation)
+            raise cause
+        if found is not None:
+            return found
+        raise self._at_risk(run, attempt, cause, "the submission's answer was lost")
+
+    async def reconcile(self, attempt: AttemptRecord) -> Found:
+        """Look for the job an unanswered submission may have created, in the provider's job listing.
+
+        Candidates are jobs created inside the attempt's submit window whose ids no attempt holds. Exactly
+        one is adopted (the attempt goes in flight with its id); none on two listings `reconcile_delay_s`
+        apart proves the submission created nothing ("unbilled"); several, a provider without a listing,
+        or a listing that fails, leave it unknown (None).
+        """
+        provider = self.provider_for(attempt.provider)
+        if not isinstance(provider, JobListing):
+            return None
+        start = attempt.started_at - CLOCK_SKEW
+        end = min(datetime.now(UTC), attempt.started_at + SUBMIT_WINDOW) + CLOCK_SKEW
         try:
-            result = await provider.wait(provider_job_id, candidate, progress, self.settings.provider_timeout_s)
-        except (asyncio.CancelledError, ProviderTimeout) as exc:
-            if isinstance(exc, asyncio.CancelledError) and DETACH in exc.args:
+            first = await provider.jobs_created_between(start, end)
+            await asyncio.sleep(self.settings.reconcile_delay_s)
+            second = await provider.jobs_created_between(start, end)
+        except ProviderError:
+            return None
+        seen = list(dict.fromkeys(first + second))
+        unknown = [job_id for job_id in seen if job_id not in self.store.known_provider_jobs(attempt.provider, seen)]
+        if not unknown:
+            return "unbilled"
+        if len(unknown) > 1:
+            return None
+        try:
+            self.store.mark_submitted(attempt.id, unknown[0], {"adopted_from_listing": True})
+        except ValueError:
+            return None  # another attempt took it meanwhile
+        return unknown[0]
+
+    async def _follow(self, run: _Run, attempt: AttemptRecord, progress: ProgressCallback | None) -> GenerationResult:
+        candidate = run.candidate
+        provider = self.provider_for(candidate.provider)
+        try:
+            result = await provider.wait(
+                attempt.provider_job_id or "", candidate, progress, self.settings.provider_timeout_s
+            )
+        except asyncio.CancelledError as exc:
+            if DETACH in exc.args:
                 raise  # this process stops following; the job stays in flight for the next one to resume
-            await self._abandon(run, attempt, exc)
+            await self._stop(run, attempt, "cancelled by the caller", caller_gone=True)
             raise
+        except ProviderTimeout as exc:
+            return await self._stop(run, attempt, _safe(exc), caller_gone=False)
         except ProviderError as exc:
+            raise self._failed(run, attempt, exc) from None
+        except Exception as exc:  # a fault in our own code or an answer nothing expected: never leave it running
+            raise self._unexpected(run, attempt, exc) from None
+        return await self._save(run, attempt, result)
+
+    async def _stop(self, run: _Run, attempt: AttemptRecord, why: str, *, caller_gone: bool) -> GenerationResult:
+        """Ask the provider to cancel a job nobody will wait for, then follow it briefly to its final state,
+        which decides the money: cancelled → released; completed → saved and charged; unknown → at risk.
+        Runs to its end even when the caller is gone."""
+
+        async def settle() -> GenerationResult:
+            provider = self.provider_for(run.candidate.provider)
+            job_id = attempt.provider_job_id or ""
+            try:
+                answer: CancelAnswer = await provider.cancel(job_id, run.candidate)
+            except ProviderError:
+                answer = "refused"
+            self.store.note_attempt(attempt.id, detail={"cancel_answer": answer, "stopped": why})
+            if answer == "cancelled":
+                error = Cancelled(f"{why}; {_ANSWERS[answer]}", provider=provider.name, billing="unbilled")
+                raise self._failed(run, attempt, error)
+            try:
+                result = await provider.wait(job_id, run.candidate, None, self.settings.cancel_settle_s)
+            except ProviderTimeout:
+                raise self._at_risk(
+                    run, attempt, ProviderTimeout(why, provider=provider.name), _ANSWERS[answer]
+                ) from None
+            except ProviderError as exc:
+                raise self._failed(run, attempt, exc) from None
+            return await asyncio.to_thread(self._complete, run, attempt, result)
+
+        outcome, _ = await _outlast_cancel(settle())
+        if caller_gone:
+            job = self.store.get_job(run.job.id)
+            if job.status != "succeeded":
+                self.store.update_job(run.job.id, status="cancelled", error=f"cancelled by the caller: {job.error}")
+        return outcome
+
+    def _failed(self, run: _Run, attempt: AttemptRecord, exc: ProviderError) -> FluxrouteError:
+        """Settle an attempt by what the failure says about money; returns the error the caller sees."""
+        billing = exc.billing or "at_risk"
+        exc.billing = billing
+        if billing == "unbilled":
             self.store.finish_attempt(
                 attempt.id, status="cancelled" if isinstance(exc, Cancelled) else "failed", error=_safe(exc)
             )
-            self.store.release(reservation)
-            raise
+            self.store.release(run.reservation)
+            return exc
+        if billing == "charged":
+            cost = billed_cost(self.catalog, run.candidate, run.request, run.candidate.num_images)
+            self.store.settle(run.reservation, cost, attempt.id)
+            self.store.finish_attempt(attempt.id, status="failed", cost=cost, error=_safe(exc))
+            message = f"{exc} — {run.candidate.provider} billed it: {usd(cost)} charged"
+            self.store.update_job(run.job.id, status="failed", error=message)
+            exc.args = (message,)
+            return exc
+        return self._at_risk(run, attempt, exc, "its outcome is not known")
+
+    def _at_risk(self, run: _Run, attempt: AttemptRecord, exc: ProviderError, why: str) -> PaymentAtRisk:
+        """Leave the attempt open with its budget held; the job record says how to collect it."""
+        held = usd(run.reservation.amount)
+        job_ref = attempt.provider_job_id or "(no id: the submission's answer was lost)"
+        message = (
+            f"{run.candidate.label} job {job_ref} may still be billed: {why} ({exc}). {held} stays counted "
+            f"against the budget as at risk, and no other provider was tried; `fluxroute jobs resume` collects "
+            f"the job ({run.job.id}) once the provider settles it"
+        )
+        self.store.note_attempt(attempt.id, error=_safe(exc))
+        self.store.update_job(run.job.id, status="failed", error=message)
+        return PaymentAtRisk(
+            message, job_id=run.job.id, provider=run.candidate.provider, provider_job_id=attempt.provider_job_id
+        )
+
+    def _unexpected(self, run: _Run, attempt: AttemptRecord, exc: Exception) -> FluxrouteError:
+        """An exception no rule covers: at risk, and after MAX_RESUME_FAILURES of them the attempt is given up
+        and its estimate charged (the money counts until the provider proves otherwise)."""
+        count = int(str((attempt.detail or {}).get("resume_failures", 0))) + 1
+        self.store.note_attempt(attempt.id, detail={"resume_failures": count})
+        error = ProviderUnavailable(f"unexpected {_safe(exc)}", provider=run.candidate.provider)
+        error.billing = "charged" if count >= MAX_RESUME_FAILURES else "at_risk"
+        if count >= MAX_RESUME_FAILURES:
+            error.args = (f"{error} (gave up after {count} failures)",)
+        return self._failed(run, attempt, error)
+
+    async def _save(self, run: _Run, attempt: AttemptRecord, result: ProviderResult) -> GenerationResult:
         # saving images and the final store writes block, so they run off the event loop; the images are
         # paid for, so a caller cancelling now still gets them saved (and the job recorded as succeeded)
         generation, cancelled = await _outlast_cancel(asyncio.to_thread(self._complete, run, attempt, result))
@@ -200,23 +388,28 @@ class Executor:
             raise asyncio.CancelledError
         return generation
 
-    async def _abandon(self, run: _Run, attempt: AttemptRecord, why: BaseException) -> None:
-        """Stop the provider's job so it is not billed for work nobody will collect; record why."""
-        with contextlib.suppress(ProviderError):
-            await asyncio.shield(
-                self.provider_for(run.candidate.provider).cancel(attempt.provider_job_id or "", run.candidate)
-            )
-        cancelled = isinstance(why, asyncio.CancelledError)
-        self.store.finish_attempt(attempt.id, status="cancelled" if cancelled else "failed", error=_safe(why))
-        self.store.release(run.reservation)
-        if cancelled:
-            self.store.update_job(run.job.id, status="cancelled", error="cancelled by the caller")
-
     def _complete(self, run: _Run, attempt: AttemptRecord, result: ProviderResult) -> GenerationResult:
         job, request, candidate = run.job, run.request, run.candidate
-        cost = billed_cost(self.catalog, candidate, request, result)
+        cost = billed_cost(self.catalog, candidate, request, len(result.images))
         # bill first: the money is spent whether or not saving the files works
         self.store.settle(run.reservation, cost, attempt.id)
+        try:
+            generation = self._save_images(run, result, cost)
+        except Exception as exc:
+            message = (
+                f"{candidate.provider} billed {usd(cost)} for job {result.provider_job_id}, but its images could not "
+                f"be saved here ({_safe(exc)}); `fluxroute jobs resume` fetches them again while the provider "
+                "keeps them"
+            )
+            self.store.note_attempt(attempt.id, error=message[:500])
+            self.store.update_job(job.id, status="failed", error=message)
+            raise ResultNotSaved(message, job_id=job.id) from exc
+        self.store.finish_attempt(attempt.id, status="succeeded", cost=cost)
+        self.store.update_job(job.id, status="succeeded", result=generation.model_dump(mode="json"))
+        return generation
+
+    def _save_images(self, run: _Run, result: ProviderResult, cost: Decimal) -> GenerationResult:
+        job, request, candidate = run.job, run.request, run.candidate
         images = ImageStore(run.out_dir or self.settings.images_dir)
         seed = result.seed if result.seed is not None else request.seed
         parameters: dict[str, object] = {
@@ -247,7 +440,7 @@ class Executor:
         if any(image.flagged for image in saved):
             warnings.append("the provider's safety checker flagged at least one image (returned blank)")
         warnings.extend(result.warnings)
-        generation = GenerationResult(
+        return GenerationResult(
             job_id=job.id,
             images=saved,
             provider=candidate.provider,
@@ -259,9 +452,8 @@ class Executor:
             plan=run.plan,
             warnings=warnings,
         )
-        self.store.finish_attempt(attempt.id, status="succeeded", cost=cost)
-        self.store.update_job(job.id, status="succeeded", result=generation.model_dump(mode="json"))
-        return generation
+
+    # --- jobs a previous call or process left open -------------------------------------------------
 
     async def _existing(self, job: JobRecord, progress: ProgressCallback | None) -> GenerationResult:
         """Same idempotency key again: the stored result, or the in-flight attempt followed; never a new job."""
@@ -277,11 +469,55 @@ class Executor:
         job = self.store.get_job(attempt.job_id)
         run = _Run.from_attempt(attempt, job, self.settings.usage)
         self.store.update_job(job.id, status="running")
+        return await self._follow(run, attempt, progress)
+
+    async def recover_submission(self, attempt: AttemptRecord) -> AttemptRecord | None:
+        """An attempt whose process stopped mid-submission: adopt the job it created (returned in flight),
+        release its budget when it created none, or leave it at risk (None) when that cannot be told."""
+        job = self.store.get_job(attempt.job_id)
+        run = _Run.from_attempt(attempt, job, self.settings.usage)
+        found = await self.reconcile(attempt)
+        if found == "unbilled":
+            self.store.finish_attempt(
+                attempt.id, status="failed", error="the process stopped while submitting; no job was created"
+            )
+            self.store.release(run.reservation)
+            self.store.update_job(job.id, status="failed", error="the process stopped before the job was submitted")
+            return None
+        if found is None:
+            cause = ProviderUnavailable("the process stopped while submitting", provider=attempt.provider)
+            self._at_risk(run, attempt, cause, "it cannot be found in the provider's records")
+            return None
+        return next(a for a in self.store.attempts_for(job.id) if a.id == attempt.id)
+
+    async def cancel(self, attempt: AttemptRecord) -> CancelReport:
+        """Ask the provider to cancel an open attempt's job and say what that means for the money. A job
+        cancelled before it ran is settled unbilled here; otherwise its amount stays at risk until its final
+        state is known (the process following it, or `jobs resume`, settles it)."""
+        job = self.store.get_job(attempt.job_id)
+        run = _Run.from_attempt(attempt, job, self.settings.usage)
+        if attempt.provider_job_id is None:
+            return CancelReport(job.id, None, "no provider job id is known for it; nothing to cancel yet")
+        provider = self.provider_for(attempt.provider)
         try:
-            return await self._follow(run, attempt, progress)
-        except ProviderError as exc:
-            self.store.update_job(job.id, status="failed", error=str(exc))
-            raise
+            answer: CancelAnswer = await provider.cancel(attempt.provider_job_id, run.candidate)
+        except ProviderError:
+            answer = "refused"
+        self.store.note_attempt(attempt.id, detail={"cancel_answer": answer})
+        held = usd(run.reservation.amount)
+        if answer == "cancelled":
+            self._failed(run, attempt, Cancelled(_ANSWERS[answer], provider=provider.name, billing="unbilled"))
+            self.store.update_job(job.id, status="cancelled", error=f"cancelled: {_ANSWERS[answer]}")
+            return CancelReport(job.id, answer, f"{attempt.provider} {_ANSWERS[answer]}")
+        return CancelReport(job.id, answer, f"{attempt.provider} {_ANSWERS[answer]}; {held} stays at risk until then")
+
+
+_ANSWERS: dict[str, str] = {
+    "cancelled": "cancelled it before it ran: not charged",
+    "requested": "was asked to cancel it while it may be running: it may still finish and be charged",
+    "refused": "would not cancel it in its current state: it runs on and is charged if it completes",
+    "already_ended": "had already finished it: its final state decides the charge",
+}
 
 
 async def _outlast_cancel(work: Awaitable[T]) -> tuple[T, bool]:
@@ -297,8 +533,8 @@ async def _outlast_cancel(work: Awaitable[T]) -> tuple[T, bool]:
             cancelled = True
 
 
-def billed_cost(catalog: Catalog, candidate: Candidate, request: ImageRequest, result: ProviderResult) -> Decimal:
-    """What the provider bills for the images it returned: the offer's price rule, for that many images."""
+def billed_cost(catalog: Catalog, candidate: Candidate, request: ImageRequest, num_images: int) -> Decimal:
+    """What the provider bills for `num_images` images of this candidate: the offer's price rule."""
     price = catalog.offer(candidate.offer_id).price
     if price.unit == "gpu_second":
         return Decimal(str(candidate.cost_usd))
@@ -306,10 +542,31 @@ def billed_cost(catalog: Catalog, candidate: Candidate, request: ImageRequest, r
         price,
         width=candidate.width,
         height=candidate.height,
-        num_images=len(result.images),
+        num_images=num_images,
         style_references=bool(request.style_references),
     )
 
 
 def _safe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def owner_gone(attempt: AttemptRecord, now: datetime | None = None) -> bool:
+    """True when the process that made `attempt` has stopped: it ran on this host and its pid is gone, or
+    the attempt is older than any submission can take."""
+    owner = (attempt.detail or {}).get("owner")
+    if isinstance(owner, dict) and owner.get("host") == socket.gethostname():
+        pid = int(str(owner.get("pid", 0)))
+        if pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        # a zombie (killed, not yet reaped) still answers kill(0)
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            if stat.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                return True
+    return (now or datetime.now(UTC)) - attempt.started_at > STALE_SUBMISSION

@@ -9,8 +9,8 @@ from fluxroute.catalog import Catalog, Offer, Range
 from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.providers.base import Availability
 from fluxroute.providers.wire import WIRE_BUILDERS, ResolvedCall
-from fluxroute.router.pricing import estimate_cost
-from fluxroute.router.sizing import Target, fit, target_of
+from fluxroute.router.pricing import billed_megapixels, estimate_cost
+from fluxroute.router.sizing import Sized, Target, fit, target_of
 from fluxroute.settings import Settings
 from fluxroute.types import Adjustment, Candidate, ImageRequest, Plan, Rejection, Usage
 
@@ -26,7 +26,10 @@ class Planner:
         self.availability = dict(availability)
         self._model_ids = [m.id for m in catalog.models]
 
-    def plan(self, request: ImageRequest) -> Plan:
+    def plan(self, request: ImageRequest, input_size: tuple[int, int] | None = None) -> Plan:
+        """The plan for `request`. `input_size` is the pixel size of `request.init_image` (see
+        fluxroute.router.input_size): offers whose output follows the input image (size.output = "input") are
+        sized and priced by it; without it they are estimated at the requested size, and say so."""
         if request.model != AUTO and request.model not in self._model_ids:
             raise InvalidRequest(
                 [FieldError("model", request.model, f"allowed: {', '.join([AUTO, *self._model_ids])}")]
@@ -39,7 +42,7 @@ class Planner:
         for offer in self.catalog.offers:
             if request.model not in (AUTO, offer.model):
                 continue
-            outcome = self._consider(offer, request, usage, target)
+            outcome = self._consider(offer, request, usage, target, input_size)
             if isinstance(outcome, Rejection):
                 rejections.append(outcome)
             elif outcome.available:
@@ -65,7 +68,24 @@ class Planner:
             explanation=_explain(request, usage, target, candidates, unavailable, rejections),
         )
 
-    def _consider(self, offer: Offer, request: ImageRequest, usage: Usage, target: Target) -> Candidate | Rejection:
+    def needs_input_size(self, request: ImageRequest) -> bool:
+        """Whether an offer that may serve `request` outputs at its input image's size, so that planning it
+        needs that size (model, mode and provider pins decide "may"; the rest is left to plan)."""
+        if request.init_image is None:
+            return False
+        return any(
+            offer.size.output == "input"
+            and request.model in (AUTO, offer.model)
+            and request.mode in offer.modes
+            and (request.provider is None or offer.provider == request.provider)
+            and (request.providers is None or offer.provider in request.providers)
+            and offer.provider not in request.exclude_providers
+            for offer in self.catalog.offers
+        )
+
+    def _consider(
+        self, offer: Offer, request: ImageRequest, usage: Usage, target: Target, input_size: tuple[int, int] | None
+    ) -> Candidate | Rejection:
         reasons: list[str] = []
         if request.provider is not None and offer.provider != request.provider:
             reasons.append(f"pinned to provider={request.provider}")
@@ -90,7 +110,7 @@ class Planner:
             reasons.append(f"{what}; num_images={request.num_images}")
         if offer.max_prompt_chars is not None and len(request.prompt) > offer.max_prompt_chars:
             reasons.append(f"prompt is {len(request.prompt)} characters; at most {offer.max_prompt_chars}")
-        sized = fit(offer.size, target, self.catalog.presets)
+        sized = self._size(offer, request, target, input_size)
         if sized.rejection:
             reasons.append(sized.rejection)
         adjustments = list(sized.adjustments)
@@ -153,6 +173,33 @@ class Planner:
             available=availability.ok,
             unavailable_reason=None if availability.ok else availability.reason,
         )
+
+    def _size(self, offer: Offer, request: ImageRequest, target: Target, input_size: tuple[int, int] | None) -> Sized:
+        """The size `offer` renders and bills: the request's (through its size rules), or, for offers whose
+        output follows the input image, that image's size through the same rules."""
+        if offer.size.output != "input" or request.init_image is None:
+            return fit(offer.size, target, self.catalog.presets)
+        requested = f"{target.width}x{target.height}"
+        if input_size is None:
+            sized = fit(offer.size, target, self.catalog.presets)
+            reason = "output follows the input image, whose size was not read for this plan; estimated at this size"
+            sized.adjustments.insert(
+                0, Adjustment(field="size", requested=requested, sent=f"{sized.width}x{sized.height}", reason=reason)
+            )
+            return sized
+        width, height = input_size
+        source = Target(width, height, None, None, f"input image {width}x{height}")
+        sized = fit(offer.size, source, self.catalog.presets)
+        if sized.rejection:
+            sized.rejection = f"output follows the input image ({width}x{height}): {sized.rejection}"
+            return sized
+        reason = f"output follows the input image: {width}x{height}"
+        if offer.price.unit == "megapixel_ceil":
+            reason += f", billed {billed_megapixels(sized.width, sized.height)} MP per image"
+        sized.adjustments.insert(
+            0, Adjustment(field="size", requested=requested, sent=f"{sized.width}x{sized.height}", reason=reason)
+        )
+        return sized
 
 
 def _fit_range(

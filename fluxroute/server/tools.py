@@ -83,8 +83,8 @@ def _handler(name: str, library: ToolLibrary) -> ToolHandler:
 
 
 def _generate_handler(library: ToolLibrary) -> ToolHandler:
-    def ask_approval(arguments: dict[str, Any], ctx: Context) -> Elicit[SpendApproval] | NoQuestion:
-        question = library.spend_question(arguments)
+    async def ask_approval(arguments: dict[str, Any], ctx: Context) -> Elicit[SpendApproval] | NoQuestion:
+        question = await library.spend_question(arguments)
         if question is None:
             return NoQuestion("")
         capabilities = ctx.client_capabilities
@@ -101,7 +101,7 @@ def _generate_handler(library: ToolLibrary) -> ToolHandler:
         if isinstance(approval, AcceptedElicitation) and isinstance(approval.data, SpendApproval):
             if not approval.data.approve:
                 raise ToolError("The user did not approve the spend; nothing was generated or charged.")
-            question = library.spend_question(arguments)
+            question = await library.spend_question(arguments)
             approved_usd = None if question is None else question.ceiling_usd
         elif not isinstance(approval, AcceptedElicitation):
             said = "declined" if approval.action == "decline" else "cancelled"

@@ -79,6 +79,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX ledger_by_day ON ledger (day, kind)",
     ),
+    (
+        # the budget an attempt holds: open while the provider may bill it (money at risk)
+        "ALTER TABLE attempts ADD COLUMN reservation_id INTEGER REFERENCES ledger (id)",
+        "CREATE INDEX attempts_by_provider_job ON attempts (provider, provider_job_id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import sqlite3
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -14,6 +14,7 @@ from types import TracebackType
 from fluxroute.errors import IdempotencyConflict, JobNotFound
 from fluxroute.store import ledger
 from fluxroute.store.database import Database
+from fluxroute.store.money import from_micros
 from fluxroute.store.records import (
     FINISHED_ATTEMPT_STATUSES,
     JOB_STATUSES,
@@ -168,10 +169,13 @@ class JobStore:
         model: str,
         estimated_cost: Decimal,
         detail: dict[str, object] | None = None,
+        reservation_id: int | None = None,
     ) -> AttemptRecord:
         """Record that a job is about to be submitted to a provider (status `submitting`).
 
-        Written before the provider call so a crash mid-submit leaves a trace to reconcile.
+        Written before the provider call so a crash mid-submit leaves a trace to reconcile: `started_at`
+        opens the window in which the provider may have created the job. `reservation_id` is the budget
+        the attempt holds (counted as at risk from now until the attempt is settled).
 
         Raises:
             JobNotFound: no job with this id.
@@ -185,8 +189,8 @@ class JobStore:
             ).fetchone()
             conn.execute(
                 "INSERT INTO attempts (id, job_id, seq, offer_id, provider, model, status,"
-                " estimated_cost_micros, detail_json, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?)",
+                " estimated_cost_micros, detail_json, started_at, reservation_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?)",
                 (
                     attempt_id,
                     job_id,
@@ -197,6 +201,7 @@ class JobStore:
                     estimated_micros,
                     _optional_json(detail),
                     to_iso(utc_now()),
+                    reservation_id,
                 ),
             )
             return attempt_from_row(_attempt_row(conn, attempt_id))
@@ -211,12 +216,19 @@ class JobStore:
 
         Raises:
             JobNotFound: no attempt with this id.
-            ValueError: the attempt has already finished.
+            ValueError: the attempt has already finished, or another attempt already holds this provider
+                job (an adopted job is followed by one attempt only).
         """
         with self._db.write() as conn:
             current = attempt_from_row(_attempt_row(conn, attempt_id))
             if current.status not in ("submitting", "in_flight"):
                 raise ValueError(f"attempt {attempt_id} is already {current.status}; it cannot go in flight")
+            holder = conn.execute(
+                "SELECT id FROM attempts WHERE provider = ? AND provider_job_id = ? AND id != ?",
+                (current.provider, provider_job_id, attempt_id),
+            ).fetchone()
+            if holder is not None:
+                raise ValueError(f"{current.provider} job {provider_job_id} already belongs to attempt {holder[0]}")
             merged = None if current.detail is None and detail is None else {**(current.detail or {}), **(detail or {})}
             conn.execute(
                 "UPDATE attempts SET status = 'in_flight', provider_job_id = ?, detail_json = ? WHERE id = ?",
@@ -249,6 +261,51 @@ class JobStore:
             if cursor.rowcount == 0:
                 raise JobNotFound(f"no attempt {attempt_id!r} in the store")
             return attempt_from_row(_attempt_row(conn, attempt_id))
+
+    def note_attempt(
+        self, attempt_id: str, *, error: str | None = None, detail: dict[str, object] | None = None
+    ) -> AttemptRecord:
+        """Record what happened to an attempt that is still open (an error while following it, a count of
+        failed resumes), without changing its status. `detail` is merged key by key.
+
+        Raises:
+            JobNotFound: no attempt with this id.
+        """
+        with self._db.write() as conn:
+            current = attempt_from_row(_attempt_row(conn, attempt_id))
+            merged = {**(current.detail or {}), **(detail or {})}
+            conn.execute(
+                "UPDATE attempts SET error = COALESCE(?, error), detail_json = ? WHERE id = ?",
+                (error, _optional_json(merged), attempt_id),
+            )
+            return attempt_from_row(_attempt_row(conn, attempt_id))
+
+    def at_risk(self, job_id: str | None = None) -> list[tuple[AttemptRecord, Decimal]]:
+        """Open attempts (submitting or in flight) whose budget is still held, with the amount at risk;
+        of one job, or of every job. Oldest first."""
+        query = (
+            "SELECT attempts.*, ledger.amount_micros AS held FROM attempts"
+            " JOIN ledger ON ledger.id = attempts.reservation_id AND ledger.kind = 'reserve'"
+            " WHERE attempts.status IN ('submitting', 'in_flight') AND NOT EXISTS ("
+            "   SELECT 1 FROM ledger AS closing WHERE closing.reservation_id = ledger.id AND closing.kind = 'release')"
+        )
+        params: tuple[str, ...] = ()
+        if job_id is not None:
+            query += " AND attempts.job_id = ?"
+            params = (job_id,)
+        rows = self._db.connection().execute(query + " ORDER BY attempts.started_at", params).fetchall()
+        return [(attempt_from_row(row), from_micros(int(row["held"]))) for row in rows]
+
+    def known_provider_jobs(self, provider: str, provider_job_ids: list[str]) -> set[str]:
+        """Which of these provider job ids some attempt already holds."""
+        conn = self._db.connection()
+        return {
+            job_id
+            for job_id in provider_job_ids
+            if conn.execute(
+                "SELECT 1 FROM attempts WHERE provider = ? AND provider_job_id = ? LIMIT 1", (provider, job_id)
+            ).fetchone()
+        }
 
     def attempts_for(self, job_id: str) -> list[AttemptRecord]:
         """Every attempt of a job in the order they were made. Raises JobNotFound for an unknown job."""
@@ -325,10 +382,38 @@ class JobStore:
         with self._db.write() as conn:
             ledger.charge(conn, job_id, amount, attempt_id, now)
 
-    def spend_summary(self, now: datetime | None = None, daily_cap: Decimal | None = None) -> SpendSummary:
-        """Spending for the UTC day of `now` (default: today) and for all time."""
+    def spend_summary(
+        self, now: datetime | None = None, daily_cap: Decimal | None = None, days: int = 7
+    ) -> SpendSummary:
+        """Spending for the UTC day of `now` (default: today), per provider for `days` days, and for all time."""
         with self._db.read() as conn:
-            return ledger.summary(conn, now, daily_cap)
+            return ledger.summary(conn, now, daily_cap, days)
+
+    def reservation(self, reservation_id: int) -> Reservation:
+        """The reservation with this id, as the ledger holds it.
+
+        Raises:
+            ValueError: no such reservation.
+        """
+        row = (
+            self._db.connection()
+            .execute(
+                "SELECT id, job_id, amount_micros, day FROM ledger WHERE id = ? AND kind = 'reserve'", (reservation_id,)
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise ValueError(f"no reservation {reservation_id} in the ledger")
+        return Reservation(id=row[0], job_id=row[1], amount=from_micros(row[2]), day=date.fromisoformat(row[3]))
+
+    def is_open(self, reservation: Reservation) -> bool:
+        """True while the reservation is neither released nor settled."""
+        row = (
+            self._db.connection()
+            .execute("SELECT 1 FROM ledger WHERE reservation_id = ? AND kind = 'release'", (reservation.id,))
+            .fetchone()
+        )
+        return row is None
 
     def total_charged(self) -> Decimal:
         """The exact sum of every charge ever recorded."""

@@ -9,12 +9,12 @@ spent is simply the sum of `charge` rows. Callers run these functions inside a w
 from __future__ import annotations
 
 import sqlite3
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from fluxroute.errors import BudgetExceeded, JobNotFound
 from fluxroute.store.money import from_micros, to_micros, usd
-from fluxroute.store.records import Reservation, SpendSummary, as_utc, to_iso
+from fluxroute.store.records import Reservation, SpendRow, SpendSummary, as_utc, to_iso
 
 _DAY_FIGURES = """
     SELECT
@@ -54,11 +54,13 @@ def reserve(
     if daily_cap is not None:
         cap = money_micros(daily_cap, "daily cap")
         spent, reserved = day_figures(conn, day)
+        # `reserved` holds every open reservation, the amounts at risk included: what providers can
+        # bill today never passes the cap
         if spent + reserved + micros > cap:
             remaining = from_micros(max(0, cap - spent - reserved))
             raise BudgetExceeded(
                 f"estimated {usd(amount)} would exceed the daily cap {usd(daily_cap)} for {day} (UTC): "
-                f"{usd(from_micros(spent))} spent, {usd(from_micros(reserved))} reserved, "
+                f"{usd(from_micros(spent))} spent, {usd(from_micros(reserved))} reserved or at risk, "
                 f"{usd(remaining)} remaining"
             )
     cursor = conn.execute(
@@ -130,10 +132,23 @@ def day_figures(conn: sqlite3.Connection, day: date) -> tuple[int, int]:
     return int(spent), int(reserved)
 
 
-def summary(conn: sqlite3.Connection, now: datetime | None, daily_cap: Decimal | None) -> SpendSummary:
-    """Spend figures for the UTC day of `now` and for all time."""
+# Open reservations, each with its provider and whether a provider may already bill it: held for an
+# attempt that is `submitting` (the POST may have left) or `in_flight` (accepted) — money at risk.
+_OPEN_HOLDS = """
+    SELECT ledger.day, COALESCE(attempts.provider, 'unsent'), ledger.amount_micros,
+           attempts.status IN ('submitting', 'in_flight')
+    FROM ledger LEFT JOIN attempts ON attempts.reservation_id = ledger.id
+    WHERE ledger.kind = 'reserve' AND ledger.day >= ? AND NOT EXISTS (
+        SELECT 1 FROM ledger AS closing WHERE closing.reservation_id = ledger.id AND closing.kind = 'release'
+    )
+"""
+
+
+def summary(conn: sqlite3.Connection, now: datetime | None, daily_cap: Decimal | None, days: int = 7) -> SpendSummary:
+    """Spend figures for the UTC day of `now`, per provider for the `days` days up to it, and for all time."""
     day = as_utc(now).date()
-    spent, reserved = day_figures(conn, day)
+    first = (day - timedelta(days=days - 1)).isoformat()
+    spent, held = day_figures(conn, day)
     count, total = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(amount_micros), 0) FROM ledger WHERE kind = 'charge'"
     ).fetchone()
@@ -145,18 +160,37 @@ def summary(conn: sqlite3.Connection, now: datetime | None, daily_cap: Decimal |
             " WHERE ledger.kind = 'charge' GROUP BY 1 ORDER BY 1"
         )
     }
+    cells: dict[tuple[str, str], list[int]] = {}
+    for row_day, provider, micros in conn.execute(
+        "SELECT ledger.day, COALESCE(attempts.provider, 'unknown'), SUM(ledger.amount_micros) FROM ledger"
+        " LEFT JOIN attempts ON attempts.id = ledger.attempt_id"
+        " WHERE ledger.kind = 'charge' AND ledger.day >= ? GROUP BY 1, 2",
+        (first,),
+    ):
+        cells.setdefault((str(row_day), str(provider)), [0, 0, 0])[0] += int(micros)
+    at_risk = 0
+    for row_day, provider, micros, risky in conn.execute(_OPEN_HOLDS, (first,)):
+        cells.setdefault((str(row_day), str(provider)), [0, 0, 0])[2 if risky else 1] += int(micros)
+        if risky and str(row_day) == day.isoformat():
+            at_risk += int(micros)
+    rows = [
+        SpendRow(date.fromisoformat(d), p, from_micros(c), from_micros(r), from_micros(a))
+        for (d, p), (c, r, a) in sorted(cells.items(), key=lambda item: (item[0][0], item[0][1]), reverse=True)
+    ]
     remaining: Decimal | None = None
     if daily_cap is not None:
-        remaining = from_micros(max(0, money_micros(daily_cap, "daily cap") - spent - reserved))
+        remaining = from_micros(max(0, money_micros(daily_cap, "daily cap") - spent - held))
     return SpendSummary(
         day=day,
         spent_today=from_micros(spent),
-        reserved_today=from_micros(reserved),
+        reserved_today=from_micros(held - at_risk),
         daily_cap=daily_cap,
         remaining_today=remaining,
         spent_total=from_micros(int(total)),
         by_provider=by_provider,
         charges=int(count),
+        at_risk_today=from_micros(at_risk),
+        days=rows,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Literal, cast, get_args
@@ -52,6 +52,7 @@ class AttemptRecord:
     detail: dict[str, object] | None
     started_at: datetime
     finished_at: datetime | None
+    reservation_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,22 @@ class SpendSummary:
     spent_total: Decimal
     by_provider: dict[str, Decimal]
     charges: int
+    # budget a provider may bill (accepted jobs whose outcome is not settled); part of what caps count
+    at_risk_today: Decimal = Decimal("0")
+    # per UTC day and provider, newest first: charged, reserved (not yet sent), at risk
+    days: list[SpendRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SpendRow:
+    """Money of one provider on one UTC day: `charged` billed, `reserved` held for calls not yet sent,
+    `at_risk` held for jobs a provider may have accepted and may still bill."""
+
+    day: date
+    provider: str
+    charged: Decimal
+    reserved: Decimal
+    at_risk: Decimal
 
 
 def utc_now() -> datetime:
@@ -144,4 +161,5 @@ def attempt_from_row(row: sqlite3.Row) -> AttemptRecord:
         detail=_load_dict(row["detail_json"]),
         started_at=from_iso(row["started_at"]),
         finished_at=None if finished is None else from_iso(finished),
+        reservation_id=row["reservation_id"],
     )

@@ -10,7 +10,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from fluxroute.catalog import Catalog
-from fluxroute.errors import ConsentRequired, InvalidRequest
+from fluxroute.errors import ConsentRequired, InvalidRequest, UnsafeURL
 from fluxroute.prompts import RewriteQuery, rewrite_image_prompt
 from fluxroute.providers.base import Availability, ProgressCallback
 from fluxroute.settings import Settings
@@ -30,7 +30,9 @@ class ImageRouter(JobRunner, Protocol):
     @property
     def availability(self) -> Mapping[str, Availability]: ...
 
-    def plan(self, request: ImageRequest) -> Plan: ...
+    def plan(self, request: ImageRequest, input_size: tuple[int, int] | None = None) -> Plan: ...
+
+    async def input_size(self, request: ImageRequest) -> tuple[int, int] | None: ...
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class ToolLibrary:
         parsed = validate(name, args)
         match spec.handler, parsed:
             case "plan", ImageRequest():
-                return PlanOutput.from_plan(self.router.plan(parsed))
+                return PlanOutput.from_plan(self.router.plan(parsed, await self.router.input_size(parsed)))
             case "generate", GenerateArgs():
                 return await self.generate(parsed, progress, approved_usd)
             case "job", JobQuery():
@@ -100,7 +102,7 @@ class ToolLibrary:
     async def generate(
         self, args: GenerateArgs, progress: ProgressCallback | None = None, approved_usd: Decimal | None = None
     ) -> GenerateOutput:
-        question = self.spend_question(args)
+        question = await self.spend_question(args)
         if question is not None and (approved_usd is None or approved_usd < question.ceiling_usd):
             raise ConsentRequired(
                 f"{question.message} Nothing was spent. Ask the user; if they agree, call again with "
@@ -110,16 +112,22 @@ class ToolLibrary:
         job_id = await self.jobs.start(request)
         return GenerateOutput.from_view(await self.jobs.wait(job_id, args.wait_s, progress))
 
-    def spend_question(self, args: object) -> SpendQuestion | None:
+    async def spend_question(self, args: object) -> SpendQuestion | None:
         """What to ask the user before generate_image `args` run, or None when the call needs no approval
-        (under the thresholds, confirm_spend=true, or arguments that will be refused anyway)."""
+        (under the thresholds, confirm_spend=true, or arguments that will be refused anyway). The estimate is
+        the one generate will reserve: priced by the input image's size where the output follows it."""
         try:
             parsed = args if isinstance(args, GenerateArgs) else validate("generate_image", args)
         except InvalidRequest:
             return None
         if not isinstance(parsed, GenerateArgs) or parsed.confirm_spend:
             return None
-        plan = self.router.plan(parsed.request())
+        request = parsed.request()
+        try:
+            input_size = await self.router.input_size(request)
+        except (InvalidRequest, UnsafeURL):
+            return None  # generate refuses it the same way, before anything is spent
+        plan = self.router.plan(request, input_size)
         if plan.chosen is None:
             return None
         estimate = Decimal(str(plan.chosen.cost_usd))

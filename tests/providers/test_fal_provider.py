@@ -124,7 +124,7 @@ async def test_dropped_answer_after_acceptance_is_never_resubmitted(
             await provider.submit(candidate_for(hosted_settings, model="flux-krea-dev"))
     finally:
         await provider.aclose()
-    assert info.value.maybe_accepted
+    assert info.value.billing == "at_risk"
     assert fal_fake.request_counts["submit"] == 1 and len(fal_fake.jobs) == 1
 
 

@@ -146,7 +146,7 @@ async def test_dropped_answer_after_acceptance_is_never_resubmitted(
             await provider.submit(candidate_for(hosted_settings, model="flux-dev"))
     finally:
         await provider.aclose()
-    assert info.value.maybe_accepted
+    assert info.value.billing == "at_risk"
     assert krea_fake.request_counts["create"] == 1 and len(krea_fake.jobs) == 1
 
 

@@ -63,7 +63,7 @@ def test_the_daily_cap_counts_charges_and_open_reservations(store: JobStore, job
     message = str(refused.value)
     assert "daily cap $1.00" in message
     assert "$0.35 spent" in message
-    assert "$0.30 reserved" in message
+    assert "$0.30 reserved or at risk" in message
     assert "$0.35 remaining" in message
     assert reserve(store, job_id, "0.35", now=DAY_ONE).amount == Decimal("0.35")
 
