@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import asyncio
+import dataclasses
 import json
 import shutil
 import sys
@@ -120,7 +120,8 @@ def _plan_text(plan: Plan, explain: bool) -> str:
 
 
 def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
-    plan = Router(settings).plan(_request_from(args))
+    router, request = Router(settings), _request_from(args)
+    plan = router.plan(request, asyncio.run(router.input_size(request)))
     fits = bool(plan.candidates or plan.unavailable)
     if args.json:
         _print_json(plan.model_dump(mode="json"))

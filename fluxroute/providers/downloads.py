@@ -18,6 +18,7 @@ from fluxroute.providers.polling import Pace
 # a result image larger than this is not an image we asked for (FLUX outputs are a few MB at most)
 MAX_RESULT_BYTES = 64 * 1024 * 1024
 _GONE = (403, 404, 410)
+DECODE_ATTEMPTS = 3
 
 
 def decode_image(data: bytes, url: str | None, *, provider: str, flagged: bool = False) -> ProviderImage:
@@ -65,9 +66,18 @@ async def download_image(
                 f"the result data: URI is not base64 ({exc})", provider=provider, billing="charged"
             ) from None
         return decode_image(data, None, provider=provider, flagged=flagged)
+    undecodable = 0
     while True:
         try:
             data = await _read_bounded(client, url, provider)
+            image = decode_image(data, url, provider=provider, flagged=flagged)
+        except JobFailed as exc:
+            # a truncated or garbled body can be the CDN's fault this once: read it again, a few times
+            undecodable += 1
+            if undecodable >= DECODE_ATTEMPTS:
+                raise
+            await pace.retry(f"downloading {url}", exc)
+            continue
         except ProviderError as exc:
             if exc.status_code in _GONE:
                 raise JobFailed(
@@ -79,7 +89,7 @@ async def download_image(
             await pace.retry(f"downloading {url}", exc)
             continue
         pace.recovered()
-        return decode_image(data, url, provider=provider, flagged=flagged)
+        return image
 
 
 async def _read_bounded(client: httpx.AsyncClient, url: str, provider: str) -> bytes:

@@ -126,7 +126,8 @@ class Router:
         """
         executor = self._executor()
         for attempt in self.store.submitting_attempts():
-            if owner_gone(attempt):
+            # an error recorded on it: the call that made it has given up on it (it ended at risk)
+            if attempt.error is not None or owner_gone(attempt):
                 await executor.recover_submission(attempt)
         return self.in_flight_jobs()
 

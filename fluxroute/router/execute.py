@@ -239,6 +239,7 @@ class Executor:
             ProviderError: `cause`, marked "unbilled", when the provider's job listing proves no job exists.
             PaymentAtRisk: the job may exist and cannot be identified; its cost stays at risk.
         """
+        attempt = self.store.note_attempt(attempt.id, error=f"{_safe(cause)} (looking for the job)"[:500])
         found = await self.reconcile(attempt)
         if found == "unbilled":
             cause.billing = "unbilled"
@@ -265,7 +266,7 @@ class Executor:
         end = min(datetime.now(UTC), attempt.started_at + SUBMIT_WINDOW) + CLOCK_SKEW
         try:
             first = await provider.jobs_created_between(start, end)
-            await asyncio.sleep(self.settings.reconcile_delay_s)
+            await self._others_answered(attempt)
             second = await provider.jobs_created_between(start, end)
         except ProviderError:
             return None
@@ -273,13 +274,34 @@ class Executor:
         unknown = [job_id for job_id in seen if job_id not in self.store.known_provider_jobs(attempt.provider, seen)]
         if not unknown:
             return "unbilled"
-        if len(unknown) > 1:
-            return None
+        rivals = [
+            other
+            for other in self.store.submitting_attempts()
+            if other.provider == attempt.provider and other.id != attempt.id
+        ]
+        if len(unknown) > 1 or rivals:
+            return None  # another lost answer in the same window: the job could be either one's
         try:
             self.store.mark_submitted(attempt.id, unknown[0], {"adopted_from_listing": True})
         except ValueError:
             return None  # another attempt took it meanwhile
         return unknown[0]
+
+    async def _others_answered(self, attempt: AttemptRecord) -> None:
+        """Pause `reconcile_delay_s`, and longer (up to a submission's timeout) while other submissions to the
+        same provider are still waiting for their answers: their jobs are in the listing too, and only an
+        answer tells whose they are. Submissions that lost their answer as well are not waited for."""
+        await asyncio.sleep(self.settings.reconcile_delay_s)
+        deadline = asyncio.get_running_loop().time() + SUBMIT_WINDOW.total_seconds()
+        while asyncio.get_running_loop().time() < deadline:
+            pending = [
+                other
+                for other in self.store.submitting_attempts()
+                if other.provider == attempt.provider and other.id != attempt.id and other.error is None
+            ]
+            if not pending:
+                return
+            await asyncio.sleep(max(self.settings.reconcile_delay_s, 0.01))
 
     async def _follow(self, run: _Run, attempt: AttemptRecord, progress: ProgressCallback | None) -> GenerationResult:
         candidate = run.candidate
@@ -315,7 +337,8 @@ class Executor:
                 answer = "refused"
             self.store.note_attempt(attempt.id, detail={"cancel_answer": answer, "stopped": why})
             if answer == "cancelled":
-                error = Cancelled(f"{why}; {_ANSWERS[answer]}", provider=provider.name, billing="unbilled")
+                kind = Cancelled if caller_gone else ProviderTimeout  # a timeout may still fall back
+                error = kind(f"{why}; {provider.name} {_ANSWERS[answer]}", provider=provider.name, billing="unbilled")
                 raise self._failed(run, attempt, error)
             try:
                 result = await provider.wait(job_id, run.candidate, None, self.settings.cancel_settle_s)
@@ -327,12 +350,22 @@ class Executor:
                 raise self._failed(run, attempt, exc) from None
             return await asyncio.to_thread(self._complete, run, attempt, result)
 
-        outcome, _ = await _outlast_cancel(settle())
-        if caller_gone:
+        if not caller_gone:
+            outcome, _ = await _outlast_cancel(settle())
+            return outcome
+        try:
+            outcome, _ = await _outlast_cancel(settle())
+        except FluxrouteError as exc:
+            billing = exc.billing if isinstance(exc, ProviderError) else "at_risk"
+            said = {"unbilled": "not charged", "charged": "too late, charged", "at_risk": "may still be charged"}
             job = self.store.get_job(run.job.id)
-            if job.status != "succeeded":
-                self.store.update_job(run.job.id, status="cancelled", error=f"cancelled by the caller: {job.error}")
-        return outcome
+            detail = job.error if billing != "unbilled" and job.error else str(exc)
+            self.store.update_job(
+                run.job.id, status="cancelled", error=f"cancelled by the caller; {said[billing or 'at_risk']}: {detail}"
+            )
+        else:
+            return outcome
+        raise asyncio.CancelledError
 
     def _failed(self, run: _Run, attempt: AttemptRecord, exc: ProviderError) -> FluxrouteError:
         """Settle an attempt by what the failure says about money; returns the error the caller sees."""

@@ -253,15 +253,25 @@ def _explain(
             f"{why} of {len(candidates)} usable offer(s)"
         )
         lines.extend(f"  adjusted {adj}" for adj in best.adjustments)
-        lines.extend(f"  fallback {c.label} at ${c.cost_usd:g}" for c in candidates[1:])
+        lines.extend(f"  fallback {c.label} at ${c.cost_usd:g}{_resized(c)}" for c in candidates[1:])
     else:
         lines.append("no configured offer can serve this request")
     if unavailable:
         best = unavailable[0]
         prefix = "would also fit" if candidates else "with it configured,"
-        lines.append(f"{prefix} {best.label} at ${best.cost_usd:g} (not available: {best.unavailable_reason})")
+        lines.append(
+            f"{prefix} {best.label} at ${best.cost_usd:g}{_resized(best)} (not available: {best.unavailable_reason})"
+        )
         if not candidates:
             lines.extend(f"  adjusted {adj}" for adj in best.adjustments)
-        lines.extend(f"  also fits {c.label} at ${c.cost_usd:g} ({c.unavailable_reason})" for c in unavailable[1:])
+        lines.extend(
+            f"  also fits {c.label} at ${c.cost_usd:g}{_resized(c)} ({c.unavailable_reason})" for c in unavailable[1:]
+        )
     lines.extend(f"rejected {r.label}: {'; '.join(r.reasons)}" for r in rejections)
     return "\n".join(lines)
+
+
+def _resized(candidate: Candidate) -> str:
+    """' for WxH (why)' when the offer renders another size than asked (snapped, or following the input image)."""
+    size = next((a for a in candidate.adjustments if a.field == "size"), None)
+    return "" if size is None else f" for {candidate.width}x{candidate.height} ({size.reason})"

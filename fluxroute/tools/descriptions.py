@@ -52,7 +52,7 @@ def job_description() -> str:
 
 
 def cancel_description() -> str:
-    return "Cancel a running generate_image job at its provider; it is not charged."
+    return "Cancel a generate_image job; the result says if its provider may still charge it."
 
 
 def plan_description(catalog: Catalog) -> str:

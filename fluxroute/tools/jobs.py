@@ -135,8 +135,8 @@ class BackgroundJobs:
         return JobView(job_id, "succeeded", result=tracked.task.result(), elapsed_s=time.monotonic() - tracked.started)
 
     async def cancel(self, job_id: str) -> JobView:
-        """Stop job `job_id` (its provider job is cancelled and its reservation released); finished jobs stay
-        as they are.
+        """Stop job `job_id`: its provider is asked to cancel it and the job record says what that cost;
+        finished jobs stay as they are.
 
         Raises:
             JobNotFound: no job with that id.

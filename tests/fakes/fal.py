@@ -46,9 +46,14 @@ class FalFake(FakeService):
     one, each leaving after ``timings["IN_QUEUE"]``), ``concurrency_limit`` (real requests
     beyond it wait IN_QUEUE), ``nsfw_prompts`` (substrings), ``validate_at_submit`` (False:
     like fal, the queue accepts bad input and the request fails with 422 when it runs),
-    ``honor_cancel_in_progress``, ``webhook_signing`` ("valid" | "forged" | "stale" |
-    "unsigned"), ``default_i2i_size``, ``manual``, ``image_scale``, ``webhook_max_attempts``,
-    ``webhook_retry_delay``.
+    ``honor_cancel_in_progress`` (default False: like fal, cancelling an IN_PROGRESS request
+    only signals the runner, which finishes and bills it; a cancel while IN_QUEUE always
+    cancels), ``result_retention_s`` (3600: ``GET …/requests/{id}`` answers 404 "Request not
+    found" that long after completion), ``large_result_retention_s`` (360: the same for results
+    of at least ``large_result_bytes``, 10 KiB, of JSON), ``file_expiry_s`` (files at
+    ``/files/{name}`` answer 404 once that old; None = never), ``webhook_signing`` ("valid" |
+    "forged" | "stale" | "unsigned"), ``default_i2i_size``, ``manual``, ``image_scale``,
+    ``webhook_max_attempts``, ``webhook_retry_delay``.
     """
 
     name: ClassVar[str] = "fal"
@@ -70,7 +75,10 @@ class FalFake(FakeService):
         self.queue_ahead = 0
         self.nsfw_prompts: list[str] = []
         self.validate_at_submit = False
-        self.honor_cancel_in_progress = True
+        self.honor_cancel_in_progress = False
+        self.result_retention_s = 3600.0
+        self.large_result_retention_s = 360.0
+        self.large_result_bytes = 10 * 1024
         self.webhook_signing = "valid"
         self.default_i2i_size = (1024, 1024)
 
@@ -158,6 +166,14 @@ class FalFake(FakeService):
             waiting = [j.id for j in self.board.waiting_jobs()]
             return fal_wire.status_body(job, with_logs=with_logs, waiting_ids=waiting, now=time.monotonic())
 
+    def result_expired(self, job: Job, payload: Any, now: float) -> bool:
+        """Whether this finished request's result is gone: ``result_retention_s`` after completion,
+        or ``large_result_retention_s`` when ``payload`` is at least ``large_result_bytes`` of JSON."""
+        assert job.finished_at is not None
+        size = len(json.dumps(payload).encode())
+        keep = self.large_result_retention_s if size >= self.large_result_bytes else self.result_retention_s
+        return now - job.finished_at >= keep
+
     # --- queue handlers ----------------------------------------------------------------------------
     def _authorized(self, request: Request) -> bool:
         return request.headers.get("authorization", "") == f"Key {self.key}"
@@ -202,7 +218,7 @@ class FalFake(FakeService):
             )
         else:
             phases.append(("IN_PROGRESS", self.timings["IN_PROGRESS"]))
-            failure = self.faults.take_job_failure()
+            failure = self.faults.take_job_failure("submit" if queued else "run")
         return self.create_job(model=model.id, input=params, price=cost, phases=phases, meta=meta, failure=failure)
 
     def _size(self, model: fal_schema.FalModel, params: dict[str, Any]) -> tuple[int, int]:
@@ -276,10 +292,13 @@ class FalFake(FakeService):
         with self.lock:
             if not job.terminal:
                 return _detail(400, "Request is still in progress", job.id)
-            if job.outcome is not Outcome.COMPLETED:
+            if job.outcome is Outcome.COMPLETED:
+                code, body = 200, job.result
+            else:
                 code, body = fal_wire.error_response(job)
-                return JSONResponse(body, status_code=code, headers=headers)
-            return JSONResponse(job.result, headers=headers)
+            if self.result_expired(job, body, time.monotonic()):
+                return _detail(404, "Request not found", job.id)
+            return JSONResponse(body, status_code=code, headers=headers)
 
     async def _cancel(self, request: Request) -> Response:
         if not self._authorized(request):

@@ -1,4 +1,4 @@
-"""Fault injection for the fakes: queued HTTP errors, delays, dropped connections and failing jobs."""
+"""Fault injection for the fakes: queued HTTP errors, delays, dropped connections, garbled bodies, failing jobs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from tests.fakes.server import ASGIApp, Message, Receive, Scope, Send, drop_connection
 
-FaultKind = Literal["http_error", "delay", "drop", "fail_job"]
+FaultKind = Literal["http_error", "delay", "drop", "garble", "fail_job"]
 
 NGINX_BODY = (
     "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
@@ -36,7 +36,8 @@ class Fault:
     Matching: ``route`` is the fake's route name ("create", "submit", "status", ...),
     ``method`` an HTTP method, ``path`` a path prefix; ``None`` matches anything.
     ``after_accept`` faults let the request be handled (a job is created and will be
-    billed) and then replace the response the client sees.
+    billed) and then replace the response the client sees. ``hits`` counts the requests
+    (or, for ``fail_job``, the jobs) it applied to; it stays readable after the fault is used up.
     """
 
     kind: FaultKind
@@ -67,12 +68,19 @@ class Fault:
 
 
 class Faults:
-    """The queue of faults a test has armed on one fake (thread-safe; FIFO per phase)."""
+    """The queue of faults a test has armed on one fake (thread-safe; FIFO per phase).
+
+    ``fired`` counts every time a fault applied, even after a used-up fault left the queue:
+    keys are ``f"{kind}:{route}"`` with the route the request actually took (for ``fail_job``,
+    the route that created the job), plus ``":after"`` for ``after_accept`` faults, e.g.
+    ``"drop:create:after"``, ``"http_error:status"``, ``"fail_job:submit"``. ``clear()`` resets it.
+    """
 
     def __init__(self, *, accept_route: str, lock: threading.RLock) -> None:
         self._accept_route = accept_route
         self._lock = lock
         self.queued: list[Fault] = []
+        self.fired: Counter[str] = Counter()
 
     def add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -138,6 +146,24 @@ class Faults:
         """Create the job (it runs and is billed) but drop the connection instead of answering."""
         return self.drop(route=route or self._accept_route, times=times, after_accept=True)
 
+    def garble(
+        self,
+        *,
+        route: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        times: int = 1,
+        after_accept: bool = False,
+        status: int = 200,
+        body: bytes = b'{"job_id": "',
+    ) -> Fault:
+        """Answer ``status`` with a malformed ``application/json`` body (default: truncated JSON).
+
+        Before acceptance nothing is created; with ``after_accept`` the request is handled first
+        (the job is created and will be billed) and the garbled body replaces the real answer.
+        """
+        return self.add(Fault("garble", route, method, path, times, after_accept, status=status, body=body))
+
     def fail_job(self, error: str = "Injected failure", *, times: int = 1, **details: Any) -> Fault:
         """The next ``times`` created jobs end failed with ``error`` (never billed).
 
@@ -146,8 +172,10 @@ class Faults:
         return self.add(Fault("fail_job", times=times, error=error, details=details))
 
     def clear(self) -> None:
+        """Disarm every queued fault and forget ``fired``."""
         with self._lock:
             self.queued.clear()
+            self.fired.clear()
 
     def pending(self) -> list[Fault]:
         with self._lock:
@@ -162,18 +190,21 @@ class Faults:
                     and fault.remaining > 0
                     and fault.matches(route, method, path)
                 ):
-                    return self._hit(fault)
+                    return self._hit(fault, route)
         return None
 
-    def take_job_failure(self) -> Fault | None:
+    def take_job_failure(self, route: str | None = None) -> Fault | None:
+        """The next armed ``fail_job`` fault, if any, for a job created through ``route``
+        (default: the fake's accept route)."""
         with self._lock:
             for fault in self.queued:
                 if fault.kind == "fail_job" and fault.remaining > 0:
-                    return self._hit(fault)
+                    return self._hit(fault, route or self._accept_route)
         return None
 
-    def _hit(self, fault: Fault) -> Fault:
+    def _hit(self, fault: Fault, route: str) -> Fault:
         fault.hits += 1
+        self.fired[f"{fault.kind}:{route}" + (":after" if fault.after_accept else "")] += 1
         if fault.remaining <= 0:
             self.queued.remove(fault)
         return fault
@@ -247,7 +278,7 @@ class FaultLayer:
                     pass
                 await drop_connection(send)
                 return
-            else:
+            else:  # http_error, garble
                 await self._send_error(before, outer, send)
                 return
         if after is None:
@@ -261,7 +292,7 @@ class FaultLayer:
         await self.app(scope, receive, hold)
         if after.kind == "drop":
             await drop_connection(send)
-        elif after.kind == "http_error":
+        elif after.kind in ("http_error", "garble"):
             await self._send_error(after, outer, send)
         else:
             await asyncio.sleep(after.seconds)

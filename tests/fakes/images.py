@@ -7,6 +7,7 @@ import binascii
 import functools
 import io
 import threading
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,24 +77,38 @@ def data_uri(data: bytes, content_type: str) -> str:
 
 
 class FileStore:
-    """Files a fake serves at ``GET /files/{name}``: generated images (rendered lazily) and uploads."""
+    """Files a fake serves at ``GET /files/{name}``: generated images (rendered lazily) and uploads.
+
+    ``expiry_s`` (None = never): a file is gone (``get`` and ``logical_size`` answer None) once
+    it is that many seconds old, counted from when it was added (``time.monotonic()``).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._specs: dict[str, ImageSpec] = {}
         self._blobs: dict[str, tuple[bytes, str]] = {}
+        self._added: dict[str, float] = {}
         self.scale = 1.0
+        self.expiry_s: float | None = None
 
     def add_image(self, name: str, spec: ImageSpec) -> None:
         with self._lock:
             self._specs[name] = spec
+            self._added[name] = time.monotonic()
 
     def add_blob(self, name: str, data: bytes, content_type: str) -> None:
         with self._lock:
             self._blobs[name] = (data, content_type)
+            self._added[name] = time.monotonic()
+
+    def _expired(self, name: str) -> bool:
+        added = self._added.get(name)
+        return self.expiry_s is not None and added is not None and time.monotonic() - added >= self.expiry_s
 
     def get(self, name: str) -> tuple[bytes, str] | None:
         with self._lock:
+            if self._expired(name):
+                return None
             blob = self._blobs.get(name)
             spec = self._specs.get(name)
             scale = self.scale
@@ -106,6 +121,8 @@ class FileStore:
     def logical_size(self, name: str) -> tuple[int, int] | None:
         """Size of a stored file as the API reports it (logical size for generated images)."""
         with self._lock:
+            if self._expired(name):
+                return None
             spec = self._specs.get(name)
             blob = self._blobs.get(name)
         if spec is not None:
@@ -116,4 +133,6 @@ class FileStore:
         with self._lock:
             self._specs.clear()
             self._blobs.clear()
+            self._added.clear()
         self.scale = 1.0
+        self.expiry_s = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
+from collections import deque
 from datetime import UTC, datetime
 from decimal import Decimal
 from http import HTTPStatus
@@ -34,6 +36,7 @@ KREA_STATUSES = (
     "cancelled",
 )
 CONCURRENCY_ERROR = "You have reached the maximum number of concurrent jobs."
+CANCELLABLE = ("queued", "processing")  # docs job-lifecycle: "only ... queued or processing"
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -46,8 +49,15 @@ class KreaFake(FakeService):
     Config (restored by ``reset()``): ``balance`` (Decimal USD or None = unlimited),
     ``concurrency_limit`` (None = unlimited), ``over_limit`` ("backlog" | "reject"),
     ``backlog_limit`` (None = unlimited; a full backlog answers 429), ``intermediate_complete``
-    (pass through that status), ``timings`` (seconds per status), ``manual``, ``image_scale``,
+    (pass through that status), ``timings`` (seconds per status), ``status_rate_limit``
+    (None, or ``(max requests, per window seconds)`` for ``GET /jobs/{id}``: beyond it the poll
+    answers 429 ``{"error": "Too many requests"}`` with ``Retry-After: status_retry_after``
+    (default "1"), counted in ``request_counts["get_job_429"]``), ``file_expiry_s`` (result
+    files answer 404 once that old; None = never), ``manual``, ``image_scale``,
     ``webhook_max_attempts``, ``webhook_retry_delay``.
+
+    ``DELETE /jobs/{id}`` cancels only ``queued`` or ``processing`` jobs (Krea's docs); any other
+    status answers 400 ``{"error": "Job cannot be cancelled: its status is <status>"}``.
     """
 
     name: ClassVar[str] = "krea"
@@ -71,6 +81,9 @@ class KreaFake(FakeService):
             "sampling": 0.02,
             "intermediate-complete": 0.02,
         }
+        self.status_rate_limit: tuple[int, float] | None = None
+        self.status_retry_after = "1"
+        self._status_polls: deque[float] = deque()  # when admitted ``GET /jobs/{id}`` polls arrived
 
     # --- wiring -----------------------------------------------------------------------------
     def build_app(self) -> ASGIApp:
@@ -178,7 +191,7 @@ class KreaFake(FakeService):
                 price=price,
                 phases=[(name, self.timings[name]) for name in names],
                 meta=meta,
-                failure=self.faults.take_job_failure(),
+                failure=self.faults.take_job_failure("create"),
             )
             return JSONResponse(self.job_json(job))
 
@@ -186,10 +199,30 @@ class KreaFake(FakeService):
         self.sync()
         return self.board.jobs.get(request.path_params["job_id"])
 
+    def _status_rate_limited(self) -> bool:
+        """Sliding window over admitted status polls; True (and counted) when this one is over it."""
+        if self.status_rate_limit is None:
+            return False
+        limit, window = self.status_rate_limit
+        now = time.monotonic()
+        while self._status_polls and self._status_polls[0] <= now - window:
+            self._status_polls.popleft()
+        if len(self._status_polls) >= limit:
+            self.request_counts["get_job_429"] += 1
+            return True
+        self._status_polls.append(now)
+        return False
+
     async def _get(self, request: Request) -> Response:
         if not self._authorized(request):
             return _error(401, "Unauthorized: missing or invalid API token")
         with self.lock:
+            if self._status_rate_limited():
+                return JSONResponse(
+                    {"error": "Too many requests"},
+                    status_code=429,
+                    headers={"Retry-After": str(self.status_retry_after)},
+                )
             job = self._lookup(request)
             if job is None:
                 return _error(404, "Job not found or not authorized")
@@ -202,7 +235,7 @@ class KreaFake(FakeService):
             job = self._lookup(request)
             if job is None:
                 return _error(404, "Job not found or not authorized")
-            if job.terminal:
+            if job.status not in CANCELLABLE:
                 return _error(400, f"Job cannot be cancelled: its status is {job.status}")
             self.cancel(job.id)
             return JSONResponse(self.job_json(job))

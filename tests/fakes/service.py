@@ -31,7 +31,9 @@ class FakeService:
     Jobs advance lazily on every request (exact, by time since creation) and from a ticker
     task on the server loop, so terminal effects (billing, webhooks) happen even when
     nobody polls. Config attributes are plain and may be changed at any time; ``reset()``
-    restores them and forgets every job, fault, charge and counted request.
+    restores them and forgets every job, fault (and ``faults.fired``), charge and counted request.
+    Shared config: ``manual``, ``image_scale``, ``file_expiry_s`` (None = files never expire),
+    ``concurrency_limit``, ``webhook_max_attempts``, ``webhook_retry_delay``.
     """
 
     name: ClassVar[str] = "fake"
@@ -87,6 +89,7 @@ class FakeService:
         self.webhook_max_attempts = 3
         self.webhook_retry_delay = 0.05
         self.files.scale = 1.0
+        self.files.expiry_s = None
         self.board.concurrency_limit = None
 
     def on_terminal(self, job: Job) -> None:
@@ -136,6 +139,15 @@ class FakeService:
     @image_scale.setter
     def image_scale(self, value: float) -> None:
         self.files.scale = value
+
+    @property
+    def file_expiry_s(self) -> float | None:
+        """Files at ``/files/{name}`` answer 404 once this many seconds old (None = never expire)."""
+        return self.files.expiry_s
+
+    @file_expiry_s.setter
+    def file_expiry_s(self, value: float | None) -> None:
+        self.files.expiry_s = value
 
     @property
     def concurrency_limit(self) -> int | None:

@@ -295,15 +295,111 @@ async def test_a_wrong_key_gets_401(fal_fake: FalFake) -> None:
     assert caught.value.status_code == 401
 
 
-async def test_a_runner_may_ignore_cancellation_once_in_progress(
-    fal: fal_client.AsyncClient, fal_fake: FalFake
+async def test_a_cancel_while_in_progress_only_signals_the_runner_which_finishes_and_bills(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
 ) -> None:
-    fal_fake.manual, fal_fake.honor_cancel_in_progress = True, False
+    assert fal_fake.honor_cancel_in_progress is False  # the default, as fal documents it
+    fal_fake.manual = True
     handle = await fal.submit(KREA, {"prompt": "x"})
     fal_fake.advance(handle.request_id)  # IN_PROGRESS
-    await handle.cancel()  # 202 CANCELLATION_REQUESTED, yet the runner carries on
+    response = await raw.put(handle.cancel_url)
+    assert (response.status_code, response.json()) == (202, {"status": "CANCELLATION_REQUESTED"})
+    assert isinstance(await handle.status(), fal_client.InProgress)  # the runner carries on
     fal_fake.advance(handle.request_id)
+    status = await handle.status()
+    assert isinstance(status, fal_client.Completed) and status.error is None
     assert (await handle.get())["images"] and fal_fake.billed == Decimal("0.025")
+    assert fal_fake.charges == [(handle.request_id, Decimal("0.025"))]
+
+
+async def test_honor_cancel_in_progress_cancels_a_running_request_unbilled(
+    fal: fal_client.AsyncClient, fal_fake: FalFake
+) -> None:
+    fal_fake.manual, fal_fake.honor_cancel_in_progress = True, True
+    handle = await fal.submit(KREA, {"prompt": "x"})
+    fal_fake.advance(handle.request_id)  # IN_PROGRESS
+    await handle.cancel()
+    status = await handle.status()
+    assert isinstance(status, fal_client.Completed) and status.error_type == "request_cancelled"
+    assert fal_fake.billed == 0
+
+
+async def test_a_runner_server_error_shows_on_status_and_result_and_is_not_billed(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    fal_fake.faults.fail_job("Runner crashed", status_code=500, error_type="runner_server_error")
+    handle = await fal.submit(KREA, {"prompt": "x"})
+    with pytest.raises(fal_client.FalClientHTTPError):
+        await handle.get(interval=0.005)
+    status = await raw.get(handle.status_url)
+    assert status.status_code == 200
+    body = status.json()
+    assert (body["status"], body["error"], body["error_type"]) == ("COMPLETED", "Runner crashed", "runner_server_error")
+    result = await raw.get(handle.response_url)
+    assert result.status_code == 500
+    assert result.json() == {"detail": "Runner crashed", "error_type": "runner_server_error"}
+    assert fal_fake.billed == 0 and fal_fake.charges == []
+    assert fal_fake.faults.fired == {"fail_job:submit": 1}
+
+
+async def test_results_are_dropped_after_the_retention_time(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    handle = await fal.submit(KREA, {"prompt": "x"})
+    await handle.get(interval=0.005)
+    fal_fake.result_retention_s = 0.0
+    gone = await raw.get(handle.response_url)
+    assert (gone.status_code, gone.json()) == (404, {"detail": "Request not found"})
+    status = await raw.get(handle.status_url)
+    assert status.status_code == 200 and status.json()["status"] == "COMPLETED"
+    fal_fake.result_retention_s = 3600.0
+    assert (await raw.get(handle.response_url)).status_code == 200
+
+
+async def test_large_results_are_dropped_sooner(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    small = await fal.submit(KREA, {"prompt": "x"})
+    large = await fal.submit(KREA, {"prompt": "x", "sync_mode": True})  # the image inline as a data URI
+    await small.get(interval=0.005)
+    await large.get(interval=0.005)
+    fal_fake.large_result_retention_s = 0.0
+    assert len(json.dumps(fal_fake.job(large.request_id).result)) >= fal_fake.large_result_bytes == 10 * 1024
+    assert (await raw.get(small.response_url)).status_code == 200
+    gone = await raw.get(large.response_url)
+    assert (gone.status_code, gone.json()) == (404, {"detail": "Request not found"})
+
+
+async def test_result_files_expire_after_file_expiry_s(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    fal_fake.image_scale = 1 / 16
+    url = (await fal.subscribe(KREA, {"prompt": "x"}, interval=0.005))["images"][0]["url"]
+    fal_fake.file_expiry_s = 3600.0
+    assert (await raw.get(url)).status_code == 200
+    fal_fake.file_expiry_s = 0.0
+    gone = await raw.get(url)
+    assert (gone.status_code, gone.json()) == (404, {"detail": "Not Found"})
+
+
+async def test_a_garbled_submit_answer_after_acceptance_still_runs_and_bills(
+    fal: fal_client.AsyncClient, fal_fake: FalFake
+) -> None:
+    fault = fal_fake.faults.garble(route="submit", after_accept=True)
+    with pytest.raises(json.JSONDecodeError):
+        await fal.submit(KREA, {"prompt": "x"})
+    (job,) = fal_fake.jobs
+    assert (await fal.result(KREA, job.id))["images"] and fal_fake.billed == Decimal("0.025")
+    assert fault.hits == 1 and fal_fake.faults.fired == {"garble:submit:after": 1}
+
+
+def test_reset_restores_every_new_config_attribute(fal_fake: FalFake) -> None:
+    fal_fake.honor_cancel_in_progress, fal_fake.file_expiry_s = True, 1.0
+    fal_fake.result_retention_s, fal_fake.large_result_retention_s, fal_fake.large_result_bytes = 1.0, 1.0, 1
+    fal_fake.reset()
+    assert (fal_fake.honor_cancel_in_progress, fal_fake.file_expiry_s) == (False, None)
+    config = (fal_fake.result_retention_s, fal_fake.large_result_retention_s, fal_fake.large_result_bytes)
+    assert config == (3600.0, 360.0, 10 * 1024)
 
 
 async def test_requests_over_the_concurrency_limit_wait_in_queue(

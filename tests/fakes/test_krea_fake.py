@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -198,27 +199,113 @@ async def test_backlog_mode_holds_jobs_behind_the_limit_and_releases_them_in_ord
     assert statuses == ["queued", "backlogged"]
 
 
+@pytest.mark.parametrize("error", ["Injected failure", "Content moderation: NSFW content detected"])
 async def test_a_failed_job_carries_result_error_and_is_not_billed(
-    krea: httpx.AsyncClient, krea_fake: KreaFake
+    krea: httpx.AsyncClient, krea_fake: KreaFake, error: str
 ) -> None:
-    krea_fake.faults.fail_job("Content moderation rejected the prompt")
+    krea_fake.faults.fail_job(error)
     job, _ = await poll(krea, (await krea.post(FLUX, json={"prompt": "x"})).json()["job_id"])
     assert job["status"] == "failed" and job["completed_at"] is not None
-    assert job["result"] == {"error": "Content moderation rejected the prompt"}
+    assert job["result"] == {"error": error}
+    assert krea_fake.billed == 0 and krea_fake.charges == []
+    assert krea_fake.faults.fired == {"fail_job:create": 1}
+
+
+@pytest.mark.parametrize(("advances", "status"), [(0, "queued"), (2, "processing")])
+async def test_delete_cancels_a_queued_or_processing_job_once(
+    krea: httpx.AsyncClient, krea_fake: KreaFake, advances: int, status: str
+) -> None:
+    krea_fake.manual = True
+    job_id = (await krea.post(FLUX, json={"prompt": "x"})).json()["job_id"]
+    for _ in range(advances):
+        krea_fake.advance(job_id)
+    assert krea_fake.job(job_id).status == status
+    cancelled = await krea.delete(f"/jobs/{job_id}")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    job = (await krea.get(f"/jobs/{job_id}")).json()
+    assert job["status"] == "cancelled" and job["completed_at"] is not None and job["result"] is None
+    again = await krea.delete(f"/jobs/{job_id}")
+    assert again.status_code == 400
+    assert again.json() == {"error": "Job cannot be cancelled: its status is cancelled"}
     assert krea_fake.billed == 0 and krea_fake.charges == []
 
 
-async def test_delete_cancels_a_pending_job_once(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
-    krea_fake.manual = True
+@pytest.mark.parametrize(
+    ("advances", "status"),
+    [(1, "scheduled"), (3, "sampling"), (4, "intermediate-complete"), (5, "completed"), (None, "failed")],
+)
+async def test_delete_refuses_every_other_status(
+    krea: httpx.AsyncClient, krea_fake: KreaFake, advances: int | None, status: str
+) -> None:
+    krea_fake.manual, krea_fake.intermediate_complete = True, True
     job_id = (await krea.post(FLUX, json={"prompt": "x"})).json()["job_id"]
-    krea_fake.advance(job_id)  # scheduled: still cancellable
-    cancelled = await krea.delete(f"/jobs/{job_id}")
-    assert cancelled.status_code == 200
-    job = (await krea.get(f"/jobs/{job_id}")).json()
-    assert job["status"] == "cancelled" and job["completed_at"] is not None
-    again = await krea.delete(f"/jobs/{job_id}")
-    assert again.status_code == 400 and "cancelled" in again.json()["error"]
-    assert krea_fake.billed == 0
+    if advances is None:
+        krea_fake.fail(job_id, "boom")
+    for _ in range(advances or 0):
+        krea_fake.advance(job_id)
+    refused = await krea.delete(f"/jobs/{job_id}")
+    assert refused.status_code == 400
+    assert refused.json() == {"error": f"Job cannot be cancelled: its status is {status}"}
+    assert krea_fake.job(job_id).status == status and krea_fake.job(job_id).outcome != "cancelled"
+
+
+async def test_delete_refuses_a_backlogged_job(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    krea_fake.manual, krea_fake.concurrency_limit = True, 1
+    await krea.post(FLUX, json={"prompt": "a"})
+    behind = (await krea.post(FLUX, json={"prompt": "b"})).json()
+    assert behind["status"] == "backlogged"
+    refused = await krea.delete(f"/jobs/{behind['job_id']}")
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "Job cannot be cancelled: its status is backlogged"}
+    assert (await krea.get(f"/jobs/{behind['job_id']}")).json()["status"] == "backlogged"
+
+
+async def test_status_polls_over_the_rate_limit_get_429_with_retry_after(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    krea_fake.manual, krea_fake.status_rate_limit, krea_fake.status_retry_after = True, (2, 60.0), "7"
+    job_id = (await krea.post(FLUX, json={"prompt": "x"})).json()["job_id"]
+    assert [(await krea.get(f"/jobs/{job_id}")).status_code for _ in range(2)] == [200, 200]
+    limited = await krea.get(f"/jobs/{job_id}")
+    assert (limited.status_code, limited.json()) == (429, {"error": "Too many requests"})
+    assert limited.headers["retry-after"] == "7"
+    assert (await krea.get("/jobs")).status_code == 200  # only job polls are limited
+    assert krea_fake.request_counts["get_job_429"] == 1 and krea_fake.request_counts["get_job"] == 3
+    krea_fake.status_rate_limit = None
+    assert (await krea.get(f"/jobs/{job_id}")).status_code == 200
+
+
+async def test_the_status_rate_limit_window_slides(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    krea_fake.manual, krea_fake.status_rate_limit = True, (1, 0.05)
+    job_id = (await krea.post(FLUX, json={"prompt": "x"})).json()["job_id"]
+    assert (await krea.get(f"/jobs/{job_id}")).status_code == 200
+    codes = []
+    async with asyncio.timeout(5):
+        while not codes or codes[-1] == 429:
+            codes.append((await krea.get(f"/jobs/{job_id}")).status_code)
+            await asyncio.sleep(0.005)  # a client's polling interval
+    assert codes[0] == 429 and codes[-1] == 200
+    assert krea_fake.request_counts["get_job_429"] == len(codes) - 1
+
+
+async def test_result_files_expire_after_file_expiry_s(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    krea_fake.image_scale = 1 / 16
+    job, _ = await poll(krea, (await krea.post(FLUX, json={"prompt": "x"})).json()["job_id"])
+    url = job["result"]["urls"][0]
+    krea_fake.file_expiry_s = 3600.0
+    assert (await krea.get(url)).status_code == 200
+    krea_fake.file_expiry_s = 0.0
+    gone = await krea.get(url)
+    assert (gone.status_code, gone.json()) == (404, {"error": "Not Found"})
+
+
+def test_reset_restores_every_new_config_attribute(krea_fake: KreaFake) -> None:
+    krea_fake.status_rate_limit, krea_fake.status_retry_after, krea_fake.file_expiry_s = (1, 1.0), "9", 0.0
+    krea_fake.faults.garble()
+    krea_fake.faults.fired["garble:create"] += 1
+    krea_fake.reset()
+    assert (krea_fake.status_rate_limit, krea_fake.status_retry_after, krea_fake.file_expiry_s) == (None, "1", None)
+    assert krea_fake.faults.queued == [] and krea_fake.faults.fired == {}
 
 
 async def test_unknown_jobs_are_404(krea: httpx.AsyncClient) -> None:
@@ -302,3 +389,52 @@ async def test_a_backlogged_job_starts_the_moment_a_slot_frees(krea: httpx.Async
     assert [status for status, _ in behind.history][:2] == ["backlogged", "queued"]
     assert behind.history[1][1] == ahead.finished_at  # simulated time, not when someone polled
     assert krea_fake.request_counts["get_job"] >= 1 and krea_fake.billed == Decimal("0.014")
+
+
+async def test_garble_before_acceptance_answers_truncated_json_and_creates_nothing(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    fault = krea_fake.faults.garble(route="create")
+    garbled = await krea.post(FLUX, json={"prompt": "x"})
+    assert garbled.status_code == 200 and garbled.headers["content-type"] == "application/json"
+    assert garbled.content == b'{"job_id": "'
+    with pytest.raises(json.JSONDecodeError):
+        garbled.json()
+    assert krea_fake.jobs == [] and fault.hits == 1 and krea_fake.faults.queued == []
+    assert krea_fake.faults.fired == {"garble:create": 1}
+    assert (await krea.post(FLUX, json={"prompt": "x"})).status_code == 200  # used up
+
+
+async def test_garble_after_acceptance_still_runs_and_bills_the_job(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    krea_fake.faults.garble(after_accept=True, route="create", status=502, body=b"{not json")
+    garbled = await krea.post(FLUX, json={"prompt": "x"})
+    assert (garbled.status_code, garbled.content) == (502, b"{not json")
+    (job,) = krea_fake.jobs
+    finished, _ = await poll(krea, job.id)
+    assert finished["status"] == "completed" and krea_fake.charges == [(job.id, Decimal("0.007"))]
+    assert krea_fake.faults.fired == {"garble:create:after": 1}
+
+
+async def test_faults_record_every_hit_after_leaving_the_queue(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    krea_fake.manual = True
+    errors = krea_fake.faults.http_error(503, route="create", times=2)
+    anywhere = krea_fake.faults.http_error(500)  # no route: keyed by the route the request took
+    dropped = krea_fake.faults.drop_after_accept()
+    failing = krea_fake.faults.fail_job("nope")
+    assert [(await krea.post(FLUX, json={"prompt": "x"})).status_code for _ in range(3)] == [503, 503, 500]
+    with pytest.raises(httpx.RemoteProtocolError):
+        await krea.post(FLUX, json={"prompt": "x"})
+    assert (errors.hits, anywhere.hits, dropped.hits, failing.hits) == (2, 1, 1, 1)
+    assert krea_fake.faults.queued == [] and krea_fake.faults.pending() == []
+    assert krea_fake.faults.fired == {
+        "http_error:create": 3,
+        "drop:create:after": 1,
+        "fail_job:create": 1,
+    }
+    late = krea_fake.faults.http_error(404, route="get_job")
+    assert (await krea.get("/jobs/x")).status_code == 404 and late.hits == 1
+    assert krea_fake.faults.fired["http_error:get_job"] == 1
+    krea_fake.faults.clear()
+    assert krea_fake.faults.fired == {}

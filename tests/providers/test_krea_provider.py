@@ -14,6 +14,7 @@ from fluxroute.errors import (
     JobFailed,
     ProviderBadRequest,
     ProviderError,
+    ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
 )
@@ -192,12 +193,16 @@ async def test_cancel_stops_the_job_and_nothing_is_billed(hosted_settings: Setti
     assert krea_fake.billed == 0
 
 
-async def test_unknown_job_is_404_mapped(hosted_settings: Settings) -> None:
+async def test_unknown_job_is_retried_until_its_deadline_then_times_out_with_the_404(
+    hosted_settings: Settings, krea_fake: KreaFake
+) -> None:
+    # a 404 right after acceptance can be the job not visible yet: never a reason to drop a job that may bill
     candidate = candidate_for(hosted_settings, model="flux-dev")
     provider = KreaProvider(hosted_settings)
     try:
-        with pytest.raises(ProviderBadRequest, match="404"):
-            await provider.wait("00000000-0000-0000-0000-000000000000", candidate, None, timeout_s=5)
+        with pytest.raises(ProviderTimeout, match="404"):
+            await provider.wait("00000000-0000-0000-0000-000000000000", candidate, None, timeout_s=0.5)
+        assert krea_fake.request_counts["get_job"] > 2
     finally:
         await provider.aclose()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fluxroute.errors import AllProvidersFailed, BudgetExceeded, JobFailed, NoRouteError, ProviderUnavailable
+from fluxroute.errors import AllProvidersFailed, BudgetExceeded, JobFailed, NoRouteError, PaymentAtRisk
 from fluxroute.router import Router
 from fluxroute.settings import Settings
 from fluxroute.store.images import read_parameters
@@ -63,20 +63,51 @@ async def test_all_candidates_failing_raise_one_error_with_each_failure(
     hosted_settings: Settings, krea_fake: KreaFake, fal_fake: FalFake
 ) -> None:
     krea_fake.faults.fail_job("krea broke")
-    fal_fake.faults.fail_job("fal broke")
+    # a server error: fal never bills those, so the failure is proven unbilled like Krea's
+    fal_fake.faults.fail_job("fal broke", status_code=500, error_type="runner_server_error")
     with pytest.raises(AllProvidersFailed) as info:
         await generate(hosted_settings, model="flux-dev")
     assert [type(f) for f in info.value.failures] == [JobFailed, JobFailed]
     assert "krea broke" in str(info.value) and "fal broke" in str(info.value)
 
 
-async def test_ambiguous_submission_stops_instead_of_paying_twice(
+async def test_lost_krea_answer_is_found_in_the_job_listing_and_paid_once(
     hosted_settings: Settings, krea_fake: KreaFake, fal_fake: FalFake
 ) -> None:
-    krea_fake.faults.drop_after_accept()
-    with pytest.raises(ProviderUnavailable, match="may have been accepted"):
-        await generate(hosted_settings, model="flux-dev")
-    assert len(fal_fake.jobs) == 0 and len(krea_fake.jobs) == 1
+    dropped = krea_fake.faults.drop_after_accept()
+    router, result = await generate(hosted_settings, model="flux-dev")
+    assert dropped.hits == 1 and krea_fake.request_counts["list_jobs"] == 2
+    assert result.provider == "krea" and len(krea_fake.jobs) == 1 and len(fal_fake.jobs) == 0
+    attempt = router.store.attempts_for(result.job_id)[0]
+    assert attempt.provider_job_id == krea_fake.jobs[0].id and (attempt.detail or {})["adopted_from_listing"]
+    assert router.store.total_charged() == krea_fake.billed == Decimal("0.007")
+
+
+async def test_krea_5xx_to_the_submission_with_no_job_listed_falls_back_unbilled(
+    hosted_settings: Settings, krea_fake: KreaFake, fal_fake: FalFake
+) -> None:
+    refused = krea_fake.faults.http_error(503, {"error": "overloaded"}, route="create")
+    router, result = await generate(hosted_settings, model="flux-dev")
+    assert refused.hits == 1 and krea_fake.request_counts["list_jobs"] == 2  # two listings prove it
+    assert result.provider == "fal" and krea_fake.jobs == []
+    assert router.store.total_charged() == fal_fake.billed + krea_fake.billed == Decimal("0.025")
+
+
+async def test_lost_fal_answer_stops_with_the_amount_at_risk_instead_of_paying_twice(
+    hosted_settings: Settings, krea_fake: KreaFake, fal_fake: FalFake
+) -> None:
+    dropped = fal_fake.faults.drop_after_accept()
+    router = Router(hosted_settings)
+    try:
+        with pytest.raises(PaymentAtRisk, match="may still be billed") as info:
+            await router.generate(ImageRequest(prompt="a lighthouse at dusk", model="flux-dev", provider="fal"))
+    finally:
+        await router.aclose()
+    assert dropped.hits == 1 and len(fal_fake.jobs) == 1 and krea_fake.jobs == []
+    [(attempt, amount)] = router.store.at_risk(info.value.job_id)
+    assert attempt.status == "submitting" and amount == Decimal("0.025")
+    assert router.store.spend_summary().at_risk_today == Decimal("0.025")
+    assert router.store.get_job(info.value.job_id).status == "failed"
 
 
 async def test_daily_budget_refuses_before_any_provider_is_called(

@@ -174,7 +174,10 @@ async def test_cancel_image_job_stops_the_provider_job_and_charges_nothing(conne
         cancelled = await client.call_tool("cancel_image_job", {"job_id": job_id})
         again = await client.call_tool("get_image_job", {"job_id": job_id, "wait_s": 0})
 
-    assert cancelled.structured_content == {"job_id": job_id, "status": "cancelled", "error": "cancelled by the caller"}
+    assert cancelled.structured_content is not None
+    assert cancelled.structured_content["status"] == "cancelled"
+    # the request was still queued: fal dropped it, which its final state proves
+    assert cancelled.structured_content["error"].startswith("cancelled by the caller; not charged")
     assert again.is_error and "cancelled" in text_of(again)
     assert fal_fake.billed == 0
 
