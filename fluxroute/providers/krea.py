@@ -144,9 +144,11 @@ class KreaProvider:
             return "refused"
         if response.is_success:
             return "cancelled"
-        if response.status_code == 400 and any(s in response.text for s in TERMINAL):
-            return "already_ended"
-        return "refused"
+        try:  # the refusal's wording is not documented: the job's own status tells why
+            status = (await self._client.get(f"/jobs/{job_id}")).json().get("status")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return "refused"
+        return "already_ended" if status in TERMINAL else "refused"
 
     async def jobs_created_between(self, start: datetime, end: datetime) -> list[str]:
         """Ids of jobs created in [start, end], newest first, from `GET /jobs` (paged by its cursor)."""
