@@ -237,7 +237,8 @@ def _print_at_risk(settings: Settings) -> None:
         else:
             what = (
                 f"{attempt.provider} may have accepted it at {attempt.started_at:%Y-%m-%d %H:%M:%S} UTC (the answer "
-                f"was lost); `fluxroute jobs resume` looks for it where {attempt.provider} lists jobs"
+                "was lost); `fluxroute jobs resume` looks for it where the provider lists jobs (Krea); fal has no "
+                "listing, so the amount stays at risk for that day — check fal's request history"
             )
         print(f"  {attempt.job_id}  ${amount} at risk: {what}")
 

@@ -30,7 +30,7 @@ def decode_image(data: bytes, url: str | None, *, provider: str, flagged: bool =
     """
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image.verify()
+            image.load()  # decodes every pixel: a truncated body is caught here, not when saving
             content_type = Image.MIME.get(image.format or "", "application/octet-stream")
             return ProviderImage(data, image.width, image.height, content_type, url=url, flagged=flagged)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

@@ -51,6 +51,8 @@ async def test_a_refused_or_ignored_cancel_keeps_the_amount_at_risk_then_charges
     assert attempt.provider_job_id == job.id and held == Decimal("0.007" if provider == "krea" else "0.025")
     assert router.store.spend_summary().at_risk_today == held and router.store.total_charged() == 0
 
+    # the provider's answer is recorded before the job ends (Krea's refusal is read from the job's status)
+    await until(lambda: "cancel_answer" in (router.store.attempts_for(attempt.job_id)[0].detail or {}))
     fake.complete(job.id)
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -96,7 +98,10 @@ async def test_sixty_four_concurrent_calls_with_faults_never_bill_past_the_daily
     assert fired > 0
     summary = router.store.spend_summary(daily_cap=cap)
     assert billed <= cap  # what the providers billed never passes the cap
-    assert summary.spent_today == router.store.total_charged() == billed  # ledger = billed
+    # ledger = billed for every job fluxroute holds an id of; a lost fal answer (no listing to find it by)
+    # is billed by the fake but only counted at risk here
+    assert summary.spent_today == router.store.total_charged() <= billed <= billed + summary.at_risk_today
+    assert billed <= summary.spent_today + summary.at_risk_today
     # the cap binds — the test cannot pass by refusing everything: what was billed plus what stays at risk
     # (jobs a provider may still bill count against the cap until settled) reaches the cap within one price
     assert billed + summary.at_risk_today > cap - largest, (billed, summary.at_risk_today)
