@@ -224,6 +224,13 @@ def cmd_jobs_cancel(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_jobs_settle(args: argparse.Namespace, settings: Settings) -> int:
+    router = Router(settings)
+    for line in router.settle_job(args.job_id, billed=args.billed):
+        print(line)
+    return 0
+
+
 def _print_at_risk(settings: Settings) -> None:
     """Jobs a provider may still bill, and what to do about each."""
     from fluxroute.store import JobStore
@@ -238,7 +245,7 @@ def _print_at_risk(settings: Settings) -> None:
             what = (
                 f"{attempt.provider} may have accepted it at {attempt.started_at:%Y-%m-%d %H:%M:%S} UTC (the answer "
                 "was lost); `fluxroute jobs resume` looks for it where the provider lists jobs (Krea); fal has no "
-                "listing, so the amount stays at risk for that day — check fal's request history"
+                "listing: check fal's request history, then `fluxroute jobs settle JOB --billed` or `--unbilled`"
             )
         print(f"  {attempt.job_id}  ${amount} at risk: {what}")
 
@@ -368,6 +375,15 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = jobs_sub.add_parser("cancel", help="ask the provider to cancel a job; says whether it may still charge")
     cancel.add_argument("job_id")
     cancel.set_defaults(handler=cmd_jobs_cancel)
+
+    settle = jobs_sub.add_parser(
+        "settle", help="close a job's amount at risk by what the provider's own records say (charge or release it)"
+    )
+    settle.add_argument("job_id")
+    verdict = settle.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--billed", action="store_true", help="the provider billed it: charge the amount")
+    verdict.add_argument("--unbilled", action="store_true", help="the provider did not bill it: release the amount")
+    settle.set_defaults(handler=cmd_jobs_settle)
 
     spend = sub.add_parser("spend", help="money charged, reserved and at risk: today, by day and provider, in all")
     spend.add_argument("--json", action="store_true")

@@ -9,6 +9,7 @@ import pytest
 
 from fluxroute.cli import main
 from fluxroute.settings import Settings
+from tests.fakes.fal import FalFake
 from tests.fakes.krea import KreaFake
 
 
@@ -47,3 +48,35 @@ def test_generate_json_and_then_jobs_and_spend(env: Path, capsys: pytest.Capture
 def test_generate_dry_run_is_route(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "a cat", "--model", "flux-dev", "--dry-run"]) == 0
     assert "krea flux-1-dev (flux-dev): $0.007" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("verdict", ["--unbilled", "--billed"])
+def test_a_lost_fal_answer_stays_at_risk_until_settled_by_hand(
+    env: Path, fal_fake: FalFake, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], verdict: str
+) -> None:
+    monkeypatch.setenv("FAL_KEY", fal_fake.key)
+    monkeypatch.setenv("FLUXROUTE_FAL_BASE_URL", fal_fake.base_url)
+    monkeypatch.delenv("KREA_API_TOKEN")
+    fault = fal_fake.faults.drop_after_accept()  # fal accepted (and will bill) it; its answer never arrived
+    assert main(["generate", "a cat", "--model", "flux-dev", "--json"]) == 5
+    _out, err = capsys.readouterr()
+    [job] = fal_fake.jobs
+    fal_fake.complete(job.id)
+    assert fault.hits == 1 and "may still be billed" in err and "jobs settle" in err
+    assert main(["jobs"]) == 0
+    listing = capsys.readouterr().out
+    [line] = [line for line in listing.splitlines() if "at risk: fal may have accepted it" in line]
+    job_id = line.split()[0]
+    assert "fluxroute jobs settle JOB --billed" in line
+
+    assert main(["jobs", "settle", job_id, verdict]) == 0
+    settled = capsys.readouterr().out
+    assert main(["spend", "--json"]) == 0
+    spend = json.loads(capsys.readouterr().out)
+    assert spend["at_risk_today"] == "0" and spend["reserved_today"] == "0"
+    if verdict == "--billed":  # what fal's own records said: the ledger now matches what it billed
+        assert "$0.025 charged (fal billed)" in settled and spend["spent_total"] == "0.025" == str(fal_fake.billed)
+    else:
+        assert "$0.025 released (fal not billed)" in settled and spend["spent_total"] == "0"
+    assert main(["jobs", "settle", job_id, verdict]) != 0  # nothing left to settle
+    assert "nothing at risk" in capsys.readouterr().err

@@ -162,6 +162,20 @@ class Router:
             return CancelReport(job_id, None, f"job {job_id} is {job.status}; there is nothing to cancel")
         return await self._executor().cancel(open_attempts[-1])
 
+    def settle_job(self, job_id: str, *, billed: bool) -> list[str]:
+        """Close job `job_id`'s amounts at risk by what the provider's own records (its dashboard, request
+        history or invoice) say: `billed` charges them, otherwise they are released. One line per attempt.
+
+        Raises:
+            JobNotFound: no such job, or nothing of it is at risk.
+        """
+        self.store.get_job(job_id)
+        held = self.store.at_risk(job_id)
+        if not held:
+            raise JobNotFound(f"job {job_id} has nothing at risk to settle")
+        executor = self._executor()
+        return [executor.settle(attempt, billed=billed) for attempt, _ in held]
+
     def _executor(self) -> Executor:
         return Executor(self.settings, self.catalog, self.store, self.provider)
 

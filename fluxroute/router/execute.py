@@ -394,7 +394,8 @@ class Executor:
         message = (
             f"{run.candidate.label} job {job_ref} may still be billed: {why} ({exc}). {held} stays counted "
             f"against the budget as at risk, and no other provider was tried; `fluxroute jobs resume` collects "
-            f"the job ({run.job.id}) once the provider settles it"
+            f"the job ({run.job.id}) once the provider settles it, or `fluxroute jobs settle` closes it by what "
+            "the provider's own records say"
         )
         self.store.note_attempt(attempt.id, error=_safe(exc))
         self.store.update_job(run.job.id, status="failed", error=message)
@@ -543,6 +544,23 @@ class Executor:
             self.store.update_job(job.id, status="cancelled", error=f"cancelled: {_ANSWERS[answer]}")
             return CancelReport(job.id, answer, f"{attempt.provider} {_ANSWERS[answer]}")
         return CancelReport(job.id, answer, f"{attempt.provider} {_ANSWERS[answer]}; {held} stays at risk until then")
+
+    def settle(self, attempt: AttemptRecord, *, billed: bool) -> str:
+        """Close an attempt at risk by what the person who checked the provider's own records says: billed (its
+        amount is charged) or not (released). For answers no listing can find — fal's lost submissions — and
+        for outcomes the provider leaves open (a fal request that failed after it ran)."""
+        job = self.store.get_job(attempt.job_id)
+        run = _Run.from_attempt(attempt, job, self.settings.usage)
+        verdict = "billed" if billed else "not billed"
+        error = ProviderUnavailable(
+            f"settled by hand: {attempt.provider} {verdict}",
+            provider=attempt.provider,
+            billing="charged" if billed else "unbilled",
+        )
+        self._failed(run, attempt, error)
+        self.store.update_job(job.id, status="failed", error=str(error))
+        amount = usd(run.reservation.amount)
+        return f"job {job.id}: {amount} " + ("charged" if billed else "released") + f" ({attempt.provider} {verdict})"
 
 
 _ANSWERS: dict[str, str] = {

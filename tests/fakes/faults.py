@@ -236,6 +236,7 @@ class FaultLayer:
         log: list[RequestRecord],
         error_body: Callable[[int], Any],
         request_id_header: str | None = None,
+        observe: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
         self.faults = faults
@@ -244,6 +245,7 @@ class FaultLayer:
         self.log = log
         self.error_body = error_body
         self.request_id_header = request_id_header
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -251,6 +253,8 @@ class FaultLayer:
             return
         method, path = scope["method"], scope["path"]
         route = self.classify(method, path, scope["server"][1])
+        if self.observe is not None:  # before any fault is taken: an observer may arm one for this request
+            self.observe(route)
         before = self.faults.take(route, method, path, after_accept=False)
         after = None if before else self.faults.take(route, method, path, after_accept=True)
         fault = before or after

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Self
@@ -49,6 +49,10 @@ class FakeService:
         self.request_counts: Counter[str] = Counter()
         self.request_log: list[RequestRecord] = []
         self.charges: list[tuple[str, Decimal]] = []
+        # called (on the fake's thread) with the route of every request as it arrives, before faults apply,
+        # and with "billed" right after a job is billed: a test checks its invariants, or arms a fault, at
+        # the moment a provider acts
+        self.observers: list[Callable[[str], None]] = []
         self.webhook_attempts: list[WebhookAttempt] = []
         self.files = FileStore()
         self.board = JobBoard(
@@ -69,6 +73,7 @@ class FakeService:
             log=self.request_log,
             error_body=self.error_body,
             request_id_header=self.request_id_header,
+            observe=self._observe,
         )
         self.server = LoopbackServer(layer, ports=self.port_count, name=self.name)
         self.configure()
@@ -121,6 +126,7 @@ class FakeService:
             self.request_counts.clear()
             self.request_log.clear()
             self.charges.clear()
+            self.observers.clear()
             self.webhook_attempts = []  # late attempts of cancelled deliveries land in the old list
             self.files.clear()
             self.configure()
@@ -248,10 +254,15 @@ class FakeService:
         return job
 
     # --- internals --------------------------------------------------------------------------------
+    def _observe(self, event: str) -> None:
+        for observer in list(self.observers):
+            observer(event)
+
     def _terminal(self, job: Job) -> None:
         if job.outcome is Outcome.COMPLETED:
             job.billed = job.price
             self.charges.append((job.id, job.price))
+            self._observe("billed")
         self.on_terminal(job)
 
     def send_webhook(self, job: Job, url: str, body: bytes, headers: Mapping[str, str]) -> None:
