@@ -7,6 +7,7 @@ FluxrouteError
  ├── BudgetExceeded          per-call or daily cap would be crossed
  ├── IdempotencyConflict     same idempotency key, different request
  ├── JobNotFound             unknown job id in the store
+ ├── JobBusy                 another live process follows that job (it saves and bills it)
  ├── UnsafeURL               an input URL points somewhere it may not
  ├── WebhookRejected         an incoming webhook is forged, stale or not ours
  ├── ConsentRequired         the estimated spend needs the user's approval first (confirm_spend)
@@ -94,6 +95,10 @@ class IdempotencyConflict(FluxrouteError):
 
 class ConsentRequired(FluxrouteError):
     """The call would spend more than the user agreed to spend without being asked; nothing was spent."""
+
+
+class JobBusy(FluxrouteError):
+    """Another live process follows this job; it will save and bill the result, so this one leaves it."""
 
 
 class JobNotFound(FluxrouteError):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from fluxroute.catalog import Catalog, load_catalog
-from fluxroute.errors import FluxrouteError, JobNotFound
+from fluxroute.errors import FluxrouteError, JobBusy, JobNotFound
 from fluxroute.providers import create_provider
 from fluxroute.providers.availability import check_availability
 from fluxroute.providers.base import Availability, ProgressCallback, Provider
-from fluxroute.router.execute import CancelReport, Executor, owner_gone
+from fluxroute.router.execute import CancelReport, Executor, followable
 from fluxroute.router.input_size import probe_input_size
 from fluxroute.router.planner import Planner
 from fluxroute.settings import Settings
@@ -126,20 +127,21 @@ class Router:
         """
         executor = self._executor()
         for attempt in self.store.submitting_attempts():
-            # an error recorded on it: the call that made it has given up on it (it ended at risk)
-            if attempt.error is not None or owner_gone(attempt):
-                await executor.recover_submission(attempt)
+            if followable(attempt):  # its call ended with it at risk, or its process stopped
+                with contextlib.suppress(JobBusy):  # another process took it up meanwhile
+                    await executor.recover_submission(attempt)
         return self.in_flight_jobs()
 
     def in_flight_jobs(self) -> list[str]:
-        """Ids of jobs with a provider job in flight (accepted, not yet settled)."""
-        return list(dict.fromkeys(attempt.job_id for attempt in self.store.in_flight_attempts()))
+        """Ids of jobs with a provider job in flight (accepted, not yet settled) that no live process follows."""
+        return list(dict.fromkeys(a.job_id for a in self.store.in_flight_attempts() if followable(a)))
 
     async def resume_job(self, job_id: str, progress: ProgressCallback | None = None) -> GenerationResult:
         """Follow job `job_id`'s in-flight provider job to the end: wait, save, bill once.
 
         Raises:
             JobNotFound: no such job, or it has no provider job in flight.
+            JobBusy: a live process follows it already.
             PaymentAtRisk: the provider job's outcome is still unknown (it stays at risk).
             ProviderError: the provider job failed.
             ResultNotSaved: it was billed, and its images could not be saved.

@@ -34,6 +34,7 @@ from fluxroute.errors import (
     Cancelled,
     ContentFiltered,
     FluxrouteError,
+    JobBusy,
     NoRouteError,
     PaymentAtRisk,
     ProviderError,
@@ -87,7 +88,7 @@ class _Run:
             "candidate": self.candidate.model_dump(mode="json"),
             "reservation": {"id": held.id, "amount": str(held.amount), "day": str(held.day)},
             "out_dir": str(self.out_dir) if self.out_dir else None,
-            "owner": {"host": socket.gethostname(), "pid": os.getpid()},
+            "owner": this_process(),
         }
 
     @classmethod
@@ -311,8 +312,9 @@ class Executor:
                 attempt.provider_job_id or "", candidate, progress, self.settings.provider_timeout_s
             )
         except asyncio.CancelledError as exc:
-            if DETACH in exc.args:
-                raise  # this process stops following; the job stays in flight for the next one to resume
+            if DETACH in exc.args:  # this process stops following; the job stays in flight for the next one
+                self.store.note_attempt(attempt.id, detail=LET_GO)
+                raise
             await self._stop(run, attempt, "cancelled by the caller", caller_gone=True)
             raise
         except ProviderTimeout as exc:
@@ -397,7 +399,7 @@ class Executor:
             f"the job ({run.job.id}) once the provider settles it, or `fluxroute jobs settle` closes it by what "
             "the provider's own records say"
         )
-        self.store.note_attempt(attempt.id, error=_safe(exc))
+        self.store.note_attempt(attempt.id, error=_safe(exc), detail=LET_GO)
         self.store.update_job(run.job.id, status="failed", error=message)
         return PaymentAtRisk(
             message, job_id=run.job.id, provider=run.candidate.provider, provider_job_id=attempt.provider_job_id
@@ -435,7 +437,7 @@ class Executor:
                 f"be saved here ({_safe(exc)}); `fluxroute jobs resume` fetches them again while the provider "
                 "keeps them"
             )
-            self.store.note_attempt(attempt.id, error=message[:500])
+            self.store.note_attempt(attempt.id, error=message[:500], detail=LET_GO)
             self.store.update_job(job.id, status="failed", error=message)
             raise ResultNotSaved(message, job_id=job.id) from exc
         self.store.finish_attempt(attempt.id, status="succeeded", cost=cost)
@@ -499,7 +501,12 @@ class Executor:
         raise NoRouteError(f"job {job.id} for this idempotency key ended {job.status}: {job.error or 'no result'}")
 
     async def resume(self, attempt: AttemptRecord, progress: ProgressCallback | None = None) -> GenerationResult:
-        """Finish an attempt a previous process submitted: wait for it, save it, bill it once."""
+        """Finish an attempt a previous process submitted: wait for it, save it, bill it once.
+
+        Raises:
+            JobBusy: a live process follows it (it has not let it go).
+        """
+        attempt = self._claim(attempt)
         job = self.store.get_job(attempt.job_id)
         run = _Run.from_attempt(attempt, job, self.settings.usage)
         self.store.update_job(job.id, status="running")
@@ -507,7 +514,12 @@ class Executor:
 
     async def recover_submission(self, attempt: AttemptRecord) -> AttemptRecord | None:
         """An attempt whose process stopped mid-submission: adopt the job it created (returned in flight),
-        release its budget when it created none, or leave it at risk (None) when that cannot be told."""
+        release its budget when it created none, or leave it at risk (None) when that cannot be told.
+
+        Raises:
+            JobBusy: a live process is still submitting it.
+        """
+        attempt = self._claim(attempt)
         job = self.store.get_job(attempt.job_id)
         run = _Run.from_attempt(attempt, job, self.settings.usage)
         found = await self.reconcile(attempt)
@@ -522,7 +534,15 @@ class Executor:
             cause = ProviderUnavailable("the process stopped while submitting", provider=attempt.provider)
             self._at_risk(run, attempt, cause, "it cannot be found in the provider's records")
             return None
-        return next(a for a in self.store.attempts_for(job.id) if a.id == attempt.id)
+        return self.store.note_attempt(attempt.id, detail=LET_GO)  # adopted: whoever resumes it takes it up
+
+    def _claim(self, attempt: AttemptRecord) -> AttemptRecord:
+        claimed = self.store.claim_attempt(attempt.id, this_process(), followable)
+        if claimed is None:
+            owner = (attempt.detail or {}).get("owner") or {}
+            where = f"process {owner.get('pid')} on {owner.get('host')}" if isinstance(owner, dict) else "a process"
+            raise JobBusy(f"job {attempt.job_id} is being followed by {where}; it saves and bills the result")
+        return claimed
 
     async def cancel(self, attempt: AttemptRecord) -> CancelReport:
         """Ask the provider to cancel an open attempt's job and say what that means for the money. A job
@@ -602,9 +622,23 @@ def _safe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+LET_GO: dict[str, object] = {"owner": None}  # attempt detail once its process no longer follows it
+
+
+def this_process() -> dict[str, object]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def followable(attempt: AttemptRecord) -> bool:
+    """Whether this process may take up an open attempt: its owner let it go (the call ended with the job
+    at risk or its result unsaved, or stopped following it) or has stopped."""
+    return (attempt.detail or {}).get("owner", LET_GO["owner"]) is None or owner_gone(attempt)
+
+
 def owner_gone(attempt: AttemptRecord, now: datetime | None = None) -> bool:
-    """True when the process that made `attempt` has stopped: it ran on this host and its pid is gone, or
-    the attempt is older than any submission can take."""
+    """True when the process that owns `attempt` has stopped: on this host, exactly (its pid is gone or a
+    zombie); on another host, once the attempt is older than any submission can take (leases that say it
+    exactly across machines come with a shared store)."""
     owner = (attempt.detail or {}).get("owner")
     if isinstance(owner, dict) and owner.get("host") == socket.gethostname():
         pid = int(str(owner.get("pid", 0)))
@@ -618,6 +652,6 @@ def owner_gone(attempt: AttemptRecord, now: datetime | None = None) -> bool:
             return False
         # a zombie (killed, not yet reaped) still answers kill(0)
         with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            if stat.read().rsplit(")", 1)[-1].split()[0] == "Z":
-                return True
+            return stat.read().rsplit(")", 1)[-1].split()[0] == "Z"
+        return False
     return (now or datetime.now(UTC)) - attempt.started_at > STALE_SUBMISSION

@@ -6,6 +6,7 @@ import hashlib
 import json
 import sqlite3
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -278,6 +279,24 @@ class JobStore:
                 "UPDATE attempts SET error = COALESCE(?, error), detail_json = ? WHERE id = ?",
                 (error, _optional_json(merged), attempt_id),
             )
+            return attempt_from_row(_attempt_row(conn, attempt_id))
+
+    def claim_attempt(
+        self, attempt_id: str, owner: dict[str, object], can_take: Callable[[AttemptRecord], bool]
+    ) -> AttemptRecord | None:
+        """Make `owner` the process that follows an open attempt, if `can_take(attempt)` says its present owner
+        has let it go or stopped; checked and written in one transaction, so two processes never both take it.
+        None when it cannot be taken (or is no longer open).
+
+        Raises:
+            JobNotFound: no attempt with this id.
+        """
+        with self._db.write() as conn:
+            current = attempt_from_row(_attempt_row(conn, attempt_id))
+            if current.status not in ("submitting", "in_flight") or not can_take(current):
+                return None
+            merged = {**(current.detail or {}), "owner": owner}
+            conn.execute("UPDATE attempts SET detail_json = ? WHERE id = ?", (_optional_json(merged), attempt_id))
             return attempt_from_row(_attempt_row(conn, attempt_id))
 
     def at_risk(self, job_id: str | None = None) -> list[tuple[AttemptRecord, Decimal]]:

@@ -85,3 +85,38 @@ def test_killed_generation_is_resumed_saved_and_billed_once(
         ).stdout
     )
     assert listing["spent_total"] == "0.007"
+
+
+def test_resume_leaves_a_job_that_a_live_process_follows_and_takes_it_once_let_go(
+    hosted_settings: Settings, krea_fake: KreaFake, tmp_path: Path
+) -> None:
+    """`jobs resume` (or a server starting) beside a live `generate` must not follow the same job: two
+    followers would save the image twice, and a Ctrl-C on one would cancel the other's job."""
+    home = tmp_path / "live-home"
+    env = {
+        **os.environ,
+        "FLUXROUTE_HOME": str(home),
+        "FLUXROUTE_CONFIG": str(tmp_path / "none.toml"),
+        "KREA_API_TOKEN": krea_fake.token,
+        "FLUXROUTE_KREA_BASE_URL": krea_fake.base_url,
+    }
+    env.pop("FAL_KEY", None)
+    krea_fake.manual = True
+    first = fluxroute(env, "generate", "a lighthouse at dusk", "--model", "flux-dev", "--json")
+    store_file = home / "fluxroute.db"
+    wait_until(lambda: store_file.exists() and bool(JobStore(store_file).in_flight_attempts()))
+    [attempt] = JobStore(store_file).in_flight_attempts()
+
+    beside = fluxroute(env, "jobs", "resume")
+    out, err = beside.communicate(timeout=30)
+    assert beside.returncode == 0, err
+    assert "nothing in flight" in out  # the live process's job is not taken
+
+    krea_fake.complete(krea_fake.jobs[0].id)
+    out, err = first.communicate(timeout=30)
+    assert first.returncode == 0, err
+    store = JobStore(store_file)
+    result = store.get_job(attempt.job_id).result
+    assert result is not None and len(result["images"]) == 1  # type: ignore[arg-type]
+    assert len(list((home / "images").glob("*.png"))) == 1, "saved once, by the process that followed it"
+    assert store.total_charged() == krea_fake.billed == Decimal("0.007")

@@ -158,6 +158,7 @@ async def test_two_hundred_generations_with_faults_lose_nothing_pay_once_and_bil
     assert (
         sum(Decimal(str(r.cost_usd)) for r in results)
         + sum(Decimal(str(r.cost_usd)) for r in resumed if isinstance(r, GenerationResult))
+        + sum((a.cost or Decimal(0) for a in attempts if a.status == "failed"), Decimal(0))  # billed, no image
         == store.total_charged()
     )
     print(
