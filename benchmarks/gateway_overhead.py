@@ -428,7 +428,10 @@ class WebhookReceiver:
         match = re.search(rb"content-length:\s*(\d+)", head, re.IGNORECASE)
         body = await reader.readexactly(int(match.group(1)) if match else 0)
         try:
-            self.notified += self.provider.notify(krea_webhook_job_id(body, self.known))
+            job_id = krea_webhook_job_id(body)
+            if job_id not in self.known:
+                raise WebhookRejected(f"krea webhook: job {job_id} was not created here")
+            self.notified += self.provider.notify(job_id)
             status = b"200 OK"
         except WebhookRejected:
             status = b"400 Bad Request"

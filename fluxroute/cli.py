@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import logging
 import shutil
 import sys
 import time
@@ -17,6 +18,7 @@ from fluxroute.errors import (
     AllProvidersFailed,
     BudgetExceeded,
     ConfigError,
+    FieldError,
     FluxrouteError,
     InvalidRequest,
     NoRouteError,
@@ -24,6 +26,7 @@ from fluxroute.errors import (
     ResultNotSaved,
 )
 from fluxroute.providers.base import Progress
+from fluxroute.redact import redact, settings_secrets
 from fluxroute.router import Router
 from fluxroute.settings import Settings
 from fluxroute.types import PROVIDER_NAMES, GenerationResult, ImageRequest, Plan
@@ -57,7 +60,11 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-image", help="URL of an image to start from (image-to-image)")
     parser.add_argument("--strength", type=float, help="with --init-image: 0.01-1, how far to move from it")
     parser.add_argument(
-        "--style-ref", action="append", metavar="URL[=STRENGTH]", help="style reference image (repeatable)"
+        "--style-ref",
+        action="append",
+        nargs="+",
+        metavar=("URL", "STRENGTH"),
+        help="style reference image, optionally followed by its strength 0-1 (repeatable)",
     )
     routing = parser.add_argument_group("routing")
     routing.add_argument("--usage", choices=["commercial", "non-commercial"], help="default from settings: commercial")
@@ -91,12 +98,21 @@ def _request_from(args: argparse.Namespace) -> ImageRequest:
         "prefer": args.prefer,
         "idempotency_key": getattr(args, "idempotency_key", None),
     }
-    refs = []
-    for item in args.style_ref or []:
-        url, _, strength = item.partition("=")
-        refs.append({"url": url, "strength": float(strength)} if strength else {"url": url})
-    data["style_references"] = refs or None
+    data["style_references"] = [_style_reference(i, given) for i, given in enumerate(args.style_ref or [])] or None
     return ImageRequest.parse({k: v for k, v in data.items() if v is not None})
+
+
+def _style_reference(index: int, given: list[str]) -> dict[str, object]:
+    """`--style-ref URL [STRENGTH]` as a style reference; the URL is taken whole (query and all)."""
+    field = f"style_references.{index}"
+    if len(given) > 2:
+        raise InvalidRequest([FieldError(field, " ".join(given), "a URL, optionally followed by one strength 0-1")])
+    if len(given) == 1:
+        return {"url": given[0]}
+    try:
+        return {"url": given[0], "strength": float(given[1])}
+    except ValueError:
+        raise InvalidRequest([FieldError(f"{field}.strength", given[1], "a number from 0 to 1")]) from None
 
 
 def _print_json(value: Any) -> None:
@@ -326,7 +342,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     server = build_server(settings)
     if args.http:
-        serve_http(server, args.host, args.port, allow_remote=args.allow_remote, token=settings.server_token)
+        serve_http(
+            server,
+            args.host,
+            args.port,
+            allow_remote=args.allow_remote,
+            token=settings.server_token,
+            allowed_hosts=[*settings.server_allowed_hosts, *args.allowed_host],
+            insecure_no_auth=args.insecure_no_auth,
+        )
     else:
         server.run("stdio")
     return 0
@@ -364,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(handler=cmd_generate)
 
     jobs = sub.add_parser("jobs", help="recent generation jobs; `jobs resume` collects interrupted ones")
-    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--limit", type=_positive_int, default=20, help="how many jobs to list (default 20)")
     jobs.add_argument("--json", action="store_true")
     jobs.set_defaults(handler=cmd_jobs)
     jobs_sub = jobs.add_subparsers(dest="jobs_command")
@@ -393,20 +417,54 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="serve Streamable HTTP instead of stdio")
     serve.add_argument("--host", default="127.0.0.1", help="with --http (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="with --http (default 8000)")
-    serve.add_argument("--allow-remote", action="store_true", help="with --http: allow a --host other than loopback")
+    serve.add_argument(
+        "--allow-remote", action="store_true", help="with --http: allow a --host other than 127.0.0.1, ::1, localhost"
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME[:PORT]",
+        help="with --http: a Host header to accept besides the bind address and loopback names, e.g. the name a "
+        "proxy forwards (repeatable; also FLUXROUTE_SERVER_ALLOWED_HOSTS)",
+    )
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="with --allow-remote: serve without FLUXROUTE_SERVER_TOKEN (anyone who reaches it can spend)",
+    )
     serve.set_defaults(handler=cmd_serve)
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    secrets: tuple[str, ...] = ()
     try:
         settings = Settings.load()
+        secrets = settings_secrets(settings)
         code: int = args.handler(args, settings)
         return code
     except FluxrouteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc), secrets)}", file=sys.stderr)
         return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a fault of ours: one line for the person, the details in the log
+        logging.getLogger("fluxroute").debug("unexpected failure", exc_info=True)
+        print(f"error: unexpected {type(exc).__name__}: {redact(str(exc), secrets)[:200]}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

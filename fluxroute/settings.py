@@ -7,15 +7,17 @@ import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from fluxroute.errors import ConfigError
 from fluxroute.types import Usage
 
 APP_NAME = "fluxroute"
+# a host name or [IPv6] or IPv4 address, and an optional port
+HOST_PORT_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?$"
 
 # environment variable -> settings field
 ENV_FIELDS: dict[str, str] = {
@@ -38,6 +40,10 @@ ENV_FIELDS: dict[str, str] = {
     "FLUXROUTE_CONFIRM_ABOVE_USD": "confirm_above_usd",
     "FLUXROUTE_CONFIRM_DAILY_USD": "confirm_daily_usd",
     "FLUXROUTE_SERVER_TOKEN": "server_token",
+    "FLUXROUTE_SERVER_ALLOWED_HOSTS": "server_allowed_hosts",
+    "FLUXROUTE_ALLOW_PRIVATE_URLS": "allow_private_urls",
+    "FLUXROUTE_MAX_INPUT_IMAGE_BYTES": "max_input_image_bytes",
+    "FLUXROUTE_MAX_IMAGE_PIXELS": "max_image_pixels",
 }
 
 
@@ -102,6 +108,11 @@ class Settings(BaseModel):
     server_token: SecretStr | None = Field(
         default=None, description="bearer token `fluxroute serve --http` requires on /mcp"
     )
+    server_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header values `fluxroute serve --http` accepts besides its own address and loopback "
+        "names, e.g. mcp.example.com (the name a proxy forwards); comma-separated in the environment",
+    )
     prices: dict[str, Decimal] = Field(
         default_factory=dict, description="offer id -> price override in USD (per the offer's unit)"
     )
@@ -125,8 +136,30 @@ class Settings(BaseModel):
         description="public URL where this process receives provider webhooks ({base}/webhooks/krea|fal); "
         "unset: completion is found by polling",
     )
-    allow_private_urls: bool = False
-    max_input_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    allow_private_urls: bool = Field(
+        default=False,
+        description="let image URLs (the caller's, and where provider results redirect) reach loopback, private "
+        "and link-local addresses",
+    )
+    max_input_image_bytes: int = Field(
+        default=20 * 1024 * 1024, gt=0, description="largest input image (data: URI or fetched) in bytes"
+    )
+    # 4x the largest output of any catalog offer (Krea's 2368x2368, 5.6 MP), and a 24 MP camera photo fits
+    max_image_pixels: int = Field(
+        default=25_000_000,
+        gt=0,
+        description="largest width x height an input or result image may declare; checked before decoding",
+    )
+    trusted_hosts: list[Annotated[str, Field(pattern=HOST_PORT_PATTERN)]] = Field(
+        default_factory=lambda: ["gen.krea.ai", "v3.fal.media"],
+        description="'host' or 'host:port' whose provider result URLs may resolve to non-public addresses; the "
+        "hosts of krea_base_url and fal_base_url are trusted too. Without a port: 80 and 443",
+    )
+
+    @field_validator("server_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
     @property
     def images_dir(self) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -36,9 +37,17 @@ def parse_aspect_ratio(text: str) -> float:
     return ratio
 
 
+ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
 def _visible(value: str) -> str:
-    if not value.strip():
-        raise ValueError("prompt must contain visible text")
+    """Text a model can read: no control characters but tab and newlines, and at least one visible character
+    (whitespace, zero-width and other format characters alone are not a prompt)."""
+    for char in value:
+        if unicodedata.category(char) == "Cc" and char not in ALLOWED_CONTROLS:
+            raise ValueError(f"must not contain control characters (found U+{ord(char):04X})")
+    if not any(unicodedata.category(char)[0] not in "CZ" for char in value):
+        raise ValueError("must contain visible text (whitespace and invisible characters alone are not)")
     return value
 
 
@@ -47,8 +56,36 @@ def _ratio_in_range(value: str) -> str:
     return value
 
 
-# A prompt: 1-10,000 characters, not only whitespace.
+# A prompt: 1-10,000 characters, some visible, no control characters but tab and newlines.
 PromptText = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_visible)]
+NegativeText = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_visible)]
+StyleText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_visible)]
+
+
+def _matches(pattern: str, allowed: str) -> AfterValidator:
+    """A pattern checked without publishing it in the tool schemas (a model gains nothing from the regex)."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(allowed)
+        return value
+
+    return AfterValidator(check)
+
+
+# An idempotency key: printable ASCII, no spaces.
+IdempotencyKey = Annotated[
+    str, Field(min_length=1, max_length=200), _matches(r"[\x21-\x7e]+", "1-200 printable ASCII characters, no spaces")
+]
+ModelId = Annotated[
+    str,
+    Field(min_length=1, max_length=64),
+    _matches(
+        r"[A-Za-z0-9][A-Za-z0-9._:/-]*",
+        "a model id such as auto, flux-krea-dev, flux-dev or krea-2 (letters, digits and . _ : / -)",
+    ),
+]
 # 'W:H' with positive sides and a ratio between 1:10 and 10:1.
 AspectRatio = Annotated[str, Field(pattern=ASPECT_RATIO_PATTERN), AfterValidator(_ratio_in_range)]
 
@@ -62,7 +99,7 @@ def _image_url(value: str) -> str:
 class StyleReference(BaseModel):
     """An image whose style the result should follow."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     url: str = Field(min_length=1, max_length=4096, description="Image URL.")
     strength: float = Field(default=0.5, ge=0, le=1, description="0 (none) to 1 (strongest).")
@@ -76,10 +113,10 @@ class StyleReference(BaseModel):
 class ImageRequest(BaseModel):
     """One image-generation call: the image wanted, and the constraints on where it may run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no NaN or infinity anywhere
 
     prompt: PromptText
-    model: str = Field(default="auto", min_length=1, max_length=64)
+    model: ModelId = "auto"
     width: int | None = Field(default=None, ge=64, le=MAX_SIDE)
     height: int | None = Field(default=None, ge=64, le=MAX_SIDE)
     aspect_ratio: AspectRatio | None = None
@@ -90,7 +127,7 @@ class ImageRequest(BaseModel):
     guidance: float | None = Field(default=None, ge=0, le=24)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     output_format: OutputFormat = "png"
-    negative_prompt: str | None = Field(default=None, min_length=1, max_length=2000)
+    negative_prompt: NegativeText | None = None
     init_image: str | None = Field(default=None, min_length=1, max_length=4096)
     strength: float | None = Field(default=None, ge=0.01, le=1)
     style_references: tuple[StyleReference, ...] = Field(default=(), max_length=10)
@@ -100,7 +137,7 @@ class ImageRequest(BaseModel):
     exclude_providers: tuple[ProviderName, ...] = ()
     provider: ProviderName | None = None
     prefer: Prefer = "cost"
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotency_key: IdempotencyKey | None = None
 
     @field_validator("init_image")
     @classmethod
@@ -143,13 +180,21 @@ class ImageRequest(BaseModel):
         return "image-to-image" if self.init_image else "text-to-image"
 
 
+# what a pattern-checked field accepts, in words (pydantic would print the regular expression)
+PATTERN_WORDS = {"aspect_ratio": "width:height such as 16:9 or 2.35:1"}
+
+
 def field_errors(exc: ValidationError) -> list[FieldError]:
     """Pydantic's errors in our words: field path, the value given, what is allowed."""
     out = []
     for err in exc.errors(include_url=False):
         field = ".".join(str(part) for part in err["loc"]) or "request"
         allowed = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "string_pattern_mismatch":
+            allowed = PATTERN_WORDS.get(str(err["loc"][-1]), allowed)
+        elif err["type"] == "finite_number":
+            allowed = "a finite number (not NaN or infinity)"
+        elif err["type"] == "extra_forbidden":
             allowed = "unknown field; remove it"
         elif err["type"] == "missing":
             allowed = "required"

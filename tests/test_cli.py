@@ -112,3 +112,45 @@ def test_spend_and_jobs_start_empty(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and json.loads(out)["spent_total"] == "0"
     code, out, _ = run(capsys, "jobs")
     assert code == 0 and "no jobs yet" in out
+
+
+def test_a_style_reference_url_is_taken_whole_and_its_strength_follows_it() -> None:
+    from fluxroute.cli import _request_from, build_parser
+
+    args = build_parser().parse_args(
+        ["route", "x", "--style-ref", "https://e.com/a.png?size=1", "--style-ref", "https://e.com/b.png?w=512", "0.7"]
+    )
+    refs = _request_from(args).style_references
+    assert [(ref.url, ref.strength) for ref in refs] == [
+        ("https://e.com/a.png?size=1", 0.5),
+        ("https://e.com/b.png?w=512", 0.7),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["route", "x", "--style-ref", "https://e.com/a.png", "abc"], "style_references.0.strength: got 'abc'"),
+        (["route", "x", "--style-ref", "https://e.com/a.png", "0.5", "9"], "style_references.0: got"),
+        (["route", "x", "--style-ref", "https://e.com/a.png", "7"], "style_references.0.strength"),
+        (["route", "\u200b"], "prompt: got '\\u200b'; must contain visible text"),
+        (["route", "a\x00b"], "must not contain control characters (found U+0000)"),
+        (["route", "x", "--max-cost", "inf"], "max_cost_usd: got inf; a finite number"),
+        (["route", "x", "--megapixels", "nan"], "megapixels: got nan; a finite number"),
+        (["route", "x", "--model", "no such model"], "model: got 'no such model'; a model id such as"),
+    ],
+)
+def test_hostile_cli_input_is_one_line_naming_the_field(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and says in err, err
+    assert "Traceback" not in err + out
+
+
+@pytest.mark.parametrize("limit", ["0", "-3", "lots"])
+def test_jobs_limit_must_be_a_positive_number(capsys: pytest.CaptureFixture[str], limit: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["jobs", "--limit", limit])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--limit" in err and "Traceback" not in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from fluxroute.prompts.budget import fit_budget
 from fluxroute.prompts.enhance import enhance_prompt
@@ -13,7 +13,7 @@ from fluxroute.prompts.families import FamilyId
 from fluxroute.prompts.lint import lint_prompt
 from fluxroute.prompts.negatives import reframe_negatives
 from fluxroute.prompts.results import Change, Fit, Reframe
-from fluxroute.types import AspectRatio, ImageRequest, PromptText
+from fluxroute.types import AspectRatio, ImageRequest, NegativeText, PromptText, StyleText
 
 REWRITE_DESCRIPTION = (
     "Improve a prompt for generate_image, offline and free: keeps every word, adds the light, lens, "
@@ -34,8 +34,8 @@ class RewriteQuery(BaseModel):
 
     prompt: PromptText
     model: FamilyId = "flux-krea-dev"
-    style: str | None = Field(default=None, min_length=1, max_length=200)
-    negative_prompt: str | None = Field(default=None, min_length=1, max_length=2000)
+    style: StyleText | None = None
+    negative_prompt: NegativeText | None = None
     aspect_ratio: AspectRatio | None = None
 
 

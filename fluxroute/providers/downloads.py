@@ -1,61 +1,126 @@
-"""Fetching image bytes: provider result URLs as given, caller-supplied URLs only to public http(s) hosts."""
+"""Fetching image bytes through the address guard: provider results, and the caller's input images."""
 
 from __future__ import annotations
 
 import base64
 import io
-import ipaddress
-import socket
-from urllib.parse import urlsplit
 
 import httpx
 from PIL import Image
 
 from fluxroute.errors import JobFailed, ProviderError, ProviderUnavailable, RateLimited, UnsafeURL
 from fluxroute.providers.base import ProviderImage
+from fluxroute.providers.image_header import png_or_webp_size
 from fluxroute.providers.polling import Pace
+from fluxroute.providers.url_guard import AddressPolicy, guarded_client, url_problem, without_credentials
+from fluxroute.settings import Settings
 
 # a result image larger than this is not an image we asked for (FLUX outputs are a few MB at most)
 MAX_RESULT_BYTES = 64 * 1024 * 1024
+MAX_REDIRECTS = 5
 _GONE = (403, 404, 410)
 DECODE_ATTEMPTS = 3
 
 
-def decode_image(data: bytes, url: str | None, *, provider: str, flagged: bool = False) -> ProviderImage:
-    """A downloaded result as a ProviderImage.
+def decode_image(
+    data: bytes, url: str | None, *, provider: str, max_pixels: int, flagged: bool = False
+) -> ProviderImage:
+    """A downloaded result as a ProviderImage. The size its header declares is checked against `max_pixels`
+    before a single pixel is decoded: a few KB of PNG can declare hundreds of megapixels.
 
     Raises:
         JobFailed: billing "charged" — the provider finished (and billed) the job, but what it returned is
-            not an image PIL can read (truncated, garbled, a decompression bomb).
+            not an image PIL can read (truncated, garbled), or declares more than `max_pixels` pixels.
     """
+    where = "a data: URI" if url is None else without_credentials(url)
+
+    def too_large(width: int, height: int) -> JobFailed:
+        return JobFailed(
+            f"the result image from {where} declares {width}x{height} pixels, more than max_image_pixels "
+            f"({max_pixels}); it was not decoded",
+            provider=provider,
+            billing="charged",
+        )
+
+    size = png_or_webp_size(data)  # before Pillow sees it: no bomb warning for what is refused here
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise too_large(*size)
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            if image.width * image.height > max_pixels:
+                raise too_large(image.width, image.height)
             image.load()  # decodes every pixel: a truncated body is caught here, not when saving
             content_type = Image.MIME.get(image.format or "", "application/octet-stream")
             return ProviderImage(data, image.width, image.height, content_type, url=url, flagged=flagged)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        where = "a data: URI" if url is None else url
+    # Pillow's own bomb check (Image.MAX_IMAGE_PIXELS) raises the warning too where warnings are errors
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise JobFailed(
             f"the result image from {where} cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
             provider=provider,
             billing="charged",
+            retryable=True,  # a truncated or garbled body may be the CDN's fault this once
         ) from None
 
 
-async def download_image(
-    client: httpx.AsyncClient, url: str, *, provider: str, pace: Pace, flagged: bool = False
-) -> ProviderImage:
-    """A result image from the provider's own URL (a data: URI too), read up to MAX_RESULT_BYTES.
+class ResultDownloads:
+    """Result images from the URLs a provider answers with (data: URIs too), read up to MAX_RESULT_BYTES and
+    decoded only when the size they declare is within `max_image_pixels`.
 
-    The job is finished and billed, so failures that may pass (5xx, 429, dropped connections) are retried
-    until the job's deadline (`pace`). The client must not carry provider credentials: result URLs often
-    live on a third-party CDN.
-
-    Raises:
-        JobFailed: billing "charged" — the result is gone (403/404/410: expired) or is not an image.
-        ProviderTimeout: the download kept failing until the deadline (the result may still be fetchable).
+    Fetched through the address guard (see url_guard.GuardedNetwork): public addresses, or the providers'
+    own hosts (`trusted_hosts`, and the hosts of `krea_base_url` and `fal_base_url`); every redirect hop is
+    checked again, so a trusted host cannot redirect a download to a private address. The client carries
+    no provider credentials: result URLs often live on a third-party CDN.
     """
-    if url.startswith("data:"):
+
+    def __init__(self, settings: Settings, timeout: httpx.Timeout) -> None:
+        self.max_pixels = settings.max_image_pixels
+        self._client = guarded_client(AddressPolicy.for_results(settings), timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def image(self, url: str, *, provider: str, pace: Pace, flagged: bool = False) -> ProviderImage:
+        """The result image at `url`. The job is finished and billed, so failures that may pass (5xx, 429,
+        dropped connections, a garbled body) are retried until the job's deadline (`pace`).
+
+        Raises:
+            JobFailed: billing "charged" — the result is gone (403/404/410: expired), refused (its URL or a
+                redirect points where it may not, it is too large) or is not an image.
+            ProviderTimeout: the download kept failing until the deadline (the result may still be fetchable).
+        """
+        if url.startswith("data:"):
+            return self._decode_data_uri(url, provider, flagged)
+        shown, undecodable = without_credentials(url), 0
+        while True:
+            try:
+                data = await self._read(url, shown, provider)
+            except JobFailed:
+                raise
+            except ProviderError as exc:
+                if exc.status_code in _GONE:
+                    raise JobFailed(
+                        f"the result at {shown} is gone (HTTP {exc.status_code}); the provider billed the job",
+                        provider=provider,
+                        status_code=exc.status_code,
+                        billing="charged",
+                    ) from None
+                await pace.retry(f"downloading {shown}", exc)
+                continue
+            try:
+                image = decode_image(data, url, provider=provider, max_pixels=self.max_pixels, flagged=flagged)
+            except JobFailed as exc:
+                # a truncated or garbled body can be the CDN's fault this once: read it again, a few times
+                # (an image declaring too many pixels declares them every time: not read again)
+                undecodable += 1
+                if not exc.retryable or undecodable >= DECODE_ATTEMPTS:
+                    exc.retryable = False
+                    raise
+                await pace.retry(f"downloading {shown}", exc)
+                continue
+            pace.recovered()
+            return image
+
+    def _decode_data_uri(self, url: str, provider: str, flagged: bool) -> ProviderImage:
         _, _, payload = url.partition(",")
         if len(payload) > MAX_RESULT_BYTES * 4 // 3 + 4:
             raise JobFailed("the result data: URI is larger than an image can be", provider=provider, billing="charged")
@@ -65,101 +130,64 @@ async def download_image(
             raise JobFailed(
                 f"the result data: URI is not base64 ({exc})", provider=provider, billing="charged"
             ) from None
-        return decode_image(data, None, provider=provider, flagged=flagged)
-    undecodable = 0
-    while True:
+        return decode_image(data, None, provider=provider, max_pixels=self.max_pixels, flagged=flagged)
+
+    async def _read(self, url: str, shown: str, provider: str) -> bytes:
         try:
-            data = await _read_bounded(client, url, provider)
-            image = decode_image(data, url, provider=provider, flagged=flagged)
-        except JobFailed as exc:
-            # a truncated or garbled body can be the CDN's fault this once: read it again, a few times
-            undecodable += 1
-            if undecodable >= DECODE_ATTEMPTS:
-                raise
-            await pace.retry(f"downloading {url}", exc)
-            continue
-        except ProviderError as exc:
-            if exc.status_code in _GONE:
-                raise JobFailed(
-                    f"the result at {url} is gone (HTTP {exc.status_code}); the provider billed the job",
-                    provider=provider,
-                    status_code=exc.status_code,
-                    billing="charged",
-                ) from None
-            await pace.retry(f"downloading {url}", exc)
-            continue
-        pace.recovered()
-        return image
+            return await read_bounded(self._client, url, MAX_RESULT_BYTES)
+        except UnsafeURL as exc:
+            raise JobFailed(
+                f"the result at {shown} was not fetched: {exc}", provider=provider, billing="charged"
+            ) from None
+        except httpx.HTTPStatusError as exc:
+            status = exc.response.status_code
+            kind = RateLimited if status == 429 else ProviderUnavailable
+            raise kind(f"downloading {shown}: HTTP {status}", provider=provider, status_code=status) from None
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(f"downloading {shown}: {type(exc).__name__}", provider=provider) from exc
 
 
-async def _read_bounded(client: httpx.AsyncClient, url: str, provider: str) -> bytes:
-    try:
-        async with client.stream("GET", url, follow_redirects=True) as response:
-            if response.is_error:
-                kind = RateLimited if response.status_code == 429 else ProviderUnavailable
-                raise kind(
-                    f"downloading {url}: HTTP {response.status_code}",
-                    provider=provider,
-                    status_code=response.status_code,
-                )
-            chunks, size = [], 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_RESULT_BYTES:
-                    raise JobFailed(
-                        f"the result at {url} is larger than {MAX_RESULT_BYTES} bytes",
-                        provider=provider,
-                        billing="charged",
-                    )
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except httpx.TransportError as exc:
-        raise ProviderUnavailable(f"downloading {url}: {type(exc).__name__}", provider=provider) from exc
-
-
-def check_input_url(url: str, *, allow_private: bool = False) -> None:
-    """Refuse caller-supplied URLs that are not http(s) or that resolve to loopback/private/link-local space.
-
-    Raises:
-        UnsafeURL: naming the URL and the rule it breaks.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeURL(f"{url!r}: only http(s) URLs with a host are allowed")
-    if allow_private:
-        return
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise UnsafeURL(f"{url!r}: host does not resolve ({exc.strerror})") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise UnsafeURL(
-                f"{url!r}: resolves to {address}, a non-public address; set allow_private_urls = true to allow it"
-            )
-
-
-async def fetch_input_image(
-    client: httpx.AsyncClient, url: str, *, max_bytes: int, allow_private: bool = False
+async def read_bounded(
+    client: httpx.AsyncClient, url: str, max_bytes: int, *, headers: dict[str, str] | None = None
 ) -> bytes:
-    """Bytes of a caller-supplied image URL, streamed with a size cap; redirects are checked too.
+    """The body of GET `url`, at most `max_bytes`, through a guarded client (see url_guard.guarded_client).
+    Redirects are followed here, at most MAX_REDIRECTS, each hop's URL checked for its form; the client's
+    guard checks each hop's address where its connection opens.
 
     Raises:
-        UnsafeURL: bad scheme, non-public address, or larger than `max_bytes`.
+        UnsafeURL: a URL (the first or a redirect's) or an address is refused, there are too many redirects,
+            or the body is larger than `max_bytes`; a redirect's URL is named (credentials masked).
+        httpx.HTTPStatusError: the final answer is an HTTP error.
+        httpx.TransportError: the connection failed or dropped.
     """
-    for _ in range(5):
-        check_input_url(url, allow_private=allow_private)
-        async with client.stream("GET", url, follow_redirects=False) as response:
-            if response.is_redirect:
-                url = str(response.next_request.url) if response.next_request else ""
-                continue
-            response.raise_for_status()
-            chunks, size = [], 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise UnsafeURL(f"{url!r}: larger than the {max_bytes} byte limit")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    raise UnsafeURL(f"{url!r}: too many redirects")
+    hop = url
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            body = await _get_one(client, hop, max_bytes, headers)
+        except UnsafeURL as exc:
+            raise UnsafeURL(str(exc) if hop == url else f"redirected to {without_credentials(hop)}: {exc}") from None
+        if isinstance(body, bytes):
+            return body
+        hop = body
+    raise UnsafeURL(f"more than {MAX_REDIRECTS} redirects")
+
+
+async def _get_one(client: httpx.AsyncClient, url: str, max_bytes: int, headers: dict[str, str] | None) -> bytes | str:
+    """One GET: the body, or the URL a redirect points to."""
+    problem = url_problem(url)
+    if problem is not None:
+        raise UnsafeURL(problem)
+    async with client.stream("GET", url, headers=headers, follow_redirects=False) as response:
+        if response.is_redirect:
+            try:
+                return str(response.url.join(response.headers["location"]))
+            except httpx.InvalidURL:
+                raise UnsafeURL("redirects to a URL that does not parse") from None
+        response.raise_for_status()
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise UnsafeURL(f"larger than the {max_bytes} byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)

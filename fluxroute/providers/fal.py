@@ -16,9 +16,10 @@ from fluxroute.errors import (
     ProviderUnavailable,
 )
 from fluxroute.providers.base import CancelAnswer, Progress, ProgressCallback, ProviderResult
-from fluxroute.providers.downloads import download_image
+from fluxroute.providers.downloads import ResultDownloads
 from fluxroute.providers.polling import Pace, Poller
-from fluxroute.providers.submission import error_for_status, post_once, read_json
+from fluxroute.providers.submission import CappedTransport, error_for_status, post_once, read_json
+from fluxroute.redact import header_secrets, redact
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
 
@@ -98,10 +99,13 @@ class FalProvider:
         self._queue = settings.fal_base_url.rstrip("/") + "/"
         # the queue client carries the key; result images are fetched without it (they live on a CDN)
         self._http = client or httpx.AsyncClient(
+            transport=CappedTransport(),
             headers={"Authorization": f"Key {key}", "User-Agent": USER_AGENT},
             timeout=httpx.Timeout(120.0, connect=5.0),
         )
-        self._downloads = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
+        # request errors and runner logs may echo the key: they are redacted with what the client sends
+        self._secrets = header_secrets(self._http.headers)
+        self._downloads = ResultDownloads(settings, httpx.Timeout(120.0, connect=5.0))
         self.poller = Poller(NAME, settings.retry_backoff_s)
 
     async def aclose(self) -> None:
@@ -163,7 +167,7 @@ class FalProvider:
         self, job_id: str, candidate: Candidate, progress: ProgressCallback | None, timeout_s: float
     ) -> ProviderResult:
         handle = self._handle(candidate.endpoint, job_id)
-        report = _StatusReporter(progress)
+        report = _StatusReporter(progress, self._secrets)
         ran = False
         with self.poller.follow(job_id, candidate.latency_s, timeout_s) as pace:
             while True:
@@ -183,7 +187,7 @@ class FalProvider:
             kind = Cancelled if "cancel" in status.error.lower() else JobFailed
             note = "" if billing == "unbilled" else "; fal may bill a request that failed after it ran"
             raise kind(
-                f"request {job_id} failed: {status.error[:300]}{note}",
+                f"request {job_id} failed: {redact(status.error, self._secrets)[:300]}{note}",
                 provider=NAME,
                 provider_job_id=job_id,
                 billing=billing,
@@ -204,7 +208,7 @@ class FalProvider:
                     f"request {job_id}: image {i} has no url", provider=NAME, provider_job_id=job_id, billing="charged"
                 )
             flagged = bool(flags[i]) if i < len(flags) else False
-            images.append(await download_image(self._downloads, url, provider=NAME, pace=pace, flagged=flagged))
+            images.append(await self._downloads.image(url, provider=NAME, pace=pace, flagged=flagged))
         timings = output.get("timings")
         timings = (
             {k: float(v) for k, v in timings.items() if isinstance(v, int | float)} if isinstance(timings, dict) else {}
@@ -274,8 +278,9 @@ def _ingress_error(response: httpx.Response) -> bool:
 class _StatusReporter:
     """Turns fal status polls into progress events: queue position changes, then each new log line once."""
 
-    def __init__(self, progress: ProgressCallback | None) -> None:
+    def __init__(self, progress: ProgressCallback | None, secrets: tuple[str, ...]) -> None:
         self.progress = progress
+        self.secrets = secrets
         self.logs_seen = 0
         self.last: tuple[object, ...] | None = None
 
@@ -297,5 +302,6 @@ class _StatusReporter:
         self.last = (label,)
         logs = list(getattr(status, "logs", None) or [])
         for entry in logs[self.logs_seen :]:
-            await self.progress(Progress(NAME, label, str(entry.get("message", "")), elapsed_s=elapsed))
+            message = redact(str(entry.get("message", "")), self.secrets)
+            await self.progress(Progress(NAME, label, message, elapsed_s=elapsed))
         self.logs_seen = max(self.logs_seen, len(logs))

@@ -15,9 +15,10 @@ from fluxroute.errors import (
     ProviderUnavailable,
 )
 from fluxroute.providers.base import CancelAnswer, Progress, ProgressCallback, ProviderResult
-from fluxroute.providers.downloads import download_image
+from fluxroute.providers.downloads import ResultDownloads
 from fluxroute.providers.polling import Pace, Poller
-from fluxroute.providers.submission import error_for_status, post_once, read_json
+from fluxroute.providers.submission import CappedTransport, error_for_status, post_once, read_json
+from fluxroute.redact import header_secrets, redact
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
 
@@ -48,12 +49,15 @@ class KreaProvider:
     def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
         token = settings.krea_api_token.get_secret_value() if settings.krea_api_token else ""
         self._client = client or httpx.AsyncClient(
+            transport=CappedTransport(),
             base_url=settings.krea_base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(30.0, connect=5.0),
         )
+        # job texts (a failed job's reason) may echo the token: they are redacted with what the client sends
+        self._secrets = header_secrets(self._client.headers)
         # result URLs are on a CDN: fetched without the Krea token
-        self._downloads = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+        self._downloads = ResultDownloads(settings, httpx.Timeout(60.0, connect=5.0))
         self.poller = Poller(NAME, settings.retry_backoff_s)
 
     async def aclose(self) -> None:
@@ -121,7 +125,7 @@ class KreaProvider:
         if status == "cancelled":
             raise Cancelled(f"job {job_id} was cancelled", provider=NAME, provider_job_id=job_id, billing="unbilled")
         if status == "failed":
-            error = str(result.get("error") or "no reason given")[:300]
+            error = redact(str(result.get("error") or "no reason given"), self._secrets)[:300]
             kind = ContentFiltered if any(w in error.lower() for w in ("nsfw", "moderation")) else JobFailed
             raise kind(f"job {job_id} failed: {error}", provider=NAME, provider_job_id=job_id, billing="unbilled")
         urls = result.get("urls")
@@ -132,7 +136,7 @@ class KreaProvider:
                 provider_job_id=job_id,
                 billing="charged" if status == "completed" else "at_risk",
             )
-        images = [await download_image(self._downloads, str(url), provider=NAME, pace=pace) for url in urls]
+        images = [await self._downloads.image(str(url), provider=NAME, pace=pace) for url in urls]
         seed = candidate.params.get("seed")
         return ProviderResult(job_id, images, seed=int(seed) if isinstance(seed, int) else None)
 

@@ -1,10 +1,11 @@
 """Billable jobs submitted exactly once (a POST is repeated only when it provably never reached the provider),
-providers' JSON answers read defensively, and their HTTP error answers mapped to the error tree."""
+providers' JSON answers read defensively, and their HTTP error answers mapped to the error tree (with the
+credential the request carried redacted: a provider may echo it)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from fluxroute.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from fluxroute.redact import header_secrets, redact
 
 SUBMIT_ATTEMPTS = 3
 MAX_RETRY_AFTER_S = 10.0
@@ -32,6 +34,53 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+class AnswerTooLarge(httpx.ReadError):
+    """A provider's answer ran past the bytes an API answer may have; reading stopped there."""
+
+
+class _CappedStream(httpx.AsyncByteStream):
+    def __init__(self, stream: httpx.AsyncByteStream, limit: int) -> None:
+        self._stream, self._limit = stream, limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self._stream:
+            seen += len(chunk)
+            if seen > self._limit:
+                raise AnswerTooLarge(f"answer larger than {self._limit} bytes")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class CappedTransport(httpx.AsyncBaseTransport):
+    """Reads at most `limit` bytes of any answer: a declared larger length is refused before its body is read,
+    and a longer body stops at the limit (AnswerTooLarge, a transport error: the caller's retry rules apply).
+    Only uncompressed answers are taken (a small gzip body can inflate without bound): the request asks for
+    identity and an answer in another encoding is passed on undecoded, so it reads as garbled."""
+
+    def __init__(self, limit: int = MAX_ANSWER_BYTES) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._limit = limit
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.headers["Accept-Encoding"] = "identity"
+        response = await self._inner.handle_async_request(request)
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._limit:
+            await response.aclose()
+            raise AnswerTooLarge(f"answer of {declared} bytes, larger than {self._limit}", request=request)
+        if response.headers.get("content-encoding", "identity").lower() != "identity":
+            del response.headers["content-encoding"]
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _CappedStream(response.stream, self._limit)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 def read_json(response: httpx.Response, provider: str, limit: int = MAX_ANSWER_BYTES) -> dict[str, Any]:
     """A provider's JSON object answer.
 
@@ -43,8 +92,9 @@ def read_json(response: httpx.Response, provider: str, limit: int = MAX_ANSWER_B
     try:
         body = response.json()
     except ValueError:
+        snippet = redact(response.text, sent_secrets(response))[:60]
         raise ProviderUnavailable(
-            f"garbled answer (HTTP {response.status_code}, not JSON: {response.text[:60]!r})", provider=provider
+            f"garbled answer (HTTP {response.status_code}, not JSON: {snippet!r})", provider=provider
         ) from None
     if not isinstance(body, dict):
         raise ProviderUnavailable(f"garbled answer (JSON {type(body).__name__}, not an object)", provider=provider)
@@ -113,9 +163,11 @@ async def post_once(
 def error_for_status(
     response: httpx.Response, message: str, *, provider: str, job_id: str | None = None
 ) -> ProviderError:
-    """An HTTP error answer -> the error tree, by status class (the providers differ only in `message`)."""
+    """An HTTP error answer -> the error tree, by status class (the providers differ only in `message`, which
+    is redacted here)."""
     status = response.status_code
     kwargs: dict[str, Any] = {"provider": provider, "status_code": status, "provider_job_id": job_id}
+    message = redact(message, sent_secrets(response))
     text = f"HTTP {status}: {message[:300]}"
     if status == 402 or (status == 403 and any(w in message.lower() for w in ("balance", "credit", "locked"))):
         return InsufficientCredits(text, **kwargs)
@@ -126,3 +178,11 @@ def error_for_status(
     if status >= 500:
         return ProviderUnavailable(text, **kwargs)
     return ProviderBadRequest(text, **kwargs)
+
+
+def sent_secrets(response: httpx.Response) -> tuple[str, ...]:
+    """The credential the request behind `response` carried, in every form a provider may echo it."""
+    try:
+        return header_secrets(response.request.headers)
+    except RuntimeError:  # a response built by hand, never sent
+        return ()

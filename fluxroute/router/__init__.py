@@ -12,6 +12,7 @@ from fluxroute.providers import create_provider
 from fluxroute.providers.availability import check_availability
 from fluxroute.providers.base import Availability, ProgressCallback, Provider
 from fluxroute.router.execute import CancelReport, Executor, followable
+from fluxroute.router.input_images import check_input_images
 from fluxroute.router.input_size import probe_input_size
 from fluxroute.router.planner import Planner
 from fluxroute.settings import Settings
@@ -72,14 +73,19 @@ class Router:
         return plan
 
     async def input_size(self, request: ImageRequest) -> tuple[int, int] | None:
-        """The pixel size of `request.init_image` when an offer that may serve the request outputs at its
-        input image's size (and bills by it); None, reading nothing, when no such offer is in play. Only
-        the image's header is read, through the guarded input-image fetch.
+        """The entry every caller passes before planning (generate, `fluxroute route`, plan_image_route):
+        first the request's image URLs are checked (see router/input_images.py: public http(s) addresses
+        without credentials, or base64 PNG/JPEG/WebP data: URIs within the byte and pixel limits), then the
+        pixel size of `request.init_image` is read when an offer that may serve the request outputs at its
+        input image's size (and bills by it); None, reading nothing, when no such offer is in play. Only the
+        image's header is read, through the address guard.
 
         Raises:
-            InvalidRequest: init_image cannot be fetched or read as an image (nothing was sent or reserved).
-            UnsafeURL: init_image points at a non-public address or is larger than max_input_image_bytes.
+            InvalidRequest: an image URL is refused, or init_image cannot be fetched or read as an image where
+                its size decides the price; each FieldError names the field and why (nothing was sent or
+                reserved).
         """
+        await check_input_images(request, self.settings)
         if request.init_image is None or not self.planner.needs_input_size(request):
             return None
         return await probe_input_size(request.init_image, self.settings)
@@ -95,8 +101,8 @@ class Router:
         the job is recorded (before any provider call), so a caller can hand out a handle to it.
 
         Raises:
-            InvalidRequest: init_image cannot be fetched or read where its size decides the price.
-            UnsafeURL: init_image points where it may not, or is too large.
+            InvalidRequest: an image URL is refused (see `input_size`), or init_image cannot be fetched or read
+                where its size decides the price.
             NoRouteError: nothing configured can serve the request (every reason listed).
             BudgetExceeded: every candidate would cross a spending cap.
             AllProvidersFailed: every candidate failed; each provider's error is attached.

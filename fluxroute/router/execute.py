@@ -43,6 +43,7 @@ from fluxroute.errors import (
     ResultNotSaved,
 )
 from fluxroute.providers.base import CancelAnswer, JobListing, ProgressCallback, Provider, ProviderResult
+from fluxroute.redact import redact, settings_secrets
 from fluxroute.router.pricing import estimate_cost
 from fluxroute.settings import Settings
 from fluxroute.store import AttemptRecord, JobRecord, JobStore, Reservation
@@ -143,6 +144,8 @@ class Executor:
         self.catalog = catalog
         self.store = store
         self.provider_for = provider_for
+        # errors that did not come through a provider's own mapping may carry any configured secret
+        self.secrets = settings_secrets(settings)
 
     async def run(
         self,
@@ -219,7 +222,7 @@ class Executor:
                 raise
             provider_job_id = await self._find_submission(run, attempt, exc)
         except Exception as exc:  # a fault in our own submit code: the POST may have left
-            cause = ProviderUnavailable(f"submission failed: {_safe(exc)}", provider=candidate.provider)
+            cause = ProviderUnavailable(f"submission failed: {_safe(exc, self.secrets)}", provider=candidate.provider)
             provider_job_id = await self._find_submission(run, attempt, cause)
         else:
             attempt = self.store.mark_submitted(attempt.id, provider_job_id)
@@ -410,7 +413,7 @@ class Executor:
         and its estimate charged (the money counts until the provider proves otherwise)."""
         count = int(str((attempt.detail or {}).get("resume_failures", 0))) + 1
         self.store.note_attempt(attempt.id, detail={"resume_failures": count})
-        error = ProviderUnavailable(f"unexpected {_safe(exc)}", provider=run.candidate.provider)
+        error = ProviderUnavailable(f"unexpected {_safe(exc, self.secrets)}", provider=run.candidate.provider)
         error.billing = "charged" if count >= MAX_RESUME_FAILURES else "at_risk"
         if count >= MAX_RESUME_FAILURES:
             error.args = (f"{error} (gave up after {count} failures)",)
@@ -434,8 +437,8 @@ class Executor:
         except Exception as exc:
             message = (
                 f"{candidate.provider} billed {usd(cost)} for job {result.provider_job_id}, but its images could not "
-                f"be saved here ({_safe(exc)}); `fluxroute jobs resume` fetches them again while the provider "
-                "keeps them"
+                f"be saved here ({_safe(exc, self.secrets)}); `fluxroute jobs resume` fetches them again while the "
+                "provider keeps them"
             )
             self.store.note_attempt(attempt.id, error=message[:500], detail=LET_GO)
             self.store.update_job(job.id, status="failed", error=message)
@@ -618,8 +621,9 @@ def billed_cost(catalog: Catalog, candidate: Candidate, request: ImageRequest, n
     )
 
 
-def _safe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
+def _safe(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    """An exception as one line fit to record and show: credentials (`secrets`, and anything shaped like one) out."""
+    return redact(f"{type(exc).__name__}: {exc}", secrets)[:500]
 
 
 LET_GO: dict[str, object] = {"owner": None}  # attempt detail once its process no longer follows it

@@ -1,35 +1,82 @@
-"""Streamable HTTP: the MCP endpoint at /mcp (loopback by default, a bearer token when configured), the
-provider webhooks and /health beside it."""
+"""Streamable HTTP: the MCP endpoint at /mcp (loopback by default; Host and Origin checked on every bind; a bearer
+token when configured, required beyond loopback), the provider webhooks and /health beside it."""
 
 from __future__ import annotations
 
+import errno
 import hmac
-import ipaddress
+import re
+import socket
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fluxroute.errors import ConfigError
 
 MCP_PATH = "/mcp"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the binds that need no --allow-remote
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # every address: not a name a client can send as Host
+# `name`, `name:port` or `name:*`; a name is a DNS name, an IPv4 address or a bracketed IPv6 address
+ALLOWED_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(:(\d{1,5}|\*))?")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def is_local(host: str) -> bool:
+    """Whether binding `host` keeps the server on this machine's loopback (127.0.0.1, ::1, localhost)."""
+    return host.strip("[]").lower() in LOCAL_HOSTS
 
 
-def http_app(server: MCPServer, host: str = "127.0.0.1", token: SecretStr | None = None) -> ASGIApp:
-    """The ASGI app `fluxroute serve --http` runs. With `token`, /mcp answers 401 without
-    `Authorization: Bearer <token>`; the webhooks authenticate themselves (fal signs, Krea is re-checked)."""
-    app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+def host_header(host: str, port: int) -> str:
+    """What a client sends as Host to reach `host`:`port` (IPv6 addresses in brackets)."""
+    bare = host.strip("[]")
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
+def transport_security(host: str, port: int, allowed_hosts: Sequence[str] = ()) -> TransportSecuritySettings:
+    """The MCP SDK's DNS-rebinding protection for this bind, always on: the Host header must name the bind
+    address or a loopback name (on this port), or be one of `allowed_hosts`; a browser's Origin must be a page
+    served from one of those addresses (any port) or one of `allowed_hosts` over http(s).
+
+    Raises:
+        ConfigError: an allowed host is not `name`, `name:port` or `name:*`.
+    """
+    for entry in allowed_hosts:
+        if not ALLOWED_HOST.fullmatch(entry):
+            raise ConfigError(f"allowed host {entry!r} is not NAME, NAME:PORT or NAME:* (no scheme, no path)")
+    allowed_hosts = [entry.lower() for entry in allowed_hosts]  # clients send host names in lower case
+    names = [name for name in dict.fromkeys([host.strip("[]").lower(), *LOCAL_HOSTS]) if name not in WILDCARD_HOSTS]
+    hosts = [host_header(name, port) for name in names]
+    pages = [host_header(name, port).rsplit(":", 1)[0] for name in names]  # served from this machine, any port
+    origins = [f"http://{page}{suffix}" for page in pages for suffix in ("", ":*")]
+    origins += [f"{scheme}://{entry}" for entry in allowed_hosts for scheme in ("https", "http")]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(dict.fromkeys([*hosts, *allowed_hosts])),
+        allowed_origins=list(dict.fromkeys(origins)),
+    )
+
+
+def http_app(
+    server: MCPServer,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    token: SecretStr | None = None,
+    allowed_hosts: Sequence[str] = (),
+) -> ASGIApp:
+    """The ASGI app `fluxroute serve --http` runs on `host`:`port`. /mcp refuses a Host or Origin that is not
+    this server's (see `transport_security`), and with `token` answers 401 without `Authorization: Bearer
+    <token>`; the webhooks authenticate themselves (fal signs, Krea is re-checked at Krea).
+
+    Raises:
+        ConfigError: an allowed host is malformed.
+    """
+    security = transport_security(host, port, allowed_hosts)
+    app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host, transport_security=security)
     return BearerToken(app, token) if token is not None else app
 
 
@@ -60,26 +107,79 @@ async def _unauthorized(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def check_bind(host: str, port: int, *, allow_remote: bool, has_token: bool, insecure_no_auth: bool) -> None:
+    """Refuse a bind that would expose the server by accident.
+
+    Raises:
+        ConfigError: `port` is not 1-65535; `host` is not 127.0.0.1, ::1 or localhost and `allow_remote` was not
+            given; or it is allowed remote without a bearer token and without `insecure_no_auth`.
+    """
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a TCP port (1-65535)")
+    if is_local(host):
+        return
+    if not allow_remote:
+        raise ConfigError(
+            f"--host {host} is not 127.0.0.1, ::1 or localhost; pass --allow-remote to mean it "
+            "(and set FLUXROUTE_SERVER_TOKEN so clients need a bearer token)"
+        )
+    if not has_token and not insecure_no_auth:
+        raise ConfigError(
+            f"--host {host} with --allow-remote needs FLUXROUTE_SERVER_TOKEN (a bearer token for /mcp); "
+            "--insecure-no-auth serves without one"
+        )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on `host`:`port`, bound before the server starts so a taken port is one clear error.
+
+    Raises:
+        ConfigError: the address cannot be resolved or bound (taken, not this machine's, not permitted).
+    """
+    bare = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET  # as uvicorn does: "localhost" is 127.0.0.1
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(bare, port, family, socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        why = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise ConfigError(f"cannot listen on {host_header(host, port)}: {why}") from None
+    return sock
+
+
 def serve_http(
-    server: MCPServer, host: str, port: int, *, allow_remote: bool = False, token: SecretStr | None = None
+    server: MCPServer,
+    host: str,
+    port: int,
+    *,
+    allow_remote: bool = False,
+    token: SecretStr | None = None,
+    allowed_hosts: Sequence[str] = (),
+    insecure_no_auth: bool = False,
 ) -> None:
     """Run Streamable HTTP until interrupted.
 
     Raises:
-        ConfigError: `host` is not a loopback address and `allow_remote` was not given.
+        ConfigError: the bind is refused (see `check_bind`), an allowed host is malformed, or the address cannot
+            be listened on.
     """
     import uvicorn
 
-    if not is_loopback(host):
-        if not allow_remote:
-            raise ConfigError(
-                f"--host {host} would accept connections from other machines; pass --allow-remote to mean it "
-                "(and set FLUXROUTE_SERVER_TOKEN so they need a bearer token)"
-            )
-        if token is None:
-            print(
-                f"warning: serving MCP on {host}:{port} without a bearer token; anyone who can reach it can "
-                "spend your provider credits. Set FLUXROUTE_SERVER_TOKEN.",
-                file=sys.stderr,
-            )
-    uvicorn.run(http_app(server, host, token), host=host, port=port, log_level="warning")
+    check_bind(host, port, allow_remote=allow_remote, has_token=token is not None, insecure_no_auth=insecure_no_auth)
+    app = http_app(server, host, port, token=token, allowed_hosts=allowed_hosts)
+    sock = listen(host, port)
+    if not is_local(host) and token is None:
+        print(
+            f"warning: serving MCP on {host_header(host, port)} without a bearer token (--insecure-no-auth); anyone "
+            "who can reach it can spend your provider credits",
+            file=sys.stderr,
+        )
+    with sock:
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ from mcp.server.mcpserver.exceptions import ResourceError
 from fluxroute.errors import JobNotFound
 from fluxroute.server.delivery import MIME_TYPES, image_uri
 from fluxroute.store import JobRecord
+from fluxroute.store.files import NotARegularFile, read_regular
 from fluxroute.tools import ModelsQuery, ToolLibrary
 
 _IMAGE_ID = re.compile(r"^(?P<job_id>[0-9a-f]{32})-(?P<index>[0-9]{1,2})$")
@@ -91,8 +93,10 @@ def _add_image_template(server: MCPServer, library: ToolLibrary, fmt: str, mime:
 
 
 def _image_bytes(library: ToolLibrary, image_id: str, fmt: str) -> bytes:
-    """The saved file of image `image_id` ('<job id>-<index>'), found through its job's record only, so
-    nothing outside the saved images can be read."""
+    """The saved file of image `image_id` ('<job id>-<index>'), found through its job's record only (the URI
+    names no path), so nothing but the saved images can be read: where the record points (the images folder,
+    or the `--out` directory it was saved to) there must be a regular file, not a symbolic link, with the
+    SHA-256 the record holds."""
     match = _IMAGE_ID.match(image_id)
     if match is None:
         raise ResourceError(f"image id {image_id!r} is not '<job id>-<index>'")
@@ -108,9 +112,15 @@ def _image_bytes(library: ToolLibrary, image_id: str, fmt: str) -> bytes:
     if image.get("format") != fmt or not image.get("path"):
         raise ResourceError(f"image {image_id} is not a saved {fmt} file")
     try:
-        return Path(image["path"]).read_bytes()
+        data = read_regular(Path(image["path"]))
+    except NotARegularFile as exc:
+        raise ResourceError(f"image {image_id} is not served: its saved file is now {exc.strerror}") from None
     except OSError as exc:
         raise ResourceError(f"image {image_id} is no longer on disk ({exc.strerror})") from None
+    recorded = image.get("sha256")
+    if recorded and hashlib.sha256(data).hexdigest() != recorded:
+        raise ResourceError(f"image {image_id} is not served: its file has changed since it was saved")
+    return data
 
 
 def _job_summary(job: JobRecord) -> dict[str, object]:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fluxroute.errors import FluxrouteError
 from fluxroute.providers.base import Progress, ProgressCallback
+from fluxroute.redact import redact, settings_secrets
 from fluxroute.server.delivery import tool_result
 from fluxroute.tools import ToolLibrary, ToolSpec, tool_specs
 
@@ -84,7 +85,10 @@ def _handler(name: str, library: ToolLibrary) -> ToolHandler:
 
 def _generate_handler(library: ToolLibrary) -> ToolHandler:
     async def ask_approval(arguments: dict[str, Any], ctx: Context) -> Elicit[SpendApproval] | NoQuestion:
-        question = await library.spend_question(arguments)
+        try:
+            question = await library.spend_question(arguments)
+        except FluxrouteError:
+            return NoQuestion("")  # nothing to approve: the call itself refuses the input, naming the field
         if question is None:
             return NoQuestion("")
         capabilities = ctx.client_capabilities
@@ -121,7 +125,7 @@ async def _dispatch(
     try:
         output = await library.dispatch(name, arguments, _progress_relay(ctx), approved_usd=approved_usd)
     except FluxrouteError as exc:
-        raise ToolError(str(exc)) from None
+        raise ToolError(redact(str(exc), settings_secrets(library.router.settings))) from None
     return tool_result(output)
 
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fluxroute.errors import ConfigError
+from fluxroute.store.files import private_file
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -101,6 +102,8 @@ class Database:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
+        # owner-only from its first byte; SQLite gives its -wal and -shm files the database file's mode
+        private_file(path)
         self._migrate(self.connection())
 
     def connection(self) -> sqlite3.Connection:

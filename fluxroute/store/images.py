@@ -1,10 +1,13 @@
-"""Saved outputs: safe generated names inside one directory, parameters embedded, a content hash, a small preview."""
+"""Saved outputs: safe generated names inside one directory, parameters embedded, a content hash, a small preview;
+written atomically and owner-only (see store/files.py)."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
+import os
 import re
 import struct
 import zlib
@@ -14,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from fluxroute.providers.base import ProviderImage
+from fluxroute.store.files import TEMP_SUFFIX, locked, private_dir, write_atomically
 from fluxroute.types import GeneratedImage
 
 PREVIEW_LONG_EDGE = 512
@@ -82,7 +86,8 @@ def _preview(data: bytes) -> bytes:
 
 
 class ImageStore:
-    """Writes images under one directory; every name is generated here, so none can point outside it."""
+    """Writes images under one directory; every name is generated here, so none can point outside it. Image
+    `index` of a job keeps one name: saving it again (a resumed job) replaces the file instead of adding one."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory.resolve()
@@ -98,16 +103,19 @@ class ImageStore:
         seed: int | None,
         parameters: dict[str, object],
     ) -> GeneratedImage:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         data = embed_parameters(_convert(image, output_format), output_format, parameters)
         digest = hashlib.sha256(data).hexdigest()
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        stem = f"{stamp}-{slug(prompt)}-{job_id[:8]}-{index}"
+        preview = _preview(data)
         extension = "png" if output_format == "png" else "jpg"
-        path = self._inside(f"{stem}.{extension}")
-        preview_path = self._inside(f"{stem}.preview.jpg")
-        path.write_bytes(data)
-        preview_path.write_bytes(_preview(data))
+        # the name is chosen and both files written under the directory's lock, so that two saves of one
+        # image (two resumes of one job) agree on its name
+        with locked(self.directory):
+            stem = self._saved_stem(f"-{slug(prompt)}-{job_id[:8]}-{index}", extension)
+            path = self._inside(f"{stem}.{extension}")
+            preview_path = self._inside(f"{stem}.preview.jpg")
+            write_atomically(path, data)
+            write_atomically(preview_path, preview)
         return GeneratedImage(
             path=str(path),
             url=image.url,
@@ -120,8 +128,18 @@ class ImageStore:
             flagged=image.flagged,
         )
 
+    def _saved_stem(self, tail: str, extension: str) -> str:
+        """The stem this image was saved under before, or a new one: a UTC timestamp, then `tail`."""
+        earlier = sorted(
+            path.name.removesuffix(f".{extension}")
+            for path in self.directory.glob(f"*{glob.escape(tail)}.{extension}")
+            if not path.name.startswith(".") and not path.name.endswith(TEMP_SUFFIX)
+        )
+        return earlier[0] if earlier else datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + tail
+
     def _inside(self, name: str) -> Path:
-        path = (self.directory / name).resolve()
+        # lexically, not resolve(): a symbolic link planted at the name must not decide where it is
+        path = Path(os.path.normpath(self.directory / name))
         if path.parent != self.directory:
             raise ValueError(f"refusing to write outside {self.directory}: {name!r}")
         return path

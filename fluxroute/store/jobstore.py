@@ -5,16 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 from fluxroute.errors import IdempotencyConflict, JobNotFound
 from fluxroute.store import ledger
 from fluxroute.store.database import Database
+from fluxroute.store.files import private_dir
 from fluxroute.store.money import from_micros
 from fluxroute.store.records import (
     FINISHED_ATTEMPT_STATUSES,
@@ -36,6 +39,10 @@ DB_FILENAME = "fluxroute.db"
 # Request keys that would mean a credential slipped through; the caller is meant to strip them.
 SECRET_KEYS = frozenset({"api_key", "fal_key", "krea_api_token", "authorization", "token"})
 
+# where an attempt's detail keeps when a webhook last started a status check of it
+WEBHOOK_CHECK_KEY = "webhook_check_at"
+WebhookCheck = Literal["unknown", "recent", "due"]
+
 
 class JobStore:
     """Durable record of jobs, attempts and money, safe to share across threads and processes.
@@ -55,8 +62,8 @@ class JobStore:
 
     @classmethod
     def open(cls, home: Path) -> JobStore:
-        """Open `home`/fluxroute.db, creating the home directory if it does not exist."""
-        home.mkdir(parents=True, exist_ok=True)
+        """Open `home`/fluxroute.db, creating the home directory (owner-only) if it does not exist."""
+        private_dir(home)
         return cls(home / DB_FILENAME)
 
     def close(self) -> None:
@@ -325,6 +332,32 @@ class JobStore:
                 "SELECT 1 FROM attempts WHERE provider = ? AND provider_job_id = ? LIMIT 1", (provider, job_id)
             ).fetchone()
         }
+
+    def claim_webhook_check(
+        self, provider: str, provider_job_id: str, window_s: float, now: float | None = None
+    ) -> WebhookCheck:
+        """May a webhook naming this provider job start a status check now? "unknown" when no attempt has it in
+        flight; "recent" when a check was claimed less than `window_s` seconds ago; otherwise "due", and this
+        claim is recorded (wall-clock seconds, in the attempt's detail). Checked and written in one transaction,
+        so every thread and process sharing the store together gets at most one "due" per job per window."""
+        moment = time.time() if now is None else now
+        with self._db.write() as conn:
+            row = conn.execute(
+                "SELECT * FROM attempts WHERE provider = ? AND provider_job_id = ? AND status = 'in_flight'",
+                (provider, provider_job_id),
+            ).fetchone()
+            if row is None:
+                return "unknown"
+            attempt = attempt_from_row(row)
+            detail = attempt.detail or {}
+            last = detail.get(WEBHOOK_CHECK_KEY)
+            if isinstance(last, int | float) and 0 <= moment - last < window_s:
+                return "recent"
+            conn.execute(
+                "UPDATE attempts SET detail_json = ? WHERE id = ?",
+                (_optional_json({**detail, WEBHOOK_CHECK_KEY: moment}), attempt.id),
+            )
+            return "due"
 
     def attempts_for(self, job_id: str) -> list[AttemptRecord]:
         """Every attempt of a job in the order they were made. Raises JobNotFound for an unknown job."""

@@ -142,6 +142,10 @@ class Faults:
         """Close the connection without any response."""
         return self.add(Fault("drop", route, method, path, times, after_accept))
 
+    def redirect(self, location: str, *, route: str | None = None, status: int = 302, times: int = 1) -> Fault:
+        """Answer ``status`` with ``Location: location`` (a CDN that sends the client elsewhere)."""
+        return self.http_error(status, b"", {"location": location}, route=route, times=times)
+
     def drop_after_accept(self, *, route: str | None = None, times: int = 1) -> Fault:
         """Create the job (it runs and is billed) but drop the connection instead of answering."""
         return self.drop(route=route or self._accept_route, times=times, after_accept=True)

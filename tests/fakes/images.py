@@ -8,6 +8,7 @@ import functools
 import io
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,6 +52,20 @@ def render(spec: ImageSpec, scale: float = 1.0) -> bytes:
     else:
         image.save(out, "JPEG", quality=85)
     return out.getvalue()
+
+
+@functools.lru_cache(maxsize=4)
+def bomb_png(width: int, height: int) -> bytes:
+    """A black 1-bit PNG of ``width`` x ``height``, written chunk by chunk: a few KB that declare (and decode
+    to) as many pixels as asked, without this process ever holding them."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])  # 1-bit grey
+    packer, row = zlib.compressobj(9), bytes(1 + (width + 7) // 8)  # filter byte 0, then all-black pixels
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def size_of(data: bytes) -> tuple[int, int] | None:

@@ -14,13 +14,14 @@ import pytest
 from PIL import Image
 
 from fluxroute.catalog import load_catalog
-from fluxroute.errors import ConfigError, InvalidRequest, UnsafeURL
+from fluxroute.errors import ConfigError, InvalidRequest
 from fluxroute.router import Router
 from fluxroute.router.input_size import HEADER_BUDGET, probe_input_size
 from fluxroute.settings import Settings
 from fluxroute.tools import ToolLibrary
 from fluxroute.types import ImageRequest
 from tests.fakes.fal import FalFake
+from tests.fakes.images import bomb_png
 
 I2I = "fal-flux-krea-i2i"
 PROMPT = "the same lighthouse at dawn"
@@ -270,14 +271,22 @@ async def test_an_undecodable_data_uri_is_refused(settings: Settings, fal_fake: 
 
 async def test_private_addresses_stay_refused_unless_allowed(hosted_settings: Settings, input_url: str) -> None:
     router = Router(hosted_settings)  # allow_private_urls is off
-    with pytest.raises(UnsafeURL, match=r"init_image: .*non-public address"):
+    with pytest.raises(InvalidRequest, match=r"init_image: .*non-public address"):
         await router.input_size(i2i_request(input_url))
 
 
 async def test_an_input_over_the_byte_limit_is_refused(settings: Settings, input_url: str) -> None:
     small_limit = settings.model_copy(update={"max_input_image_bytes": HEADER_BUDGET})
-    with pytest.raises(UnsafeURL, match="byte limit"):
+    with pytest.raises(InvalidRequest, match=r"init_image: .*larger than the 65536 byte limit"):
         await probe_input_size(input_url, small_limit)
+
+
+async def test_an_input_declaring_more_pixels_than_the_cap_is_refused(settings: Settings, fal_fake: FalFake) -> None:
+    fal_fake.files.add_blob("huge.png", bomb_png(6000, 5000), "image/png")
+    url = f"{fal_fake.base_url}/files/huge.png"
+    with pytest.raises(InvalidRequest, match=r"init_image: .*declares 6000x5000 pixels, more than max_image_pixels"):
+        await probe_input_size(url, settings)
+    assert await probe_input_size(url, settings.model_copy(update={"max_image_pixels": 30_000_000})) == (6000, 5000)
 
 
 async def test_no_probe_when_no_offer_in_play_follows_the_input(settings: Settings, fal_fake: FalFake) -> None:

@@ -213,3 +213,15 @@ async def test_rewrite_image_prompt_returns_the_rewrite_with_its_changes(connect
     assert rewrite is not None
     assert "fox" in rewrite["prompt"] and "snow" in rewrite["prompt"] and "no blur" not in rewrite["prompt"]
     assert rewrite["changes"]
+
+
+async def test_an_unknown_model_in_generate_image_is_named_not_an_opaque_failure(
+    connect: Connect, krea_fake: KreaFake
+) -> None:
+    """The spend-approval step reads the request before the call does: a model the catalog lacks used to escape
+    from it as an exception the SDK reported only as "Error executing tool"."""
+    async with connect() as client:
+        result = await client.call_tool("generate_image", {"prompt": "a cat", "model": "nonexistent"})
+    text = text_of(result)
+    assert result.is_error and "model" in text and "nonexistent" in text and "flux-dev" in text, text
+    assert sum(krea_fake.request_counts.values()) == 0

@@ -114,7 +114,10 @@ def test_a_cross_field_rule_comes_back_as_a_field_error_too() -> None:
 def test_pydantic_rules_beyond_the_schema_are_reported_after_it_passes() -> None:
     error = only_problem("generate_image", {"prompt": "   "})
 
-    assert (error.field, error.allowed) == ("prompt", "prompt must contain visible text")
+    assert (error.field, error.allowed) == (
+        "prompt",
+        "must contain visible text (whitespace and invisible characters alone are not)",
+    )
 
 
 def test_valid_arguments_parse_to_an_image_request() -> None:

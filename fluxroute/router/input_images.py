@@ -1,0 +1,121 @@
+"""The caller's input images (init_image, style references): where their URLs may point, what their data: URIs
+may hold, and the pixel size they declare — all checked before anything is planned, reserved or sent."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+
+from fluxroute.errors import FieldError, InvalidRequest, UnsafeURL
+from fluxroute.providers.image_header import declared_size
+from fluxroute.providers.url_guard import AddressPolicy, check_url, without_credentials
+from fluxroute.settings import Settings
+from fluxroute.types import ImageRequest
+
+__all__ = [
+    "ALLOWED",
+    "DATA_URI_TYPES",
+    "check_input_images",
+    "data_uri_image",
+    "input_urls",
+    "refusal",
+    "within_pixel_cap",
+]
+
+DATA_URI_TYPES = ("image/png", "image/jpeg", "image/webp")
+ALLOWED = (
+    "allowed: an http(s) URL or data:image/png|jpeg|webp;base64 URI of an image; http(s) URLs without "
+    "credentials, on public addresses"
+)
+_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+def input_urls(request: ImageRequest) -> list[tuple[str, str]]:
+    """(field, URL) for every image URL the caller supplied, fields named as validation errors name them."""
+    urls = [("init_image", request.init_image)] if request.init_image is not None else []
+    urls += [(f"style_references.{i}.url", ref.url) for i, ref in enumerate(request.style_references)]
+    return urls
+
+
+async def check_input_images(request: ImageRequest, settings: Settings) -> None:
+    """Refuse the request if any of its image URLs may not be sent on: http(s) URLs must be plain (no
+    credentials) and resolve only to public addresses (unless `allow_private_urls`); data: URIs must be base64
+    PNG, JPEG or WebP within `max_input_image_bytes` and `max_image_pixels`. Nothing is fetched; host names
+    are resolved concurrently, off the event loop.
+
+    Raises:
+        InvalidRequest: one FieldError per refused URL, naming the field, the URL and why.
+    """
+    urls = input_urls(request)
+    problems = await asyncio.gather(*(_problem(url, settings) for _, url in urls))
+    errors = [
+        refusal(field, url, problem).errors[0] for (field, url), problem in zip(urls, problems, strict=True) if problem
+    ]
+    if errors:
+        raise InvalidRequest(errors)
+
+
+async def _problem(url: str, settings: Settings) -> str | None:
+    if url.startswith("data:"):
+        try:
+            within_pixel_cap(_data_uri_size(url, settings), settings)
+        except UnsafeURL as exc:
+            return str(exc)
+        return None
+    try:
+        await check_url(url, AddressPolicy.for_inputs(settings))
+    except UnsafeURL as exc:
+        return str(exc)
+    return None
+
+
+def _data_uri_size(uri: str, settings: Settings) -> tuple[int, int]:
+    data = data_uri_image(uri, settings.max_input_image_bytes)
+    if not data.startswith(_MAGIC) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        raise UnsafeURL("its data is not a PNG, JPEG or WebP image")
+    size = declared_size(data)
+    if size is None:
+        raise UnsafeURL("its data is not an image that can be read")
+    return size
+
+
+def data_uri_image(uri: str, max_bytes: int) -> bytes:
+    """The bytes of a `data:image/png|jpeg|webp;base64,...` URI, at most `max_bytes` (refused before decoding).
+
+    Raises:
+        UnsafeURL: another media type (SVG and HTML can carry scripts), not base64, or too large.
+    """
+    header, comma, payload = uri.partition(",")
+    media_type, _, encoding = header.removeprefix("data:").lower().partition(";")
+    if not comma or media_type not in DATA_URI_TYPES or encoding != "base64":
+        raise UnsafeURL(f"data: URIs must be base64 {', '.join(DATA_URI_TYPES)}; got {header[:60]!r}")
+    if len(payload) // 4 * 3 > max_bytes + 3:
+        raise UnsafeURL(f"its data is larger than the {max_bytes} byte limit (max_input_image_bytes)")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise UnsafeURL("its base64 data does not decode") from None
+    if len(data) > max_bytes:
+        raise UnsafeURL(f"its data is larger than the {max_bytes} byte limit (max_input_image_bytes)")
+    return data
+
+
+def within_pixel_cap(size: tuple[int, int], settings: Settings) -> tuple[int, int]:
+    """`size`, if its width x height is within `max_image_pixels`.
+
+    Raises:
+        UnsafeURL: it declares more.
+    """
+    width, height = size
+    if width * height > settings.max_image_pixels:
+        raise UnsafeURL(
+            f"the image declares {width}x{height} pixels, more than max_image_pixels ({settings.max_image_pixels})"
+        )
+    return size
+
+
+def refusal(field: str, url: str, why: str) -> InvalidRequest:
+    """The caller's image URL in `field` refused: the URL as shown (credentials masked, data: URIs cut short)."""
+    shown = without_credentials(url) if not url.startswith("data:") else f"{url[:40]}... ({len(url)} characters)"
+    return InvalidRequest([FieldError(field, shown, f"{why}; {ALLOWED}")])
