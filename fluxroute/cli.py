@@ -28,6 +28,7 @@ from fluxroute.errors import (
 from fluxroute.providers.base import Progress
 from fluxroute.redact import redact, settings_secrets
 from fluxroute.router import Router
+from fluxroute.router.input_images import image_file_uri
 from fluxroute.settings import Settings
 from fluxroute.types import PROVIDER_NAMES, GenerationResult, ImageRequest, Plan
 
@@ -57,7 +58,9 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--output-format", choices=["png", "jpeg"])
     parser.add_argument("--negative-prompt")
-    parser.add_argument("--init-image", help="URL of an image to start from (image-to-image)")
+    parser.add_argument(
+        "--init-image", help="image to start from: a URL, a local file, or job:<job_id>/<n> (an earlier result)"
+    )
     parser.add_argument("--strength", type=float, help="with --init-image: 0.01-1, how far to move from it")
     parser.add_argument(
         "--style-ref",
@@ -74,7 +77,8 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     routing.add_argument("--prefer", choices=["cost", "speed"])
 
 
-def _request_from(args: argparse.Namespace) -> ImageRequest:
+def _request_from(args: argparse.Namespace, settings: Settings | None = None) -> ImageRequest:
+    """The request the options describe; an image given as a local file is sent as a data: URI."""
     data: dict[str, Any] = {
         "prompt": args.prompt,
         "model": args.model,
@@ -89,7 +93,7 @@ def _request_from(args: argparse.Namespace) -> ImageRequest:
         "seed": args.seed,
         "output_format": args.output_format,
         "negative_prompt": args.negative_prompt,
-        "init_image": args.init_image,
+        "init_image": _image_input("init_image", args.init_image, settings),
         "strength": args.strength,
         "usage": args.usage,
         "max_cost_usd": args.max_cost,
@@ -98,19 +102,34 @@ def _request_from(args: argparse.Namespace) -> ImageRequest:
         "prefer": args.prefer,
         "idempotency_key": getattr(args, "idempotency_key", None),
     }
-    data["style_references"] = [_style_reference(i, given) for i, given in enumerate(args.style_ref or [])] or None
+    data["style_references"] = [
+        _style_reference(i, given, settings) for i, given in enumerate(args.style_ref or [])
+    ] or None
     return ImageRequest.parse({k: v for k, v in data.items() if v is not None})
 
 
-def _style_reference(index: int, given: list[str]) -> dict[str, object]:
-    """`--style-ref URL [STRENGTH]` as a style reference; the URL is taken whole (query and all)."""
+def _image_input(field: str, value: str | None, settings: Settings | None) -> str | None:
+    """A URL, data: URI or job reference as given; a local file as a data: URI (read with the input cap)."""
+    if value is None or value.startswith(("http://", "https://", "data:", "job:")):
+        return value
+    limit = (settings or Settings()).max_input_image_bytes
+    try:
+        return image_file_uri(Path(value).expanduser(), limit)
+    except ValueError as exc:
+        allowed = "an http(s) URL, a data: URI, job:<job_id>/<n> or a local PNG, JPEG or WebP file"
+        raise InvalidRequest([FieldError(field, value, f"{exc}; allowed: {allowed}")]) from None
+
+
+def _style_reference(index: int, given: list[str], settings: Settings | None = None) -> dict[str, object]:
+    """`--style-ref IMAGE [STRENGTH]` as a style reference; a URL is taken whole (query and all)."""
     field = f"style_references.{index}"
     if len(given) > 2:
         raise InvalidRequest([FieldError(field, " ".join(given), "a URL, optionally followed by one strength 0-1")])
+    url = _image_input(f"{field}.url", given[0], settings)
     if len(given) == 1:
-        return {"url": given[0]}
+        return {"url": url}
     try:
-        return {"url": given[0], "strength": float(given[1])}
+        return {"url": url, "strength": float(given[1])}
     except ValueError:
         raise InvalidRequest([FieldError(f"{field}.strength", given[1], "a number from 0 to 1")]) from None
 
@@ -136,7 +155,8 @@ def _plan_text(plan: Plan, explain: bool) -> str:
 
 
 def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
-    router, request = Router(settings), _request_from(args)
+    router = Router(settings)
+    request = router.resolve_references(_request_from(args, settings))
     plan = router.plan(request, asyncio.run(router.input_size(request)))
     fits = bool(plan.candidates or plan.unavailable)
     if args.json:
@@ -197,7 +217,7 @@ async def _generate(
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return cmd_route(args, settings)
-    request = _request_from(args)
+    request = _request_from(args, settings)
     router = Router(settings)
     line = ProgressLine(enabled=sys.stderr.isatty() and not args.json)
     result = asyncio.run(_generate(router, request, args.out, line))
@@ -375,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(handler=cmd_models)
 
     tools = sub.add_parser("tools", help="print the tool definitions as JSON")
-    tools.add_argument("--format", choices=["mcp", "openai", "openai-strict", "anthropic"], default="mcp")
+    tools.add_argument("--format", choices=["mcp", "openai", "openai-strict", "anthropic", "gemini"], default="mcp")
     tools.set_defaults(handler=cmd_tools)
 
     generate = sub.add_parser("generate", help="generate images (spends money on hosted providers)")

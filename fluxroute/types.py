@@ -21,6 +21,8 @@ PROVIDER_NAMES: tuple[ProviderName, ...] = ("krea", "fal", "local")
 ASPECT_RATIO_PATTERN = r"^[0-9]+(\.[0-9]+)?:[0-9]+(\.[0-9]+)?$"
 MAX_SIDE = 14142
 MAX_SEED = 2**32 - 1
+# an image input is a URL or a data: URI: room for the base64 of a 28 MB image (max_input_image_bytes decides)
+MAX_IMAGE_INPUT_CHARS = 40_000_000
 
 
 @functools.lru_cache(maxsize=256)
@@ -91,8 +93,8 @@ AspectRatio = Annotated[str, Field(pattern=ASPECT_RATIO_PATTERN), AfterValidator
 
 
 def _image_url(value: str) -> str:
-    if not value.startswith(("http://", "https://", "data:image/")):
-        raise ValueError("must be an http(s) URL or a data:image/... URI")
+    if not value.startswith(("http://", "https://", "data:image/", "job:")):
+        raise ValueError("must be an http(s) URL, a data:image/... URI or job:<job_id>/<n> (an earlier result)")
     return value
 
 
@@ -101,7 +103,7 @@ class StyleReference(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    url: str = Field(min_length=1, max_length=4096, description="Image URL.")
+    url: str = Field(min_length=1, max_length=MAX_IMAGE_INPUT_CHARS, description="Image URL.")
     strength: float = Field(default=0.5, ge=0, le=1, description="0 (none) to 1 (strongest).")
 
     @field_validator("url")
@@ -128,7 +130,7 @@ class ImageRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
     output_format: OutputFormat = "png"
     negative_prompt: NegativeText | None = None
-    init_image: str | None = Field(default=None, min_length=1, max_length=4096)
+    init_image: str | None = Field(default=None, min_length=1, max_length=MAX_IMAGE_INPUT_CHARS)
     strength: float | None = Field(default=None, ge=0.01, le=1)
     style_references: tuple[StyleReference, ...] = Field(default=(), max_length=10)
     usage: Usage | None = None

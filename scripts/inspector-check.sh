@@ -27,7 +27,7 @@ check() {  # check <what> <inspector target and args...>: run it, require exit 0
 run_checks() {  # run_checks <target...>
   check '"name": "generate_image"' "$@" --method tools/list
   check 'cancel_image_job' "$@" --method tools/list
-  check '"chosen"' "$@" --method tools/call --tool-name plan_image_route --tool-arg 'prompt=a lighthouse at dusk' --tool-arg aspect_ratio=16:9
+  check '"chosen"' "$@" --method tools/call --tool-name plan_image_route --tool-arg 'prompt=a lighthouse at dusk' --tool-arg size=16:9
   check 'fal-flux-krea' "$@" --method tools/call --tool-name list_image_models
   check 'flux-krea-dev-prompt' "$@" --method prompts/list
   check 'a lighthouse' "$@" --method prompts/get --prompt-name flux-krea-dev-prompt --prompt-args 'subject=a lighthouse'

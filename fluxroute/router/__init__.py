@@ -12,7 +12,7 @@ from fluxroute.providers import create_provider
 from fluxroute.providers.availability import check_availability
 from fluxroute.providers.base import Availability, ProgressCallback, Provider
 from fluxroute.router.execute import CancelReport, Executor, followable
-from fluxroute.router.input_images import check_input_images
+from fluxroute.router.input_images import check_input_images, resolve_references
 from fluxroute.router.input_size import probe_input_size
 from fluxroute.router.planner import Planner
 from fluxroute.settings import Settings
@@ -72,6 +72,15 @@ class Router:
             plan = self._plans[key] = self.planner.plan(request, input_size)
         return plan
 
+    def resolve_references(self, request: ImageRequest) -> ImageRequest:
+        """`request` with its `job:<job_id>/<n>` image inputs (earlier results) read from the store as data:
+        URIs; unchanged when it has none.
+
+        Raises:
+            InvalidRequest: a reference names no saved image here (by field).
+        """
+        return resolve_references(request, self.store, self.settings)
+
     async def input_size(self, request: ImageRequest) -> tuple[int, int] | None:
         """The entry every caller passes before planning (generate, `fluxroute route`, plan_image_route):
         first the request's image URLs are checked (see router/input_images.py: public http(s) addresses
@@ -108,6 +117,7 @@ class Router:
             AllProvidersFailed: every candidate failed; each provider's error is attached.
             ProviderError: a failure after which trying elsewhere could pay twice or go against the caller.
         """
+        request = self.resolve_references(request)
         plan = self.plan(request, await self.input_size(request))  # before anything is recorded or reserved
         return await self._executor().run(request, plan, progress, out_dir, on_job)
 

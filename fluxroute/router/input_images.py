@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+from pathlib import Path
 
-from fluxroute.errors import FieldError, InvalidRequest, UnsafeURL
+from fluxroute.errors import FieldError, InvalidRequest, JobNotFound, UnsafeURL
 from fluxroute.providers.image_header import declared_size
 from fluxroute.providers.url_guard import AddressPolicy, check_url, without_credentials
 from fluxroute.settings import Settings
+from fluxroute.store import JobStore
+from fluxroute.store.files import read_regular
 from fluxroute.types import ImageRequest
 
 __all__ = [
@@ -18,8 +21,10 @@ __all__ = [
     "DATA_URI_TYPES",
     "check_input_images",
     "data_uri_image",
+    "image_file_uri",
     "input_urls",
     "refusal",
+    "resolve_references",
     "within_pixel_cap",
 ]
 
@@ -119,3 +124,77 @@ def refusal(field: str, url: str, why: str) -> InvalidRequest:
     """The caller's image URL in `field` refused: the URL as shown (credentials masked, data: URIs cut short)."""
     shown = without_credentials(url) if not url.startswith("data:") else f"{url[:40]}... ({len(url)} characters)"
     return InvalidRequest([FieldError(field, shown, f"{why}; {ALLOWED}")])
+
+
+JOB_REFERENCE = "job:<job_id>/<n>"
+
+
+def resolve_references(request: ImageRequest, store: JobStore, settings: Settings) -> ImageRequest:
+    """`request` with every `job:<job_id>[/<n>]` image input (an earlier result, image n, default 0) replaced by
+    that saved image as a data: URI, read through the job's own record (never a path the caller gave).
+
+    Raises:
+        InvalidRequest: a reference names no job, no image of it, or one that cannot be read; by field.
+    """
+    found = {field: url for field, url in input_urls(request) if url.startswith("job:")}
+    if not found:
+        return request
+    problems: list[FieldError] = []
+    uris: dict[str, str] = {}
+    for field, reference in found.items():
+        try:
+            uris[field] = _saved_image_uri(reference, store, settings)
+        except ValueError as exc:
+            problems.append(FieldError(field, reference, f"{exc}; allowed: {JOB_REFERENCE}, an earlier result"))
+    if problems:
+        raise InvalidRequest(problems)
+    update: dict[str, object] = {}
+    if "init_image" in uris:
+        update["init_image"] = uris["init_image"]
+    references = [
+        ref.model_copy(update={"url": uris.get(f"style_references.{i}.url", ref.url)})
+        for i, ref in enumerate(request.style_references)
+    ]
+    if references:
+        update["style_references"] = tuple(references)
+    return request.model_copy(update=update)
+
+
+def _saved_image_uri(reference: str, store: JobStore, settings: Settings) -> str:
+    job_id, _, index_text = reference.removeprefix("job:").partition("/")
+    if not index_text.isdigit() and index_text:
+        raise ValueError(f"image index {index_text!r} is not a number")
+    try:
+        job = store.get_job(job_id)
+    except JobNotFound:
+        raise ValueError(f"no job {job_id!r} here") from None
+    images = (job.result or {}).get("images")
+    index = int(index_text or 0)
+    if not isinstance(images, list) or index >= len(images) or not isinstance(images[index], dict):
+        raise ValueError(f"job {job_id} has no saved image {index} (it is {job.status})")
+    return image_file_uri(Path(str(images[index].get("path"))), settings.max_input_image_bytes)
+
+
+def image_file_uri(path: Path, max_bytes: int) -> str:
+    """A saved or local image file as a data: URI, read only if it is a regular file within `max_bytes`.
+
+    Raises:
+        ValueError: missing, not a regular file (a symbolic link included), too large, or not PNG/JPEG/WebP.
+    """
+    try:
+        if path.is_symlink() or not path.is_file():
+            raise ValueError(f"{path} is not a regular file")
+        if path.stat().st_size > max_bytes:
+            raise ValueError(f"{path} is larger than max_input_image_bytes ({max_bytes})")
+        data = read_regular(path)
+    except OSError as exc:
+        raise ValueError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        kind = "png"
+    elif data.startswith(b"\xff\xd8\xff"):
+        kind = "jpeg"
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        kind = "webp"
+    else:
+        raise ValueError(f"{path} is not a PNG, JPEG or WebP image")
+    return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")

@@ -1,10 +1,11 @@
 """Tool library: one spec per tool, exported to MCP, OpenAI and Anthropic, validated and dispatched."""
 
-from fluxroute.tools.export import EXPORT_FORMATS, ExportFormat, export, to_anthropic, to_mcp, to_openai
+from fluxroute.tools.export import EXPORT_FORMATS, ExportFormat, export, to_anthropic, to_gemini, to_mcp, to_openai
+from fluxroute.tools.image_args import GenerateArgs, ImageArgs
 from fluxroute.tools.jobs import BackgroundJobs, JobView
 from fluxroute.tools.library import ImageRouter, SpendQuestion, ToolLibrary
 from fluxroute.tools.outputs import GenerateOutput, JobStatusOutput, ModelsOutput, PlanOutput
-from fluxroute.tools.specs import GenerateArgs, JobQuery, JobRef, ModelsQuery, ToolHints, ToolSpec, get_tool, tool_specs
+from fluxroute.tools.specs import JobQuery, JobRef, ModelsQuery, ToolHints, ToolSpec, get_tool, tool_specs
 from fluxroute.tools.validation import validate
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "ExportFormat",
     "GenerateArgs",
     "GenerateOutput",
+    "ImageArgs",
     "ImageRouter",
     "JobQuery",
     "JobRef",
@@ -28,6 +30,7 @@ __all__ = [
     "export",
     "get_tool",
     "to_anthropic",
+    "to_gemini",
     "to_mcp",
     "to_openai",
     "tool_specs",

@@ -8,21 +8,48 @@ from decimal import Decimal
 from fluxroute.catalog import Catalog
 from fluxroute.prompts import FAMILIES, short_guide
 
-# Added to the ImageRequest fields in the generate_image schema (types.py carries no descriptions).
-REQUEST_FIELDS: dict[str, str] = {
-    "prompt": "What to draw, in natural sentences.",
-    "model": "auto (cheapest fit) or a model id above.",
-    "aspect_ratio": "W:H, e.g. 16:9 (with megapixels).",
-    "negative_prompt": "Local routes only.",
-    "init_image": "Start image URL.",
-    "strength": "How far to move from init_image.",
-    "style_references": "Krea routes only.",
-    "max_cost_usd": "Skip routes that cost more.",
-    "provider": "Pin one provider.",
-    "idempotency_key": "Same key: never paid twice.",
-    "wait_s": "Then return a job handle.",
-    "confirm_spend": "The user approved this cost.",
-}
+
+def request_fields(catalog: Catalog) -> dict[str, str]:
+    """One line per generate_image argument: its range, its default and which backends honour it (the
+    schema's own bounds are the syntax; these are the facts). plan_image_route takes the same arguments."""
+    return {
+        "prompt": "What to draw, in sentences. fal and local read the first ~400 words (512 T5 tokens).",
+        "model": "auto: the cheapest model that fits.",
+        "size": f"auto (1:1, 1 MP), WxH, W:H, W:H@MP (16:9@2MP) or a fal preset; up to {largest_mp(catalog):g} "
+        "MP; snapped to what the offer takes.",
+        "num_images": "1-4; Krea makes one per call.",
+        "seed": "null: random.",
+        "steps": "null: the model's default. Not sent to Krea 2.",
+        "guidance": "null: the model's default. Not sent to Krea 2.",
+        "output_format": "png or jpeg.",
+        "negative_prompt": "Local routes only. null: none.",
+        "init_image": "Start image: https URL, data:image/png|jpeg|webp;base64 URI, or job:<job_id>/<n> (an "
+        "earlier result). null: text to image.",
+        "strength": "With init_image: 0.01-1, how far to move from it. null: the offer's default.",
+        "style_references": "Krea routes only: images (as init_image) with strength 0-1.",
+        "usage": "null: the configured default (commercial). " + _USAGE,
+        "max_cost_usd": "Skip routes that cost more. null: no limit.",
+        "provider": "auto, or pin one.",
+        "exclude_providers": "Never these.",
+        "prefer": "cost: cheapest; speed: fastest.",
+        "idempotency_key": "Same key: never paid twice. null: none.",
+        "wait_s": "Then return a job handle.",
+        "confirm_spend": "The user approved this cost.",
+    }
+
+
+def largest_mp(catalog: Catalog) -> float:
+    """The most megapixels any offer in the catalog renders, to one decimal."""
+    sizes = []
+    for offer in catalog.offers:
+        rule = offer.size
+        if rule.aspect_sizes:  # a fixed table: its largest entry
+            sizes.append(max(w * h for w, h in rule.aspect_sizes.values()) / 1e6)
+            continue
+        square = rule.max_side * rule.max_side / 1e6
+        sizes.append(min(rule.max_megapixels or square, square))
+    return round(max(sizes), 1)
+
 
 JOB_FIELDS: dict[str, str] = {"wait_s": "Max seconds to wait."}
 
@@ -35,8 +62,7 @@ def generate_description(catalog: Catalog) -> str:
             "Generate FLUX-family images on the Krea API, fal.ai or a local GPU, routed by cost, license and "
             "size; returns paths/URLs, provider, cost and why.",
             *_prompting(catalog),
-            "Size: width+height, aspect_ratio (+megapixels) or image_size; default 1:1 at 1 MP; may be "
-            "snapped. num_images 1-4 (Krea: 1). " + _USAGE,
+            "Every argument but prompt may be null or left out (its default). " + _USAGE,
             price_line(catalog),
             "After wait_s (45) a running job returns status=running and job_id: call get_image_job. Needs "
             "approval? Ask the user, then set confirm_spend=true.",

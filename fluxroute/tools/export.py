@@ -1,4 +1,5 @@
-"""Tool definitions in each format an LLM API or client wants: MCP, OpenAI (plain and strict), Anthropic."""
+"""Tool definitions in each format an LLM API or client wants: MCP, OpenAI (plain and strict), Anthropic,
+Gemini."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import copy
 from typing import Any, Literal, get_args
 
 from fluxroute.errors import FieldError, InvalidRequest
+from fluxroute.tools.schema import gemini_schema, single_typed
 from fluxroute.tools.specs import tool_specs
 
-ExportFormat = Literal["mcp", "openai", "openai-strict", "anthropic"]
+ExportFormat = Literal["mcp", "openai", "openai-strict", "anthropic", "gemini"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
 
 
@@ -43,7 +45,16 @@ def to_openai(strict: bool = False) -> list[dict[str, Any]]:
 def to_anthropic() -> list[dict[str, Any]]:
     """Anthropic Messages API tool definitions."""
     return [
-        {"name": spec.name, "description": spec.description, "input_schema": copy.deepcopy(spec.input_schema)}
+        {"name": spec.name, "description": spec.description, "input_schema": single_typed(spec.input_schema)}
+        for spec in tool_specs()
+    ]
+
+
+def to_gemini() -> list[dict[str, Any]]:
+    """Gemini function declarations (google-genai `types.FunctionDeclaration`): name, description, parameters
+    in Gemini's Schema dialect. Wrap them as `types.Tool(function_declarations=...)`."""
+    return [
+        {"name": spec.name, "description": spec.description, "parameters": gemini_schema(spec.input_schema)}
         for spec in tool_specs()
     ]
 
@@ -60,4 +71,6 @@ def export(format: str) -> list[dict[str, Any]]:
         return to_openai(strict=format == "openai-strict")
     if format == "anthropic":
         return to_anthropic()
+    if format == "gemini":
+        return to_gemini()
     raise InvalidRequest([FieldError("format", format, f"one of: {', '.join(EXPORT_FORMATS)}")])

@@ -14,9 +14,10 @@ from fluxroute.errors import ConsentRequired, InvalidRequest, UnsafeURL
 from fluxroute.prompts import RewriteQuery, rewrite_image_prompt
 from fluxroute.providers.base import Availability, ProgressCallback
 from fluxroute.settings import Settings
+from fluxroute.tools.image_args import GenerateArgs, ImageArgs
 from fluxroute.tools.jobs import BackgroundJobs, JobRunner
 from fluxroute.tools.outputs import GenerateOutput, JobStatusOutput, ModelsOutput, PlanOutput
-from fluxroute.tools.specs import GenerateArgs, JobQuery, JobRef, ModelsQuery, get_tool
+from fluxroute.tools.specs import JobQuery, JobRef, ModelsQuery, get_tool
 from fluxroute.tools.validation import validate
 from fluxroute.types import ImageRequest, Plan
 
@@ -31,6 +32,8 @@ class ImageRouter(JobRunner, Protocol):
     def availability(self) -> Mapping[str, Availability]: ...
 
     def plan(self, request: ImageRequest, input_size: tuple[int, int] | None = None) -> Plan: ...
+
+    def resolve_references(self, request: ImageRequest) -> ImageRequest: ...
 
     async def input_size(self, request: ImageRequest) -> tuple[int, int] | None: ...
 
@@ -85,10 +88,12 @@ class ToolLibrary:
         spec = get_tool(name)
         parsed = validate(name, args)
         match spec.handler, parsed:
-            case "plan", ImageRequest():
-                return PlanOutput.from_plan(self.router.plan(parsed, await self.router.input_size(parsed)))
             case "generate", GenerateArgs():
                 return await self.generate(parsed, progress, approved_usd)
+            case "plan", ImageArgs():
+                request = self.image_request(parsed)
+                output = PlanOutput.from_plan(self.router.plan(request, await self.router.input_size(request)))
+                return output.model_copy(update={"warnings": parsed.deprecations()})
             case "job", JobQuery():
                 return GenerateOutput.from_view(await self.jobs.wait(parsed.job_id, parsed.wait_s, progress))
             case "cancel", JobRef():
@@ -108,9 +113,18 @@ class ToolLibrary:
                 f"{question.message} Nothing was spent. Ask the user; if they agree, call again with "
                 "confirm_spend=true."
             )
-        request = args.request(max_cost_usd=None if approved_usd is None else float(approved_usd))
+        request = self.image_request(args, max_cost_usd=None if approved_usd is None else float(approved_usd))
         job_id = await self.jobs.start(request)
-        return GenerateOutput.from_view(await self.jobs.wait(job_id, args.wait_s, progress))
+        output = GenerateOutput.from_view(await self.jobs.wait(job_id, args.wait_s, progress))
+        return output.model_copy(update={"warnings": [*args.deprecations(), *output.warnings]})
+
+    def image_request(self, args: ImageArgs, max_cost_usd: float | None = None) -> ImageRequest:
+        """The library request for tool arguments, with `job:<id>/<n>` image references read from the store.
+
+        Raises:
+            InvalidRequest: a bad size, or a reference to no saved image (named by field).
+        """
+        return self.router.resolve_references(args.request(max_cost_usd))
 
     async def spend_question(self, args: object) -> SpendQuestion | None:
         """What to ask the user before generate_image `args` run, or None when the call needs no approval
@@ -122,8 +136,8 @@ class ToolLibrary:
             return None
         if not isinstance(parsed, GenerateArgs) or parsed.confirm_spend:
             return None
-        request = parsed.request()
         try:
+            request = self.image_request(parsed)
             input_size = await self.router.input_size(request)
         except (InvalidRequest, UnsafeURL):
             return None  # generate refuses it the same way, before anything is spent

@@ -77,6 +77,7 @@ class PlanOutput(_Output):
     unavailable: list[UnavailableOffer]
     rejections: list[RejectedOffer]
     explanation: str
+    warnings: list[str] = []
 
     @classmethod
     def from_plan(cls, plan: Plan) -> PlanOutput:

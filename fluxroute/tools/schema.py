@@ -32,14 +32,27 @@ OUTPUT_DEPTH = 2
 _KEY_ORDER = ("type", "description", "properties", "items", "required", "additionalProperties", "enum")
 
 
-def input_schema(model: type[BaseModel], field_descriptions: Mapping[str, str] | None = None) -> JsonSchema:
+def input_schema(
+    model: type[BaseModel],
+    field_descriptions: Mapping[str, str] | None = None,
+    enums: Mapping[str, list[str]] | None = None,
+) -> JsonSchema:
     """The compact schema a tool's arguments are checked against.
 
-    No titles, no `$defs` (references inlined), optional fields written as their plain type and left out
-    of `required` (send nothing, or null, for the default), and `field_descriptions` set on the
-    top-level properties.
+    No titles, no `$defs` (references inlined). Optional fields without a meaningful default are nullable
+    (`["integer", "null"]`: null means the default) and left out of `required`, so a converter that makes
+    every field required still leaves a model a way to say "no preference". Only keywords that every
+    target reads alike: exclusive bounds become inclusive ones. `field_descriptions` are set on the
+    top-level properties, and `enums` give top-level strings their allowed values (data, such as the
+    catalog's model ids).
     """
     schema = _compact(model.model_json_schema(mode="validation"), "input")
+    for name, values in (enums or {}).items():
+        prop = schema["properties"][name]
+        prop.pop("type", None)
+        for key in ("minLength", "maxLength", "pattern"):
+            prop.pop(key, None)
+        prop["enum"] = list(values)
     for name, text in (field_descriptions or {}).items():
         schema["properties"][name] = _ordered({**schema["properties"][name], "description": text})
     return schema
@@ -105,13 +118,13 @@ def _shrink(node: JsonSchema, mode: Mode, depth: int = 0) -> JsonSchema:
     if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
         (inner,) = (option for option in options if option != {"type": "null"})
         rest = {k: v for k, v in node.items() if k != "anyOf"}
-        node = {**_shrink(inner, mode, depth), **rest}
-        if mode == "output":
-            node = _nullable(node)
+        node = _nullable({**_shrink(inner, mode, depth), **rest})
     elif isinstance(options, list):
         node["anyOf"] = [_shrink(option, mode, depth) for option in options]
     if mode == "output" or node.get("default") in (None, []):
         node.pop("default", None)
+    if "exclusiveMinimum" in node:  # not read alike everywhere (Gemini's Schema refuses it)
+        node["minimum"] = node.pop("exclusiveMinimum")
     if "enum" in node and node.get("type") in ("string", ["string", "null"]):
         del node["type"]  # implied by the values
     return _ordered(node)
@@ -163,3 +176,64 @@ def _ordered(node: JsonSchema) -> JsonSchema:
         return (_KEY_ORDER.index(key) if key in _KEY_ORDER else len(_KEY_ORDER), key)
 
     return {key: node[key] for key in sorted(node, key=rank)}
+
+
+# What Gemini's function-declaration Schema (an OpenAPI 3.0 subset; google-genai's typed `types.Schema`)
+# takes; anything else is refused by the typed client.
+GEMINI_KEYWORDS = frozenset(
+    {
+        *("type", "description", "enum", "nullable", "format", "default", "example"),
+        *("properties", "required", "propertyOrdering", "items", "minItems", "maxItems", "anyOf"),
+        *("minimum", "maximum", "minLength", "maxLength", "pattern"),
+    }
+)
+
+
+def gemini_schema(schema: JsonSchema) -> JsonSchema:
+    """An input schema in Gemini's Schema dialect: one type per node (upper case), `nullable` instead of a
+    null type or value, `additionalProperties` left out (Gemini sends only declared properties)."""
+    node = copy.deepcopy(schema)
+    kind = node.get("type")
+    nullable = False
+    if isinstance(kind, list):
+        nullable = "null" in kind
+        kinds = [k for k in kind if k != "null"]
+        node["type"] = kinds[0] if len(kinds) == 1 else kinds
+    if "enum" in node:
+        nullable = nullable or None in node["enum"]
+        node["enum"] = [value for value in node["enum"] if value is not None]
+        node.setdefault("type", _json_type(node["enum"]))
+        if node["type"] != "string":  # Gemini enums are strings
+            node["enum"] = [str(value) for value in node["enum"]]
+    if isinstance(node.get("type"), str):
+        node["type"] = node["type"].upper()
+    if nullable:
+        node["nullable"] = True
+    if isinstance(node.get("properties"), dict):
+        node["properties"] = {name: gemini_schema(sub) for name, sub in node["properties"].items()}
+    if isinstance(node.get("items"), dict):
+        node["items"] = gemini_schema(node["items"])
+    if isinstance(node.get("anyOf"), list):
+        node["anyOf"] = [gemini_schema(option) for option in node["anyOf"]]
+    return _ordered({k: v for k, v in node.items() if k in GEMINI_KEYWORDS})
+
+
+def single_typed(schema: JsonSchema) -> JsonSchema:
+    """`schema` with each nullable written as `anyOf: [<the type>, {"type": "null"}]` instead of a type list
+    or a null in an enum: the form Anthropic's SDK (`transform_schema`, strict tool use) reads."""
+    node = copy.deepcopy(schema)
+    if isinstance(node.get("properties"), dict):
+        node["properties"] = {name: single_typed(sub) for name, sub in node["properties"].items()}
+    if isinstance(node.get("items"), dict):
+        node["items"] = single_typed(node["items"])
+    kind = node.get("type")
+    nullable = (isinstance(kind, list) and "null" in kind) or None in node.get("enum", [])
+    if not nullable:
+        return node
+    outer = {key: node.pop(key) for key in ("description", "default") if key in node}
+    if isinstance(kind, list):
+        kinds = [k for k in kind if k != "null"]
+        node["type"] = kinds[0] if len(kinds) == 1 else kinds
+    if "enum" in node:
+        node["enum"] = [value for value in node["enum"] if value is not None]
+    return _ordered({**outer, "anyOf": [node, {"type": "null"}]})

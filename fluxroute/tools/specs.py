@@ -14,37 +14,21 @@ from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.prompts import REWRITE_DESCRIPTION, REWRITE_FIELDS, RewriteOutput, RewriteQuery
 from fluxroute.tools.descriptions import (
     JOB_FIELDS,
-    REQUEST_FIELDS,
     cancel_description,
     generate_description,
     job_description,
     models_description,
     plan_description,
+    request_fields,
 )
+from fluxroute.tools.image_args import GenerateArgs, ImageArgs
 from fluxroute.tools.outputs import GenerateOutput, JobStatusOutput, ModelsOutput, PlanOutput
 from fluxroute.tools.schema import JsonSchema, input_schema, output_schema, strict_schema
-from fluxroute.types import ImageRequest
 
 Handler = Literal["generate", "plan", "models", "job", "cancel", "rewrite"]
 
 # A client's request timeout is often 60 s; a generation still running after this comes back as a job handle.
 DEFAULT_WAIT_S = 45.0
-
-
-class GenerateArgs(ImageRequest):
-    """Arguments of generate_image: the request, plus how long to wait and whether the user approved the spend."""
-
-    wait_s: float = Field(default=DEFAULT_WAIT_S, ge=0, le=3600)
-    confirm_spend: bool = False
-
-    def request(self, max_cost_usd: float | None = None) -> ImageRequest:
-        """The image request alone; `max_cost_usd` tightens the caller's own cap (never loosens it)."""
-        data = self.model_dump(exclude={"wait_s", "confirm_spend"}, exclude_unset=True)
-        if max_cost_usd is not None:
-            data["max_cost_usd"] = min(
-                max_cost_usd, self.max_cost_usd if self.max_cost_usd is not None else max_cost_usd
-            )
-        return ImageRequest.model_validate(data)
 
 
 class JobQuery(BaseModel):
@@ -103,10 +87,12 @@ class ToolSpec:
     hints: ToolHints
     handler: Handler
     field_descriptions: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # top-level string fields whose allowed values come from data (the catalog's model ids)
+    enums: Mapping[str, list[str]] = field(default_factory=dict, hash=False, compare=False)
 
     @functools.cached_property
     def input_schema(self) -> JsonSchema:
-        return input_schema(self.input_model, self.field_descriptions)
+        return input_schema(self.input_model, self.field_descriptions, self.enums)
 
     @functools.cached_property
     def strict_input_schema(self) -> JsonSchema:
@@ -121,6 +107,7 @@ class ToolSpec:
 def tool_specs() -> tuple[ToolSpec, ...]:
     """Every tool, in the order clients list them; descriptions quote the built-in catalog."""
     catalog = load_catalog()
+    models = {"model": ["auto", *(model.id for model in catalog.models)]}
     return (
         ToolSpec(
             name="generate_image",
@@ -131,16 +118,18 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             # a new job (and a charge) per call: not idempotent, even though an idempotency_key dedupes
             hints=ToolHints(read_only=False, destructive=False, idempotent=False, open_world=True),
             handler="generate",
-            field_descriptions=REQUEST_FIELDS,
+            field_descriptions=request_fields(catalog),
+            enums=models,
         ),
         ToolSpec(
             name="plan_image_route",
             title="Plan image route",
             description=plan_description(catalog),
-            input_model=ImageRequest,
+            input_model=ImageArgs,
             output_model=PlanOutput,
             hints=ToolHints(read_only=True, destructive=False, idempotent=True, open_world=False),
             handler="plan",
+            enums=models,
         ),
         ToolSpec(
             name="list_image_models",

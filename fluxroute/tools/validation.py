@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from fluxroute.errors import FieldError, InvalidRequest
+from fluxroute.tools.image_args import DEPRECATED, ImageArgs
 from fluxroute.tools.schema import JsonSchema
 from fluxroute.tools.specs import get_tool
 from fluxroute.types import ASPECT_RATIO_PATTERN, field_errors
@@ -45,6 +46,11 @@ def validate(name: str, args: object) -> BaseModel:
     """
     spec = get_tool(name)
     args = _drop_nulls({} if args is None else args, spec.input_schema)
+    old: dict[str, object] = {}
+    if isinstance(args, dict) and issubclass(spec.input_model, ImageArgs):
+        # names replaced by `size` (and `provider`), taken unpublished for one release
+        old = {key: args[key] for key in DEPRECATED if key in args}
+        args = {key: value for key, value in args.items() if key not in old}
     try:
         _fast_check(name)(args)
     except fastjsonschema.JsonSchemaException:
@@ -52,7 +58,7 @@ def validate(name: str, args: object) -> BaseModel:
         problems = _dedupe(error for found in _validator(name).iter_errors(args) for error in _field_errors(found))
         raise InvalidRequest(problems or [FieldError("arguments", args, "does not match the input schema")]) from None
     try:
-        return spec.input_model.model_validate(args)
+        return spec.input_model.model_validate({**args, **old} if isinstance(args, dict) and old else args)
     except PydanticValidationError as exc:
         raise InvalidRequest(field_errors(exc)) from None
 

@@ -39,7 +39,7 @@ STDIO_CASES = 300
 TRACEBACK_MARKS = ("Traceback (most recent call last)", 'File "/', "site-packages")
 # strings some fields must read as text a model can use (the others carry ids, URLs, choices)
 TEXT_FIELDS = {"prompt", "negative_prompt", "style"}
-KNOWN_GOOD = {"aspect_ratio": "16:9", "model": "flux-dev", "init_image": "https://images.example.com/a.png"}
+KNOWN_GOOD = {"size": "16:9", "model": "flux-dev", "init_image": "https://images.example.com/a.png"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,8 @@ def minimal_call(schema: dict[str, Any]) -> dict[str, Any]:
 def breakages(name: str, schema: dict[str, Any], rng: random.Random) -> Iterator[tuple[Any, str]]:
     """(a bad value, what is wrong with it) for one property, as its schema says."""
     kind = schema.get("type")
+    if isinstance(kind, list):  # nullable: null is a value it takes
+        kind = next(k for k in kind if k != "null")
     others: dict[str, Any] = {"string": 7, "integer": "seven", "number": "7.5", "boolean": "yes", "array": {"a": 1}}
     yield others.get(kind, [1, 2]) if kind else 12345, "wrong type"
     yield {"nested": [name]}, "an object"

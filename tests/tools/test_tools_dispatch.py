@@ -74,7 +74,7 @@ def assert_matches_output_schema(tool: str, output: BaseModel) -> None:
 async def test_plan_image_route_returns_the_offer_the_router_would_choose(
     library: ToolLibrary, router: RecordingRouter
 ) -> None:
-    output = await library.dispatch("plan_image_route", {"prompt": "a fox at dusk", "aspect_ratio": "16:9"})
+    output = await library.dispatch("plan_image_route", {"prompt": "a fox at dusk", "size": "16:9"})
 
     expected = router.plan(ImageRequest(prompt="a fox at dusk", aspect_ratio="16:9"))
     assert isinstance(output, PlanOutput)

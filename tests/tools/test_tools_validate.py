@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.tools import GenerateArgs, ModelsQuery, tool_specs, validate
-from fluxroute.types import ImageRequest, StyleReference
+from fluxroute.tools.image_args import StyleImage
+from fluxroute.types import ImageRequest
 
 
 def problems(name: str, args: object) -> list[FieldError]:
@@ -35,12 +38,11 @@ def test_a_value_out_of_range_names_the_allowed_range() -> None:
     assert error.allowed == "allowed range 1–4"
 
 
-def test_a_one_sided_or_exclusive_bound_is_said_as_such() -> None:
-    zero = only_problem("generate_image", {"prompt": "a fox", "megapixels": 0})
+def test_a_one_sided_bound_is_said_as_such_and_no_schema_publishes_an_exclusive_one() -> None:
     negative = only_problem("generate_image", {"prompt": "a fox", "max_cost_usd": -1})
 
-    assert (zero.field, zero.value, zero.allowed) == ("megapixels", 0, "must be > 0 and ≤ 16")
     assert (negative.field, negative.value, negative.allowed) == ("max_cost_usd", -1, "must be ≥ 0")
+    assert all("exclusiveM" not in json.dumps(spec.input_schema) for spec in tool_specs())
 
 
 def test_an_unknown_field_is_named_with_the_fields_allowed_and_a_likely_fix() -> None:
@@ -63,12 +65,6 @@ def test_a_missing_prompt_is_reported_as_missing() -> None:
 
     assert (error.field, error.missing, error.allowed) == ("prompt", True, "required")
     assert str(error) == "prompt: missing; required"
-
-
-def test_a_malformed_aspect_ratio_is_shown_an_example_to_copy() -> None:
-    error = only_problem("plan_image_route", {"prompt": "a fox", "aspect_ratio": "wide"})
-
-    assert (error.field, error.value, error.allowed) == ("aspect_ratio", "wide", "must look like 16:9 or 2.35:1")
 
 
 def test_an_empty_string_is_refused_where_text_is_needed() -> None:
@@ -106,9 +102,9 @@ def test_problems_inside_lists_of_objects_name_the_full_path() -> None:
 
 
 def test_a_cross_field_rule_comes_back_as_a_field_error_too() -> None:
-    error = only_problem("generate_image", {"prompt": "a fox", "width": 1024})
+    error = only_problem("generate_image", {"prompt": "a fox", "size": "16:9", "width": 1024})
 
-    assert "width and height must be given together" in error.allowed
+    assert "give size only (the old width are replaced by it)" in error.allowed
 
 
 def test_pydantic_rules_beyond_the_schema_are_reported_after_it_passes() -> None:
@@ -126,14 +122,48 @@ def test_valid_arguments_parse_to_an_image_request() -> None:
         {
             "prompt": "a fox",
             "model": "flux-dev",
-            "aspect_ratio": "16:9",
+            "size": "16:9@2MP",
             "style_references": [{"url": "https://example.com/style.png"}],
         },
-    )
+    ).request()
 
     assert isinstance(request, ImageRequest)
-    assert (request.prompt, request.model, request.aspect_ratio) == ("a fox", "flux-dev", "16:9")
+    assert (request.prompt, request.model, request.aspect_ratio, request.megapixels) == ("a fox", "flux-dev", "16:9", 2)
     assert request.style_references[0].strength == 0.5
+
+
+@pytest.mark.parametrize(
+    ("size", "fields"),
+    [
+        ("auto", {}),
+        ("1024x768", {"width": 1024, "height": 768}),
+        ("16:9", {"aspect_ratio": "16:9"}),
+        ("2.35:1@1.5MP", {"aspect_ratio": "2.35:1", "megapixels": 1.5}),
+        ("landscape_16_9", {"image_size": "landscape_16_9"}),
+    ],
+)
+def test_every_form_of_size_becomes_the_request_fields_it_stands_for(size: str, fields: dict[str, object]) -> None:
+    request = validate("generate_image", {"prompt": "a fox", "size": size}).request()
+    assert {name: getattr(request, name) for name in fields} == fields
+    assert all(
+        getattr(request, name) == ImageRequest.model_fields[name].default
+        for name in ("width", "aspect_ratio", "image_size")
+        if name not in fields
+    )
+
+
+@pytest.mark.parametrize("size", ["big", "1024", "16:9@", "0:1", "16x", "1:20"])
+def test_a_size_in_no_known_form_is_refused_by_name(size: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        validate("plan_image_route", {"prompt": "a fox", "size": size}).request()
+    [error] = refused.value.errors
+    assert error.field == "size" and error.value == size
+
+
+def test_old_sizing_names_still_work_for_one_release_and_say_so() -> None:
+    args = validate("plan_image_route", {"prompt": "a fox", "aspect_ratio": "16:9", "megapixels": 2})
+    assert (args.request().aspect_ratio, args.request().megapixels) == ("16:9", 2)
+    assert "deprecated" in args.deprecations()[0] and "size" in args.deprecations()[0]
 
 
 def test_nulls_from_openai_strict_mode_count_as_not_given() -> None:
@@ -144,11 +174,9 @@ def test_nulls_from_openai_strict_mode_count_as_not_given() -> None:
         "style_references": [{"url": "https://example.com/style.png", "strength": None}],
     }
 
-    request = validate("generate_image", every_field_null)
+    args = validate("generate_image", every_field_null)
 
-    assert request == GenerateArgs(
-        prompt="a fox", style_references=(StyleReference(url="https://example.com/style.png"),)
-    )
+    assert args == GenerateArgs(prompt="a fox", style_references=[StyleImage(url="https://example.com/style.png")])
 
 
 def test_a_null_for_a_required_field_is_still_a_wrong_type() -> None:
@@ -182,11 +210,7 @@ def test_an_unknown_tool_is_refused_with_the_names_there_are() -> None:
 def edge_arguments() -> list[dict[str, object]]:
     """For each top-level field: its bounds and every enum value, with whatever other field its rules need."""
     spec = next(s for s in tool_specs() if s.name == "generate_image")
-    companions: dict[str, dict[str, object]] = {
-        "width": {"height": 512},
-        "height": {"width": 512},
-        "strength": {"init_image": "https://example.com/start.png"},
-    }
+    companions: dict[str, dict[str, object]] = {"strength": {"init_image": "https://example.com/start.png"}}
     cases = []
     for name, prop in spec.input_schema["properties"].items():
         values = [prop[key] for key in ("minimum", "maximum") if key in prop]
@@ -199,4 +223,4 @@ def edge_arguments() -> list[dict[str, object]]:
 
 @pytest.mark.parametrize("args", edge_arguments(), ids=str)
 def test_values_at_the_edges_of_the_schema_parse_as_requests(args: dict[str, object]) -> None:
-    assert isinstance(validate("generate_image", args), ImageRequest)
+    assert isinstance(validate("generate_image", args).request(), ImageRequest)

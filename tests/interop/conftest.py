@@ -1,0 +1,48 @@
+"""Interop tests run real third-party clients and converters (the `interop` extra). A test marked
+`needs(distribution, module)` is skipped where that package is missing, and fails instead when CI=true:
+CI installs the extra, so a missing client there is a broken install, not a reason to pass."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.krea import KreaFake
+from tests.server.test_server_transports import server_env
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs(distribution, module): the third-party package a test runs (the interop extra)"
+    )
+
+
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("needs"):
+        distribution, module = marker.args
+        if installed(module):
+            continue
+        message = f"{distribution} is not installed (pip install -e '.[interop]')"
+        if IN_CI:
+            pytest.fail(f"{message}; CI=true installs the interop extra, so this is a failure", pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def serve_command(krea_fake: KreaFake, tmp_path: Path) -> tuple[str, list[str], dict[str, str]]:
+    """`fluxroute serve` over stdio as a client starts it (command, args, env), generating through the Krea fake."""
+    krea_fake.image_scale = 1 / 8
+    return sys.executable, ["-m", "fluxroute", "serve"], server_env(krea_fake, tmp_path / "home")
