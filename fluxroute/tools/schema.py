@@ -230,7 +230,7 @@ def single_typed(schema: JsonSchema) -> JsonSchema:
     nullable = (isinstance(kind, list) and "null" in kind) or None in node.get("enum", [])
     if not nullable:
         return node
-    outer = {key: node.pop(key) for key in ("description", "default") if key in node}
+    outer: JsonSchema = {key: node.pop(key) for key in ("description", "default") if key in node}
     if isinstance(kind, list):
         kinds = [k for k in kind if k != "null"]
         node["type"] = kinds[0] if len(kinds) == 1 else kinds
