@@ -161,7 +161,7 @@ def webhook_case() -> dict[str, object]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLUXROUTE_", "KREA_", "FAL_"))}
-    env |= {"FLUXROUTE_HOME": "/tmp/fluxroute-hostile-serve", "FLUXROUTE_CONFIG": "/tmp/absent.toml"}
+    env |= {"FLUXROUTE_HOME": "/tmp/fluxroute-hostile-serve", "FLUXROUTE_CONFIG": "none"}
     server = subprocess.Popen(
         [sys.executable, "-m", "fluxroute", "serve", "--http", "--port", str(port)],
         env=env,

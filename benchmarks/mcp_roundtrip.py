@@ -37,7 +37,7 @@ def quantile(values: list[float], q: float) -> float:
 async def main(calls: int, era: str) -> int:
     with tempfile.TemporaryDirectory() as home:
         env = {k: v for k, v in os.environ.items() if k not in ("FAL_KEY", "KREA_API_TOKEN")}
-        env |= {"FLUXROUTE_HOME": home, "FLUXROUTE_CONFIG": str(Path(home) / "none.toml")}
+        env |= {"FLUXROUTE_HOME": home, "FLUXROUTE_CONFIG": "none"}
         fluxroute = StdioServerParameters(command=sys.executable, args=["-m", "fluxroute", "serve"], env=env)
         bare = StdioServerParameters(command=sys.executable, args=[str(HERE / "bare_mcp_server.py")], env=env)
         async with Client(fluxroute, mode=era) as ours, Client(bare, mode=era) as baseline:  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -20,8 +21,12 @@ from fluxroute.errors import (
     ConfigError,
     FieldError,
     FluxrouteError,
+    IdempotencyConflict,
     InvalidRequest,
+    JobBusy,
+    JobNotFound,
     NoRouteError,
+    PortInUse,
     ProviderError,
     ResultNotSaved,
 )
@@ -32,15 +37,32 @@ from fluxroute.router.input_images import image_file_uri
 from fluxroute.settings import Settings
 from fluxroute.types import PROVIDER_NAMES, GenerationResult, ImageRequest, Plan
 
-EXIT_CODES: list[tuple[type[FluxrouteError], int]] = [
-    (InvalidRequest, 2),
-    (NoRouteError, 3),
-    (BudgetExceeded, 4),
-    (ProviderError, 5),
-    (AllProvidersFailed, 5),
-    (ResultNotSaved, 5),
-    (ConfigError, 6),
+# Every exit code, in the one place it is decided; the README's table says the same (a test compares them).
+# First match wins: a subclass comes before its base.
+EXIT_CODES: list[tuple[int, tuple[type[FluxrouteError], ...], str]] = [
+    (2, (InvalidRequest, JobNotFound), "invalid input (the field, the value and what is allowed are named)"),
+    (3, (NoRouteError,), "no offer can serve the request (no keys, license, size, model)"),
+    (4, (BudgetExceeded,), "a spending cap or --max-cost leaves no offer, or the daily cap is reached"),
+    (
+        5,
+        (ProviderError, AllProvidersFailed, ResultNotSaved),
+        "provider failure, a job whose outcome is not known yet, or a billed result not saved",
+    ),
+    (7, (IdempotencyConflict,), "the idempotency key was used for a different request"),
+    (8, (PortInUse,), "serve --http cannot listen on that address and port"),
+    (9, (JobBusy,), "another running fluxroute follows that job (it saves and bills it)"),
+    (6, (ConfigError,), "configuration error (the variable or file is named)"),
 ]
+OTHER_EXIT_CODES = {
+    0: "done",
+    1: "an unexpected failure (one line; details in the debug log)",
+    130: "interrupted",
+    141: "the reader of the output went away (a closed pipe)",
+}
+
+
+def exit_code(exc: FluxrouteError) -> int:
+    return next((code for code, kinds, _ in EXIT_CODES if isinstance(exc, kinds)), 1)
 
 
 def _add_request_options(parser: argparse.ArgumentParser) -> None:
@@ -163,6 +185,10 @@ def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
         _print_json(plan.model_dump(mode="json"))
     elif fits:
         print(_plan_text(plan, args.explain))
+    if plan.priced_out:
+        raise BudgetExceeded(
+            "every offer that fits costs more than allowed:" + "".join(f"\n- {r}" for r in plan.rejections)
+        )
     if not fits:
         raise NoRouteError("no offer can serve this request", [str(r) for r in plan.rejections])
     return 0
@@ -196,7 +222,10 @@ class ProgressLine:
 
 
 def _print_result(result: GenerationResult) -> None:
-    print(f"{result.provider} {result.model} ({result.offer_id}): ${result.cost_usd:g}, seed {result.seed}")
+    ran = next((c for c in result.plan.candidates if c.offer_id == result.offer_id), None)
+    label = f"{ran.label} ({ran.model})" if ran is not None else f"{result.provider} {result.model}"
+    seed = f"seed {result.seed}" if result.seed is not None else "seed not reported by the provider"
+    print(f"{label}: ${result.cost_usd:g}, {seed}")
     for image in result.images:
         flag = "  [flagged by the provider's safety checker]" if image.flagged else ""
         print(f"  {image.path}  {image.width}x{image.height}{flag}")
@@ -271,7 +300,8 @@ def _print_at_risk(settings: Settings) -> None:
     """Jobs a provider may still bill, and what to do about each."""
     from fluxroute.store import JobStore
 
-    held = JobStore.open(settings.home).at_risk()
+    store = JobStore.open_existing(settings.home)
+    held = store.at_risk() if store is not None else []
     if held:
         print(f"at risk: {len(held)} job(s) a provider may still bill")
     for attempt, amount in held:
@@ -319,8 +349,8 @@ def cmd_tools(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     from fluxroute.store import JobStore
 
-    store = JobStore.open(settings.home)
-    jobs = store.list_jobs(limit=args.limit)
+    store = JobStore.open_existing(settings.home)  # reading creates nothing
+    jobs = store.list_jobs(limit=args.limit) if store is not None else []
     if args.json:
         _print_json([job.__dict__ for job in jobs])
         return 0
@@ -334,9 +364,11 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_spend(args: argparse.Namespace, settings: Settings) -> int:
-    from fluxroute.store import JobStore
+    from fluxroute.store import JobStore, SpendSummary
 
-    summary = JobStore.open(settings.home).spend_summary(daily_cap=settings.budget_daily_usd)
+    store = JobStore.open_existing(settings.home)  # reading creates nothing
+    daily_cap = settings.budget_daily_usd
+    summary = store.spend_summary(daily_cap=daily_cap) if store is not None else SpendSummary.nothing(daily_cap)
     if args.json:
         _print_json(dataclasses.asdict(summary))
         return 0
@@ -359,6 +391,7 @@ def cmd_spend(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from fluxroute.server import build_server, serve_http
+    from fluxroute.store.jobstore import DB_FILENAME
 
     server = build_server(settings)
     if args.http:
@@ -370,6 +403,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             token=settings.server_token,
             allowed_hosts=[*settings.server_allowed_hosts, *args.allowed_host],
             insecure_no_auth=args.insecure_no_auth,
+            webhook_base_url=settings.webhook_base_url,
+            store_path=settings.home / DB_FILENAME,  # where the server's router opens its store
         )
     else:
         server.run("stdio")
@@ -382,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="FLUX-family image generation routed to Krea, fal.ai or local diffusers by cost, "
         "license and resolution.",
     )
+    parser.add_argument("--version", action="version", version=f"fluxroute {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     route = sub.add_parser("route", help="plan a generation: where it would run, why, what it costs (no spend)")
@@ -457,6 +493,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fluxroute")
+    except PackageNotFoundError:
+        from fluxroute import __version__
+
+        return __version__
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -477,10 +524,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except FluxrouteError as exc:
         print(f"error: {redact(str(exc), secrets)}", file=sys.stderr)
-        return next((code for kind, code in EXIT_CODES if isinstance(exc, kind)), 1)
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output went away (`| head`): nothing left to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a fault of ours: one line for the person, the details in the log
         logging.getLogger("fluxroute").debug("unexpected failure", exc_info=True)
         print(f"error: unexpected {type(exc).__name__}: {redact(str(exc), secrets)[:200]}", file=sys.stderr)

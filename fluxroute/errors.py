@@ -3,6 +3,7 @@
 FluxrouteError
  ├── InvalidRequest          bad input; names field, value, what is allowed (never retryable)
  ├── ConfigError             bad settings or catalog data
+ │    └── PortInUse               `serve --http` cannot listen on that address and port
  ├── NoRouteError            no offer can serve the request; carries every rejection reason
  ├── BudgetExceeded          per-call or daily cap would be crossed
  ├── IdempotencyConflict     same idempotency key, different request
@@ -74,6 +75,10 @@ class InvalidRequest(FluxrouteError):
 
 class ConfigError(FluxrouteError):
     """Settings or catalog data are invalid."""
+
+
+class PortInUse(ConfigError):
+    """`serve --http` cannot listen where it was asked to (the port is taken, or the address is not ours)."""
 
 
 class NoRouteError(FluxrouteError):

@@ -47,9 +47,16 @@ ENV_FIELDS: dict[str, str] = {
 }
 
 
-def summarize(exc: ValidationError) -> str:
-    """`field.path: message; ...` without the offending values (they may be secrets)."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False))
+def summarize(exc: ValidationError, source: Mapping[str, str] | None = None) -> str:
+    """`WHERE: message; ...`, WHERE being the variable or file a field came from (else its name), without the
+    offending values (they may be secrets)."""
+    parts = []
+    for error in exc.errors(include_input=False):
+        field = ".".join(str(p) for p in error["loc"])
+        where = (source or {}).get(str(error["loc"][0]) if error["loc"] else "", "")
+        shown = where if where.isupper() else f"{field} (in {where})" if where else field
+        parts.append(f"{shown}: {error['msg']}")
+    return "; ".join(parts)
 
 
 def default_home() -> Path:
@@ -172,25 +179,35 @@ class Settings(BaseModel):
         config_file: Path | None = None,
         **overrides: Any,
     ) -> Settings:
-        """Read fluxroute.toml (FLUXROUTE_CONFIG or the user config dir), then the environment, then overrides.
+        """Read fluxroute.toml (FLUXROUTE_CONFIG, or the user config dir), then the environment, then overrides.
+        FLUXROUTE_CONFIG=none reads no file; a FLUXROUTE_CONFIG naming a file that does not exist is an error.
 
         Raises:
-            ConfigError: the file is not valid TOML or a value is out of range; the message names the
-                field and never echoes a secret's value.
+            ConfigError: the file is missing (when named), not valid TOML, or a value is out of range; the
+                message names the variable or the file the value came from, and never echoes a secret's value.
         """
         env = os.environ if environ is None else environ
-        path = config_file or Path(env.get("FLUXROUTE_CONFIG") or default_config_file())
+        named = env.get("FLUXROUTE_CONFIG")
+        path: Path | None = config_file or default_config_file()
+        if config_file is None and named:
+            path = None if named == "none" else Path(named)
+            if path is not None and not path.is_file():
+                raise ConfigError(f"FLUXROUTE_CONFIG={named}: no such file (set FLUXROUTE_CONFIG=none to read none)")
         values: dict[str, Any] = {}
-        if path.is_file():
+        source: dict[str, str] = {}
+        if path is not None and path.is_file():
             try:
                 values.update(tomllib.loads(path.read_text(encoding="utf-8")))
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+            source = dict.fromkeys(values, str(path))
         for var, field in ENV_FIELDS.items():
             if env.get(var):
                 values[field] = env[var]
+                source[field] = var
         values.update(overrides)
+        source.update(dict.fromkeys(overrides, "the arguments"))
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise ConfigError(f"invalid settings ({path}): {summarize(exc)}") from None
+            raise ConfigError("invalid settings: " + summarize(exc, source)) from None

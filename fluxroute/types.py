@@ -148,21 +148,25 @@ class ImageRequest(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ImageRequest:
+        """Rules across fields, refused naming every field involved (raised as InvalidRequest: pydantic would
+        blame the whole request)."""
         if (self.width is None) != (self.height is None):
-            raise ValueError("width and height must be given together")
+            raise _fields_clash(self, ("width", "height"), "width and height must be given together")
         given = [
             name
             for name, present in (
-                ("width/height", self.width is not None),
+                ("width", self.width is not None),
+                ("height", self.height is not None),
                 ("aspect_ratio", self.aspect_ratio is not None),
                 ("image_size", self.image_size is not None),
             )
             if present
         ]
-        if len(given) > 1:
-            raise ValueError(f"give one way to size the image, not {' and '.join(given)}")
+        if len(set(given) - {"height"}) > 1:
+            shown = " and ".join(n if n != "width" else "width/height" for n in given if n != "height")
+            raise _fields_clash(self, tuple(given), f"give one way to size the image, not {shown}")
         if self.strength is not None and self.init_image is None:
-            raise ValueError("strength needs init_image")
+            raise _fields_clash(self, ("strength", "init_image"), "strength needs init_image")
         return self
 
     @classmethod
@@ -184,6 +188,11 @@ class ImageRequest(BaseModel):
 
 # what a pattern-checked field accepts, in words (pydantic would print the regular expression)
 PATTERN_WORDS = {"aspect_ratio": "width:height such as 16:9 or 2.35:1"}
+
+
+def _fields_clash(model: BaseModel, names: tuple[str, ...], allowed: str) -> InvalidRequest:
+    """A rule across `names`, as one FieldError naming them all, with their values."""
+    return InvalidRequest([FieldError(", ".join(names), {n: getattr(model, n) for n in names}, allowed)])
 
 
 def field_errors(exc: ValidationError) -> list[FieldError]:
@@ -268,6 +277,14 @@ class Plan(BaseModel):
     @property
     def chosen(self) -> Candidate | None:
         return self.candidates[0] if self.candidates else None
+
+    @property
+    def priced_out(self) -> bool:
+        """Nothing can run, and money is what stands in the way: some offer was rejected for its cost alone
+        (max_cost_usd or the per-call budget)."""
+        return not self.candidates and any(
+            r.reasons and all(reason.startswith("costs $") for reason in r.reasons) for r in self.rejections
+        )
 
 
 class GeneratedImage(BaseModel):

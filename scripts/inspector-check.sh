@@ -9,7 +9,7 @@ PYTHON="${1:-python}"
 INSPECTOR=(npx --yes --loglevel=error -p @modelcontextprotocol/inspector@2 mcp-inspector --cli)
 HOME_DIR="$(mktemp -d)"
 trap 'rm -rf "$HOME_DIR"; [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true' EXIT
-export FLUXROUTE_HOME="$HOME_DIR" FLUXROUTE_CONFIG="$HOME_DIR/none.toml"
+export FLUXROUTE_HOME="$HOME_DIR" FLUXROUTE_CONFIG=none
 unset FAL_KEY KREA_API_TOKEN FLUXROUTE_SERVER_TOKEN
 
 check() {  # check <what> <inspector target and args...>: run it, require exit 0 and the expected text

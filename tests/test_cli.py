@@ -20,12 +20,15 @@ def offline_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in ("FAL_KEY", "KREA_API_TOKEN", "FLUXROUTE_USAGE", "FLUXROUTE_LOCAL_MODEL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("FLUXROUTE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("FLUXROUTE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("FLUXROUTE_CONFIG", "none")
     return tmp_path
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's own exits: --version, --help, its refusals
+        code = int(exc.code or 0)
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -154,3 +157,97 @@ def test_jobs_limit_must_be_a_positive_number(capsys: pytest.CaptureFixture[str]
         main(["jobs", "--limit", limit])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "--limit" in err and "Traceback" not in err
+
+
+def test_the_readme_exit_code_table_is_the_code_table() -> None:
+    from fluxroute.cli import EXIT_CODES, OTHER_EXIT_CODES
+
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("| exit code | meaning |") :].split("\n\n", 1)[0]
+    documented = {int(code): meaning for code, meaning in re.findall(r"^\| (\d+) \| (.+) \|$", table, re.MULTILINE)}
+    assert documented == {**OTHER_EXIT_CODES, **{code: meaning for code, _, meaning in EXIT_CODES}}
+
+
+def test_version_is_printed_without_a_store_or_settings(capsys: pytest.CaptureFixture[str], offline_env: Path) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("fluxroute ")
+    assert not (offline_env / "home").exists()
+
+
+def test_read_only_commands_create_nothing(capsys: pytest.CaptureFixture[str], offline_env: Path) -> None:
+    for argv in (["jobs"], ["spend"], ["spend", "--json"], ["jobs", "--json"], ["models"], ["tools"], ["route", "x"]):
+        assert main(argv) == 0, argv
+    capsys.readouterr()
+    assert not (offline_env / "home").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"FLUXROUTE_USAGE": "bogus"}, "FLUXROUTE_USAGE: Input should be 'commercial' or 'non-commercial'"),
+        ({"FLUXROUTE_CONFIG": "/no/such/fluxroute.toml"}, "FLUXROUTE_CONFIG=/no/such/fluxroute.toml: no such file"),
+        ({"FLUXROUTE_MAX_IMAGE_PIXELS": "lots"}, "FLUXROUTE_MAX_IMAGE_PIXELS:"),
+    ],
+)
+def test_a_settings_error_names_the_variable_it_came_from(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, _out, err = run(capsys, "jobs")
+    assert code == 6 and says in err and "Traceback" not in err, err
+
+
+def test_a_settings_error_in_the_config_file_names_the_file(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "fluxroute.toml"
+    config.write_text('usage = "bogus"\n', encoding="utf-8")
+    monkeypatch.setenv("FLUXROUTE_CONFIG", str(config))
+    code, _, err = run(capsys, "spend")
+    assert code == 6 and f"usage (in {config})" in err, err
+
+
+def test_a_per_call_budget_that_leaves_no_offer_is_exit_code_4(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAL_KEY", "id:secret")
+    monkeypatch.setenv("FLUXROUTE_BUDGET_PER_CALL_USD", "0.001")
+    code, _, err = run(capsys, "route", "a lighthouse", "--model", "flux-dev", "--provider", "fal")
+    assert code == 4 and "costs more than allowed" in err and "per-call budget" in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "names"),
+    [
+        (["route", "x", "--num-images", "9"], 2, "num_images"),
+        (["route", "x", "--aspect-ratio", "16x9"], 2, "aspect_ratio"),
+        (["route", "x", "--width", "1024"], 2, "- width, height: got {'width': 1024, 'height': None}"),
+        (["route", "x", "--aspect-ratio", "16:9", "--image-size", "square"], 2, "- aspect_ratio, image_size: got"),
+        (["route", "x", "--strength", "0.5"], 2, "- strength, init_image: got"),
+        (["route", "x", "--init-image", "http://127.0.0.1/a.png"], 2, "init_image"),
+        (["route", "x", "--model", "flux-dev", "--max-cost", "0.0001"], 4, "max_cost_usd"),
+        (["generate", "x", "--seed", "-1"], 2, "seed"),
+        (["generate", "x", "--style-ref", "https://e.com/a.png", "strong"], 2, "style_references.0.strength"),
+        (["generate", "x", "--model", "flux-dev", "--usage", "commercial", "--provider", "local"], 3, "local"),
+        (["jobs", "cancel", "no-such-job"], 2, "no-such-job"),
+        (["jobs", "settle", "no-such-job", "--billed"], 2, "no-such-job"),
+        (["jobs", "--limit", "0"], 2, "--limit"),
+        (["tools", "--format", "yaml"], 2, "--format"),
+        (["serve", "--http", "--port", "99999"], 6, "--port"),
+        (["generate"], 2, "prompt"),
+    ],
+)
+def test_every_command_given_bad_input_says_which_and_exits_with_the_readme_code(
+    capsys: pytest.CaptureFixture[str], argv: list[str], code: int, names: str
+) -> None:
+    try:
+        exited = main(argv)
+    except SystemExit as exc:  # argparse's own refusals: usage line and message, exit 2
+        exited = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    assert exited == code, (exited, err)
+    assert names in err and "Traceback" not in out + err, err
+    text = README.read_text(encoding="utf-8")
+    assert f"| {code} |" in text[text.index("| exit code | meaning |") :]

@@ -16,7 +16,7 @@ from tests.fakes.krea import KreaFake
 @pytest.fixture
 def env(hosted_settings: Settings, krea_fake: KreaFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FLUXROUTE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("FLUXROUTE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("FLUXROUTE_CONFIG", "none")
     monkeypatch.setenv("KREA_API_TOKEN", krea_fake.token)
     monkeypatch.setenv("FLUXROUTE_KREA_BASE_URL", krea_fake.base_url)
     monkeypatch.delenv("FAL_KEY", raising=False)
@@ -28,7 +28,7 @@ def test_generate_prints_paths_provider_cost_and_seed(env: Path, capsys: pytest.
     code = main(["generate", "a lighthouse at dusk", "--model", "flux-dev", "--seed", "5", "--out", str(out_dir)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "krea flux-dev (krea-flux-1-dev): $0.007, seed 5" in out
+    assert "krea flux-1-dev (flux-dev): $0.007, seed 5" in out
     assert str(out_dir.resolve()) in out
     assert err == "", "no progress line when stderr is not a terminal"
     assert len(list(out_dir.glob("*.png"))) == 1

@@ -26,7 +26,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in LOCAL_ENV:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("FLUXROUTE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("FLUXROUTE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("FLUXROUTE_CONFIG", "none")
     return tmp_path
 
 
@@ -46,7 +46,7 @@ def test_generate_with_provider_local_saves_the_image_and_notes_the_review_duty(
     code = main([*argv, "--width", "64", "--height", "64", "--steps", "2", "--seed", "9", "--out", str(out_dir)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "local flux-krea-dev (local-flux-krea-dev): $0, seed 9" in out
+    assert "local flux-krea-dev (flux-krea-dev): $0, seed 9" in out
     assert "note: unfiltered — review before distribution" in out
     assert len(list(out_dir.glob("*.png"))) == 1
 

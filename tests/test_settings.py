@@ -59,5 +59,5 @@ def test_local_inference_settings_come_from_their_environment_variables() -> Non
 
 
 def test_a_content_checker_must_be_named_as_module_colon_callable() -> None:
-    with pytest.raises(ConfigError, match="local_content_checker"):
+    with pytest.raises(ConfigError, match="FLUXROUTE_LOCAL_CONTENT_CHECKER"):
         Settings.load(environ={"FLUXROUTE_LOCAL_CONTENT_CHECKER": "check"}, config_file=Path("/nonexistent.toml"))

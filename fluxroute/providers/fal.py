@@ -275,6 +275,9 @@ def _ingress_error(response: httpx.Response) -> bool:
     )
 
 
+_STEP = re.compile(r"\b(\d{1,4})\s*/\s*(\d{1,4})\b")  # "step 8/28", tqdm's "8/28 [00:02<00:05]"
+
+
 class _StatusReporter:
     """Turns fal status polls into progress events: queue position changes, then each new log line once."""
 
@@ -289,19 +292,29 @@ class _StatusReporter:
             return
         if isinstance(status, fal_client.Queued):
             key: tuple[object, ...] = ("IN_QUEUE", status.position)
-            if key != self.last:
-                message = f"queue position {status.position}"
-                await self.progress(
-                    Progress(NAME, "IN_QUEUE", message, queue_position=status.position, elapsed_s=elapsed)
-                )
+            if key != self.last:  # the position is a field of its own, not repeated in the message
+                await self.progress(Progress(NAME, "IN_QUEUE", queue_position=status.position, elapsed_s=elapsed))
             self.last = key
             return
-        label = "COMPLETED" if isinstance(status, fal_client.Completed) else "IN_PROGRESS"
-        if self.last != (label,):
-            await self.progress(Progress(NAME, label, label.lower().replace("_", " "), elapsed_s=elapsed))
-        self.last = (label,)
+        # log lines first: they were written while the request ran, so they come before its completion
+        if self.last != ("IN_PROGRESS",) and self.last != ("COMPLETED",):
+            await self.progress(Progress(NAME, "IN_PROGRESS", elapsed_s=elapsed))
+            self.last = ("IN_PROGRESS",)
         logs = list(getattr(status, "logs", None) or [])
         for entry in logs[self.logs_seen :]:
             message = redact(str(entry.get("message", "")), self.secrets)
-            await self.progress(Progress(NAME, label, message, elapsed_s=elapsed))
+            step = _STEP.search(message)
+            await self.progress(
+                Progress(
+                    NAME,
+                    "IN_PROGRESS",
+                    message,
+                    step=int(step[1]) if step else None,
+                    total_steps=int(step[2]) if step else None,
+                    elapsed_s=elapsed,
+                )
+            )
         self.logs_seen = max(self.logs_seen, len(logs))
+        if isinstance(status, fal_client.Completed) and self.last != ("COMPLETED",):
+            await self.progress(Progress(NAME, "COMPLETED", elapsed_s=elapsed))
+            self.last = ("COMPLETED",)

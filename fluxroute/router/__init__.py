@@ -12,7 +12,7 @@ from fluxroute.providers import create_provider
 from fluxroute.providers.availability import check_availability
 from fluxroute.providers.base import Availability, ProgressCallback, Provider
 from fluxroute.router.execute import CancelReport, Executor, followable
-from fluxroute.router.input_images import check_input_images, resolve_references
+from fluxroute.router.input_images import check_input_images, input_urls, resolve_references
 from fluxroute.router.input_size import probe_input_size
 from fluxroute.router.planner import Planner
 from fluxroute.settings import Settings
@@ -79,6 +79,8 @@ class Router:
         Raises:
             InvalidRequest: a reference names no saved image here (by field).
         """
+        if not any(url.startswith("job:") for _, url in input_urls(request)):
+            return request  # the store is not opened for nothing: a plan creates no files
         return resolve_references(request, self.store, self.settings)
 
     async def input_size(self, request: ImageRequest) -> tuple[int, int] | None:

@@ -160,6 +160,10 @@ class Executor:
             reasons = [str(r) for r in plan.rejections] + [
                 f"{c.label}: not available ({c.unavailable_reason})" for c in plan.unavailable
             ]
+            if plan.priced_out:
+                raise BudgetExceeded(
+                    "every offer that fits costs more than allowed:" + "".join(f"\n- {r}" for r in reasons)
+                )
             raise NoRouteError("no configured offer can serve this request", reasons)
         job, created = self.store.create_job(request.model_dump(mode="json"), request.idempotency_key, status="running")
         if on_job is not None:

@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from fluxroute.providers.webhooks import FAL_JWKS_URL
 from fluxroute.router import Router
+from fluxroute.server.completions import add_completions
 from fluxroute.server.prompts import add_prompts
 from fluxroute.server.resources import add_resources
 from fluxroute.server.tools import mcp_tools
@@ -38,8 +39,9 @@ def build_server(
     *,
     fal_jwks_url: str = FAL_JWKS_URL,
 ) -> MCPServer:
-    """An MCP server for `settings`: tools from the tool specs, resources, prompts, and (over HTTP) provider
-    webhooks at /webhooks/krea and /webhooks/fal plus /health. Nothing is started until it runs."""
+    """An MCP server for `settings`: tools from the tool specs, resources, prompts, completion of the prompts' and
+    resource templates' arguments, and (over HTTP) provider webhooks at /webhooks/krea and /webhooks/fal plus
+    /health. Nothing is started until it runs."""
     router = router or Router(settings, store=store)
     library = ToolLibrary(router)
     webhooks = Webhooks(router, fal_jwks_url)
@@ -66,6 +68,7 @@ def build_server(
     )
     add_resources(server, library)
     add_prompts(server)
+    add_completions(server, library)
     _add_routes(server, webhooks)
     return server
 

@@ -134,7 +134,7 @@ def _generation_summary(output: GenerateOutput) -> str:
         return f"Job {output.job_id} {output.status}: {output.error or 'no result'}"
     lines = [
         f"{len(output.images)} image(s) from {output.model} on {output.provider} ({output.offer_id}), "
-        f"${output.cost_usd:.4f}, seed {output.seed}. Job {output.job_id}."
+        f"${output.cost_usd:.4f}{f', seed {output.seed}' if output.seed is not None else ''}. Job {output.job_id}."
     ]
     for index, image in enumerate(output.images):
         where = image.path or image.url or "(not saved)"

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import errno
 import hmac
+import json
 import re
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fluxroute.errors import ConfigError
+from fluxroute.errors import ConfigError, PortInUse
 
 MCP_PATH = "/mcp"
+WEBHOOK_PROVIDERS = ("krea", "fal")  # served at /webhooks/<provider> (server/webhooks.py)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the binds that need no --allow-remote
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # every address: not a name a client can send as Host
 # `name`, `name:port` or `name:*`; a name is a DNS name, an IPv4 address or a bracketed IPv6 address
@@ -80,27 +84,51 @@ def http_app(
     return BearerToken(app, token) if token is not None else app
 
 
+# What a 401 says, in RFC 6750's `error_description` (a quoted-string: no double quotes or backslashes) and in the
+# JSON body: which of the two went wrong, and that the fix is the token, not a sign-in (there is no OAuth here)
+NO_TOKEN = (
+    "no bearer token: this fluxroute server needs the header Authorization: Bearer <token>, with the value of "
+    "FLUXROUTE_SERVER_TOKEN where the server runs (it offers no OAuth sign-in)"
+)
+WRONG_TOKEN = (
+    "wrong bearer token: the Authorization header does not carry the FLUXROUTE_SERVER_TOKEN this server was "
+    "started with; send that token (it offers no OAuth sign-in)"
+)
+
+
 class BearerToken:
-    """Requires `Authorization: Bearer <token>` on the MCP endpoint (compared in constant time)."""
+    """Requires `Authorization: Bearer <token>` on the MCP endpoint (the scheme in any case, the token compared in
+    constant time). Anything else is a 401 that says whether the token was missing or wrong (see `unauthorized`)."""
 
     def __init__(self, app: ASGIApp, token: SecretStr) -> None:
         self.app = app
-        self._expected = f"Bearer {token.get_secret_value()}".encode()
+        self._expected = token.get_secret_value().encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and str(scope.get("path", "")).startswith(MCP_PATH):
             given = dict(scope.get("headers", [])).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
-                await _unauthorized(send)
+            scheme, _, credentials = given.strip().partition(b" ")
+            if scheme.lower() != b"bearer" or not credentials.strip():
+                await unauthorized(send, NO_TOKEN)
+                return
+            if not hmac.compare_digest(credentials.strip(), self._expected):
+                await unauthorized(send, WRONG_TOKEN)
                 return
         await self.app(scope, receive, send)
 
 
-async def _unauthorized(send: Send) -> None:
-    body = b'{"error": "missing or wrong bearer token"}'
+async def unauthorized(send: Send, description: str) -> None:
+    """A 401 in RFC 6750's terms: `WWW-Authenticate: Bearer realm="fluxroute", error="invalid_token",
+    error_description="..."` and the same in a JSON body. `invalid_token` even for a missing token (where the RFC
+    would send no error code), so that every 401 names the token as the problem: a client sending a configured
+    Authorization header shows the sentence (Claude Code does); a client sending none may still try OAuth discovery,
+    which finds no authorization server here."""
+    body = json.dumps({"error": "invalid_token", "error_description": description}).encode()
+    challenge = f'Bearer realm="fluxroute", error="invalid_token", error_description="{description}"'
     headers: list[Any] = [
         (b"content-type", b"application/json"),
-        (b"www-authenticate", b'Bearer realm="fluxroute"'),
+        (b"www-authenticate", challenge.encode("ascii")),
+        (b"cache-control", b"no-store"),
         (b"content-length", str(len(body)).encode()),
     ]
     await send({"type": "http.response.start", "status": 401, "headers": headers})
@@ -134,7 +162,8 @@ def listen(host: str, port: int) -> socket.socket:
     """A socket listening on `host`:`port`, bound before the server starts so a taken port is one clear error.
 
     Raises:
-        ConfigError: the address cannot be resolved or bound (taken, not this machine's, not permitted).
+        ConfigError: the address cannot be resolved.
+        PortInUse: it cannot be bound (taken, not this machine's, not permitted).
     """
     bare = host.strip("[]")
     family = socket.AF_INET6 if ":" in bare else socket.AF_INET  # as uvicorn does: "localhost" is 127.0.0.1
@@ -150,8 +179,40 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         why = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-        raise ConfigError(f"cannot listen on {host_header(host, port)}: {why}") from None
+        raise PortInUse(f"cannot listen on {host_header(host, port)}: {why}") from None
     return sock
+
+
+def startup_line(
+    host: str,
+    port: int,
+    *,
+    token_required: bool,
+    webhook_base_url: str | None = None,
+    store_path: Path | None = None,
+) -> str:
+    """The one line `fluxroute serve --http` prints once it serves: where MCP is, whether it needs a bearer token
+    (never the token), where providers deliver webhooks, and which store it writes."""
+    auth = (
+        "bearer token required (FLUXROUTE_SERVER_TOKEN)"
+        if token_required
+        else "no bearer token required (FLUXROUTE_SERVER_TOKEN unset)"
+    )
+    paths = " and ".join(f"/webhooks/{provider}" for provider in WEBHOOK_PROVIDERS)
+    if webhook_base_url:
+        webhooks = f"webhooks at {paths} (public base {_without_userinfo(webhook_base_url).rstrip('/')})"
+    else:
+        webhooks = f"webhooks at {paths} (webhook_base_url unset: jobs are polled)"
+    store = f"store {store_path}" if store_path is not None else "store not named"
+    return f"fluxroute: MCP at http://{host_header(host, port)}{MCP_PATH}; {auth}; {webhooks}; {store}"
+
+
+def _without_userinfo(url: str) -> str:
+    """`url` without a `user:password@` part, which may hold a credential."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def serve_http(
@@ -163,8 +224,11 @@ def serve_http(
     token: SecretStr | None = None,
     allowed_hosts: Sequence[str] = (),
     insecure_no_auth: bool = False,
+    webhook_base_url: str | None = None,
+    store_path: Path | None = None,
 ) -> None:
-    """Run Streamable HTTP until interrupted.
+    """Run Streamable HTTP until interrupted; once it serves, print `startup_line` on stderr (printed, not logged:
+    the log level is warning).
 
     Raises:
         ConfigError: the bind is refused (see `check_bind`), an allowed host is malformed, or the address cannot
@@ -181,5 +245,15 @@ def serve_http(
             "who can reach it can spend your provider credits",
             file=sys.stderr,
         )
+    line = startup_line(
+        host, port, token_required=token is not None, webhook_base_url=webhook_base_url, store_path=store_path
+    )
+
+    class Announcing(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.should_exit:  # the lifespan (resuming jobs in flight) has run and nothing failed
+                print(line, file=sys.stderr, flush=True)
+
     with sock:
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
+        Announcing(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])

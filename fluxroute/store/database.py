@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,7 +121,7 @@ class Database:
             try:
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 conn.execute("PRAGMA foreign_keys = ON")
-                conn.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(conn)
                 # In WAL mode NORMAL is still safe against a process crash (the case crash-resume is
                 # for); only an OS crash or power loss can roll back the last commits. FULL would
                 # fsync every commit, the largest cost per generation.
@@ -189,3 +190,17 @@ class Database:
         except BaseException:
             self.close()
             raise
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. While another process is creating the same new database, the switch can answer "database
+    is locked" without waiting on busy_timeout (it needs the file to itself for a moment): try again, bounded."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)

@@ -66,6 +66,11 @@ class JobStore:
         private_dir(home)
         return cls(home / DB_FILENAME)
 
+    @classmethod
+    def open_existing(cls, home: Path) -> JobStore | None:
+        """The store under `home` if one was ever created; None otherwise (read-only commands create nothing)."""
+        return cls(home / DB_FILENAME) if (home / DB_FILENAME).is_file() else None
+
     def close(self) -> None:
         """Close every connection this store opened, in every thread."""
         self._db.close()

@@ -86,6 +86,12 @@ class SpendSummary:
     # per UTC day and provider, newest first: charged, reserved (not yet sent), at risk
     days: list[SpendRow] = field(default_factory=list)
 
+    @classmethod
+    def nothing(cls, daily_cap: Decimal | None) -> SpendSummary:
+        """The summary of a store that does not exist yet: nothing spent, the whole cap left."""
+        zero = Decimal("0")
+        return cls(utc_now().date(), zero, zero, daily_cap, daily_cap, zero, {}, 0)
+
 
 @dataclass(frozen=True)
 class SpendRow:

@@ -107,7 +107,10 @@ class ImageArgs(BaseModel):
     def _one_way_to_size(self) -> ImageArgs:
         old = [name for name in DEPRECATED[:5] if getattr(self, name) is not None]
         if old and self.size.strip().lower() != "auto":
-            raise ValueError(f"give size only (the old {', '.join(old)} are replaced by it)")
+            values = {name: getattr(self, name) for name in ("size", *old)}
+            raise InvalidRequest(
+                [FieldError(", ".join(values), values, f"give size only (it replaces {', '.join(old)})")]
+            )
         return self
 
     def deprecations(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from decimal import Decimal
 
 import httpx
@@ -61,6 +62,15 @@ async def test_queue_progress_logs_and_result_in_order(hosted_settings: Settings
     positions = [e.queue_position for e in events if e.queue_position is not None]
     assert positions == sorted(positions, reverse=True)
     assert any(e.message and "step" in e.message.lower() for e in events), [e.message for e in events]
+    # no event repeats the one before it, COMPLETED comes last and once, and the fields agree with the words
+    assert all(a != b for a, b in itertools.pairwise(events))
+    assert statuses.count("COMPLETED") == 1
+    for event in events:
+        assert event.queue_position is None or str(event.queue_position) not in event.message
+        if event.message and "step" in event.message.lower():
+            assert event.step is not None and f"{event.step}/{event.total_steps}" in event.message, event
+    steps = [e.step for e in events if e.step is not None]
+    assert steps and steps == sorted(steps)
     assert len(result.images) == 2
     assert fal_fake.billed == Decimal("0.05")  # ceil(0.79 MP) = 1 MP x $0.025 x 2 images
     assert fal_fake.job(job_id).input["image_size"] == "landscape_4_3"

@@ -218,7 +218,7 @@ def test_generation_killed_at_any_moment_is_collected_and_billed_once(
             assert f"{job.id}  ${amount} at risk: fal may have accepted it" in output
         return
 
-    assert resumed.stdout.startswith(f"{provider} flux-dev"), resumed.stdout
+    assert resumed.stdout.startswith(f"{provider} ") and "(flux-dev): $" in resumed.stdout, resumed.stdout
     assert again.stdout.strip() == "nothing in flight", "nothing is left to do, nothing at risk"
     assert job.status == "succeeded" and job.result is not None, job.error
     listed = job.result["images"]

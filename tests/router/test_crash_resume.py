@@ -43,7 +43,7 @@ def test_killed_generation_is_resumed_saved_and_billed_once(
     env = {
         **os.environ,
         "FLUXROUTE_HOME": str(home),
-        "FLUXROUTE_CONFIG": str(tmp_path / "none.toml"),
+        "FLUXROUTE_CONFIG": "none",
         "KREA_API_TOKEN": krea_fake.token,
         "FLUXROUTE_KREA_BASE_URL": krea_fake.base_url,
     }
@@ -66,7 +66,7 @@ def test_killed_generation_is_resumed_saved_and_billed_once(
     resumed = fluxroute(env, "jobs", "resume")
     out, err = resumed.communicate(timeout=30)
     assert resumed.returncode == 0, err
-    assert "krea flux-dev" in out
+    assert "krea flux-1-dev (flux-dev)" in out
 
     again = fluxroute(env, "jobs", "resume")
     out_again, _ = again.communicate(timeout=30)
@@ -96,7 +96,7 @@ def test_resume_leaves_a_job_that_a_live_process_follows_and_takes_it_once_let_g
     env = {
         **os.environ,
         "FLUXROUTE_HOME": str(home),
-        "FLUXROUTE_CONFIG": str(tmp_path / "none.toml"),
+        "FLUXROUTE_CONFIG": "none",
         "KREA_API_TOKEN": krea_fake.token,
         "FLUXROUTE_KREA_BASE_URL": krea_fake.base_url,
     }

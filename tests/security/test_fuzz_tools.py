@@ -263,7 +263,7 @@ def stdio_env(krea_fake: KreaFake, fal_fake: FalFake, tmp_path: Path) -> dict[st
         "FAL_KEY": fal_fake.key,
         "FLUXROUTE_FAL_BASE_URL": fal_fake.base_url,
         "FLUXROUTE_HOME": str(tmp_path / "home"),
-        "FLUXROUTE_CONFIG": str(tmp_path / "absent.toml"),
+        "FLUXROUTE_CONFIG": "none",
     }
 
 

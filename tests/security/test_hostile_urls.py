@@ -157,7 +157,7 @@ def test_cli_route_refuses_hostile_urls_with_exit_code_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("FLUXROUTE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("FLUXROUTE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("FLUXROUTE_CONFIG", "none")
     for url, _ in HOSTILE[:14]:  # the address forms; the CLI takes the same request model as the tools
         for option, field in (("--init-image", "init_image"), ("--style-ref", "style_references.0.url")):
             code = main(["route", PROMPT, option, url])

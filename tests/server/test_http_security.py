@@ -150,14 +150,15 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("FAL_KEY", "KREA_API_TOKEN", "FLUXROUTE_SERVER_TOKEN", "FLUXROUTE_SERVER_ALLOWED_HOSTS"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("FLUXROUTE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("FLUXROUTE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("FLUXROUTE_CONFIG", "none")
 
 
-def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    """Run `fluxroute serve --http ...`, which must exit 6 before serving; its stderr."""
-    code = main(["serve", "--http", *argv])
+def refused(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 6) -> str:
+    """Run `fluxroute serve --http ...`, which must exit with `code` (6: configuration; 8: cannot listen) before
+    serving; its stderr."""
+    exited = main(["serve", "--http", *argv])
     err = capsys.readouterr().err
-    assert code == 6, err
+    assert exited == code, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     return err
 
@@ -175,7 +176,7 @@ def test_serve_refuses_a_busy_port_in_one_line(capsys: pytest.CaptureFixture[str
         taken.listen()
         port = str(taken.getsockname()[1])
 
-        assert "in use" in refused(capsys, "--port", port)
+        assert "in use" in refused(capsys, "--port", port, code=8)
 
 
 @pytest.mark.usefixtures("cli_env")

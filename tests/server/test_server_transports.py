@@ -31,7 +31,7 @@ def server_env(krea_fake: KreaFake, home: Path) -> dict[str, str]:
         "KREA_API_TOKEN": krea_fake.token,
         "FLUXROUTE_KREA_BASE_URL": krea_fake.base_url,
         "FLUXROUTE_HOME": str(home),
-        "FLUXROUTE_CONFIG": str(home / "absent.toml"),
+        "FLUXROUTE_CONFIG": "none",
     }
 
 

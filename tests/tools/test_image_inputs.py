@@ -92,7 +92,7 @@ def test_the_cli_sends_a_local_file_as_a_data_uri(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("FLUXROUTE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("FLUXROUTE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("FLUXROUTE_CONFIG", "none")
     image = tmp_path / "start.png"
     image.write_bytes(png())
     assert main(["route", "the fox at night", "--init-image", str(image), "--json"]) in (0, 3)
