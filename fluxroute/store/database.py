@@ -86,6 +86,101 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE attempts ADD COLUMN reservation_id INTEGER REFERENCES ledger (id)",
         "CREATE INDEX attempts_by_provider_job ON attempts (provider, provider_job_id)",
     ),
+    (
+        # Running totals, so budget checks and spend summaries read a few rows instead of the whole ledger.
+        # Triggers on the (append-only) ledger keep them in the very transaction of each ledger insert,
+        # whatever code writes the row; the statements below backfill them from the rows already there.
+        # Per day: every charge, and every reservation not yet released (what the daily cap counts).
+        """
+        CREATE TABLE ledger_days (
+            day TEXT PRIMARY KEY,
+            charged_micros INTEGER NOT NULL,
+            held_micros INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        # Per day and provider (that of the charge's attempt, 'unknown' without one): charges and their count.
+        """
+        CREATE TABLE ledger_charges (
+            day TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            charged_micros INTEGER NOT NULL,
+            charges INTEGER NOT NULL,
+            PRIMARY KEY (day, provider)
+        ) WITHOUT ROWID
+        """,
+        # The reservations not yet released: few at any moment, however long the history.
+        """
+        CREATE TABLE ledger_open (
+            reservation_id INTEGER PRIMARY KEY REFERENCES ledger (id),
+            day TEXT NOT NULL,
+            amount_micros INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX ledger_open_by_day ON ledger_open (day)",
+        "CREATE INDEX attempts_by_reservation ON attempts (reservation_id) WHERE reservation_id IS NOT NULL",
+        """
+        INSERT INTO ledger_open (reservation_id, day, amount_micros)
+            SELECT id, day, amount_micros FROM ledger WHERE kind = 'reserve' AND NOT EXISTS (
+                SELECT 1 FROM ledger AS closing WHERE closing.reservation_id = ledger.id AND closing.kind = 'release'
+            )
+        """,
+        """
+        INSERT INTO ledger_charges (day, provider, charged_micros, charges)
+            SELECT ledger.day, COALESCE(attempts.provider, 'unknown'), SUM(ledger.amount_micros), COUNT(*)
+            FROM ledger LEFT JOIN attempts ON attempts.id = ledger.attempt_id
+            WHERE ledger.kind = 'charge' GROUP BY 1, 2
+        """,
+        """
+        INSERT INTO ledger_days (day, charged_micros, held_micros)
+            SELECT day, SUM(charged), SUM(held) FROM (
+                SELECT day, charged_micros AS charged, 0 AS held FROM ledger_charges
+                UNION ALL SELECT day, 0, amount_micros FROM ledger_open
+            ) GROUP BY day
+        """,
+        """
+        CREATE TRIGGER ledger_reserve_totals AFTER INSERT ON ledger WHEN NEW.kind = 'reserve' BEGIN
+            INSERT INTO ledger_open (reservation_id, day, amount_micros) VALUES (NEW.id, NEW.day, NEW.amount_micros);
+            INSERT INTO ledger_days (day, charged_micros, held_micros) VALUES (NEW.day, 0, NEW.amount_micros)
+                ON CONFLICT (day) DO UPDATE SET held_micros = held_micros + excluded.held_micros;
+        END
+        """,
+        """
+        CREATE TRIGGER ledger_release_totals AFTER INSERT ON ledger WHEN NEW.kind = 'release' BEGIN
+            UPDATE ledger_days SET held_micros = held_micros - (
+                SELECT amount_micros FROM ledger_open WHERE reservation_id = NEW.reservation_id
+            ) WHERE day = (SELECT day FROM ledger_open WHERE reservation_id = NEW.reservation_id);
+            DELETE FROM ledger_open WHERE reservation_id = NEW.reservation_id;
+        END
+        """,
+        """
+        CREATE TRIGGER ledger_charge_totals AFTER INSERT ON ledger WHEN NEW.kind = 'charge' BEGIN
+            INSERT INTO ledger_days (day, charged_micros, held_micros) VALUES (NEW.day, NEW.amount_micros, 0)
+                ON CONFLICT (day) DO UPDATE SET charged_micros = charged_micros + excluded.charged_micros;
+            INSERT INTO ledger_charges (day, provider, charged_micros, charges)
+                VALUES (NEW.day, COALESCE((SELECT provider FROM attempts WHERE id = NEW.attempt_id), 'unknown'),
+                        NEW.amount_micros, 1)
+                ON CONFLICT (day, provider) DO UPDATE SET
+                    charged_micros = charged_micros + excluded.charged_micros, charges = charges + 1;
+        END
+        """,
+        # the totals are only exact while the ledger is append-only and a charge's provider stays put
+        """
+        CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN
+            SELECT RAISE(ABORT, 'ledger rows are append-only');
+        END
+        """,
+        """
+        CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN
+            SELECT RAISE(ABORT, 'ledger rows are append-only');
+        END
+        """,
+        """
+        CREATE TRIGGER attempts_keep_provider BEFORE UPDATE OF provider ON attempts
+            WHEN NEW.provider IS NOT OLD.provider BEGIN
+            SELECT RAISE(ABORT, 'an attempt keeps its provider (charges are totalled by it)');
+        END
+        """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

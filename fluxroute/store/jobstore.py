@@ -315,10 +315,9 @@ class JobStore:
         """Open attempts (submitting or in flight) whose budget is still held, with the amount at risk;
         of one job, or of every job. Oldest first."""
         query = (
-            "SELECT attempts.*, ledger.amount_micros AS held FROM attempts"
-            " JOIN ledger ON ledger.id = attempts.reservation_id AND ledger.kind = 'reserve'"
-            " WHERE attempts.status IN ('submitting', 'in_flight') AND NOT EXISTS ("
-            "   SELECT 1 FROM ledger AS closing WHERE closing.reservation_id = ledger.id AND closing.kind = 'release')"
+            "SELECT attempts.*, ledger_open.amount_micros AS held FROM attempts"
+            " JOIN ledger_open ON ledger_open.reservation_id = attempts.reservation_id"
+            " WHERE attempts.status IN ('submitting', 'in_flight')"
         )
         params: tuple[str, ...] = ()
         if job_id is not None:

@@ -4,6 +4,11 @@ Every row is append-only. A `reserve` row holds budget; it is closed by exactly 
 pointing at it (via `reservation_id`), and `settle` adds the `charge` for what was actually spent in
 the same transaction. Outstanding budget is therefore "reserve rows with no release", and money
 spent is simply the sum of `charge` rows. Callers run these functions inside a write transaction.
+
+Budget checks and summaries never scan that history: triggers on the ledger (schema version 3, see
+database.MIGRATIONS) keep running totals in the same transaction as each inserted row: `ledger_days`
+(charged and held per day), `ledger_charges` (charged per day and provider) and `ledger_open` (the
+reservations not yet released).
 """
 
 from __future__ import annotations
@@ -15,16 +20,6 @@ from decimal import Decimal
 from fluxroute.errors import BudgetExceeded, JobNotFound
 from fluxroute.store.money import from_micros, to_micros, usd
 from fluxroute.store.records import Reservation, SpendRow, SpendSummary, as_utc, to_iso
-
-_DAY_FIGURES = """
-    SELECT
-        COALESCE(SUM(CASE WHEN kind = 'charge' THEN amount_micros END), 0),
-        COALESCE(SUM(CASE WHEN kind = 'reserve' AND NOT EXISTS (
-            SELECT 1 FROM ledger AS closing
-            WHERE closing.reservation_id = ledger.id AND closing.kind = 'release'
-        ) THEN amount_micros END), 0)
-    FROM ledger WHERE day = ?
-"""
 
 
 def money_micros(amount: Decimal, what: str) -> int:
@@ -127,20 +122,22 @@ def charge(
 
 
 def day_figures(conn: sqlite3.Connection, day: date) -> tuple[int, int]:
-    """Micro-dollars charged on `day` and still reserved (unreleased) on `day`."""
-    spent, reserved = conn.execute(_DAY_FIGURES, (day.isoformat(),)).fetchone()
-    return int(spent), int(reserved)
+    """Micro-dollars charged on `day` and still reserved (unreleased) on `day`: one row of the running totals."""
+    row = conn.execute(
+        "SELECT charged_micros, held_micros FROM ledger_days WHERE day = ?", (day.isoformat(),)
+    ).fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
 # Open reservations, each with its provider and whether a provider may already bill it: held for an
 # attempt that is `submitting` (the POST may have left) or `in_flight` (accepted) — money at risk.
+# Read from `ledger_open`, so closed history is never visited; attempts change status outside the ledger, so
+# the split between reserved and at risk is made here, at read time.
 _OPEN_HOLDS = """
-    SELECT ledger.day, COALESCE(attempts.provider, 'unsent'), ledger.amount_micros,
+    SELECT ledger_open.day, COALESCE(attempts.provider, 'unsent'), ledger_open.amount_micros,
            attempts.status IN ('submitting', 'in_flight')
-    FROM ledger LEFT JOIN attempts ON attempts.reservation_id = ledger.id
-    WHERE ledger.kind = 'reserve' AND ledger.day >= ? AND NOT EXISTS (
-        SELECT 1 FROM ledger AS closing WHERE closing.reservation_id = ledger.id AND closing.kind = 'release'
-    )
+    FROM ledger_open LEFT JOIN attempts ON attempts.reservation_id = ledger_open.reservation_id
+    WHERE ledger_open.day >= ?
 """
 
 
@@ -149,23 +146,19 @@ def summary(conn: sqlite3.Connection, now: datetime | None, daily_cap: Decimal |
     day = as_utc(now).date()
     first = (day - timedelta(days=days - 1)).isoformat()
     spent, held = day_figures(conn, day)
+    # all-time figures add up one row per day and provider, not one per charge
     count, total = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(amount_micros), 0) FROM ledger WHERE kind = 'charge'"
+        "SELECT COALESCE(SUM(charges), 0), COALESCE(SUM(charged_micros), 0) FROM ledger_charges"
     ).fetchone()
     by_provider = {
         str(provider): from_micros(int(micros))
         for provider, micros in conn.execute(
-            "SELECT COALESCE(attempts.provider, 'unknown'), SUM(ledger.amount_micros) FROM ledger"
-            " LEFT JOIN attempts ON attempts.id = ledger.attempt_id"
-            " WHERE ledger.kind = 'charge' GROUP BY 1 ORDER BY 1"
+            "SELECT provider, SUM(charged_micros) FROM ledger_charges GROUP BY provider ORDER BY provider"
         )
     }
     cells: dict[tuple[str, str], list[int]] = {}
     for row_day, provider, micros in conn.execute(
-        "SELECT ledger.day, COALESCE(attempts.provider, 'unknown'), SUM(ledger.amount_micros) FROM ledger"
-        " LEFT JOIN attempts ON attempts.id = ledger.attempt_id"
-        " WHERE ledger.kind = 'charge' AND ledger.day >= ? GROUP BY 1, 2",
-        (first,),
+        "SELECT day, provider, charged_micros FROM ledger_charges WHERE day >= ?", (first,)
     ):
         cells.setdefault((str(row_day), str(provider)), [0, 0, 0])[0] += int(micros)
     at_risk = 0

@@ -200,3 +200,18 @@ async def test_signed_webhook_is_accepted_and_a_forged_one_refused(
         stale = {**delivery.headers, "x-fal-webhook-timestamp": "1000"}
         with pytest.raises(WebhookRejected, match="timestamp"):
             await verifier.verify(stale, delivery.body)
+
+
+async def test_the_result_is_read_once_right_after_the_status_that_said_completed(
+    hosted_settings: Settings, fal_fake: FalFake
+) -> None:
+    """One status request sees COMPLETED; the result is then fetched from the response URL directly (fal-client's
+    own `result()` would ask for the status again first)."""
+    fal_fake.timings = {"IN_QUEUE": 0.05, "IN_PROGRESS": 0.2}
+    job_id, result = await run(hosted_settings, candidate_for(hosted_settings, model="flux-dev"))
+    finished = fal_fake.job(job_id).finished_at
+    assert finished is not None and result.images
+    log = [r for r in fal_fake.request_log if r.route in ("status", "result")]
+    after = [r.route for r in log if r.at >= finished]
+    assert after == ["status", "result"], after
+    assert fal_fake.request_counts["result"] == 1
