@@ -1,6 +1,7 @@
 """Gateway overhead: fluxroute end to end vs a direct HTTP client against the same Krea fake, and completion detection.
 
 Run: python benchmarks/gateway_overhead.py [--quick] [--calls 320] [--calls-64 1280] [--tmp DIR] [--profile out.pstats]
+     python benchmarks/gateway_overhead.py --use [--calls 60] [--calls-16 160] [--rounds 3]   (overhead as used, only)
 
 Part 1 (overhead): every call is one 50 ms job on the Krea fake (tests/fakes; its own process unless
   --fake-in-process), returning a 64x64 PNG.
@@ -8,8 +9,12 @@ Part 1 (overhead): every call is one 50 ms job on the Krea fake (tests/fakes; it
              PollSchedule (so both sides poll at the same moments and only fluxroute's own work differs), GET the image
   provider   KreaProvider.submit + wait (error mapping, progress plumbing, image decode check)
   fluxroute  Router.generate(ImageRequest): plan, SQLite job/attempt/ledger records, budget reservation,
-             image saved with embedded parameters + JPEG preview; the real user path
+             image saved with embedded parameters (no preview: MCP results make theirs); the real user path
   Modes are interleaved in rounds so drift hits all of them alike. overhead = path - direct at the same percentile.
+  --use: overhead as it is used, alone: a fresh prompt on every call (no plan-cache hit), at c=1 and c=16, for a
+  64x64 PNG and a real-size 1 MP PNG (~1.4 MB: the fake's gradient with film grain, so it compresses like a photo);
+  the direct client writes each image to a file too, and a fourth path, `+preview`, is fluxroute followed by the
+  JPEG preview every result used to pay for (the removed code, kept below as `old_preview`), for the before figures.
 Part 2 (attribution): the fluxroute path again at concurrency 1 with timers wrapped around its stages.
 Part 3 (completion detection): jobs of several lengths, delay from the fake's `finished_at` to the status poll that
   saw the end and to wait() returning, and GET /jobs requests per job, for fluxroute's adaptive schedule (with the
@@ -24,6 +29,8 @@ import asyncio
 import contextlib
 import cProfile
 import functools
+import io
+import itertools
 import multiprocessing
 import os
 import platform
@@ -44,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from PIL import Image
 from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fakes live in tests/, not in the package
@@ -60,6 +68,7 @@ from fluxroute.settings import Settings
 from fluxroute.store import images as images_module
 from fluxroute.store.jobstore import JobStore
 from fluxroute.types import Candidate, ImageRequest
+from tests.fakes import images as fake_images
 from tests.fakes import webhooks
 from tests.fakes.krea import KreaFake
 
@@ -73,9 +82,40 @@ STAGGER_S = 3.0
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
+IMAGE_SCALES = {"64x64": IMAGE_SCALE, "1MP": 1.0}
+_scale = IMAGE_SCALE
+
+
 def set_job_length(fake: KreaFake, seconds: float) -> None:
     fake.timings = dict.fromkeys(PHASES, seconds / len(PHASES)) | {"intermediate-complete": 0.0}
-    fake.image_scale = IMAGE_SCALE
+    fake.image_scale = _scale
+
+
+@functools.lru_cache(maxsize=8)
+def photo_like(width: int, height: int, fmt: str) -> bytes:
+    """The fake's gradient with film grain: a full-size PNG as large as a real 1 MP render (~1.4 MB)."""
+    ramp, size = Image.linear_gradient("L"), (width, height)
+    grain = Image.effect_noise(size, 8).convert("L")
+    channels = (ramp.resize(size), ramp.rotate(90).resize(size), Image.new("L", size, 90))
+    image = Image.merge("RGB", [Image.blend(channel, grain, 0.5) for channel in channels])
+    out = io.BytesIO()
+    image.save(out, "PNG" if fmt == "png" else "JPEG", **({"compress_level": 6} if fmt == "png" else {"quality": 90}))
+    return out.getvalue()
+
+
+def photo_render(spec: fake_images.ImageSpec, scale: float = 1.0) -> bytes:
+    """Used by the fake in this benchmark: one cached image per size, so no call pays for rendering it."""
+    return photo_like(max(1, round(spec.width * scale)), max(1, round(spec.height * scale)), spec.fmt)
+
+
+def old_preview(data: bytes) -> bytes:
+    """The JPEG preview ImageStore.save made for every result before previews were made for MCP results only."""
+    with Image.open(io.BytesIO(data)) as source:
+        preview = source.convert("RGB")
+        preview.thumbnail((512, 512))
+        buffer = io.BytesIO()
+        preview.save(buffer, format="JPEG", quality=80, optimize=True)
+        return buffer.getvalue()
 
 
 class FakeHandle:
@@ -113,6 +153,9 @@ class FakeHandle:
     def set_job_length(self, seconds: float) -> None:
         self._call("length", seconds)
 
+    def set_scale(self, scale: float) -> None:
+        self._call("scale", scale)
+
     def status_polls(self) -> int:
         return int(self._call("get_job_count"))
 
@@ -139,6 +182,11 @@ def fake_command(fake: KreaFake, command: str, *args: Any) -> Any:
     if command == "length":
         set_job_length(fake, args[0])
         return None
+    if command == "scale":
+        global _scale
+        _scale = args[0]
+        set_job_length(fake, JOB_S)
+        return None
     if command == "get_job_count":
         return fake.request_counts["get_job"]
     if command == "poll_times":
@@ -157,6 +205,7 @@ def start_fake() -> KreaFake:
     default client loads the CA bundle into a new SSL context (~20 ms of CPU) on the fake's event loop, stalling
     every API request in flight at that moment. Loopback needs no TLS; one shared context keeps deliveries cheap."""
     context = ssl.create_default_context()
+    fake_images.render = photo_render  # type: ignore[assignment]
     webhooks.httpx = types.SimpleNamespace(  # type: ignore[attr-defined, assignment]
         AsyncClient=functools.partial(httpx.AsyncClient, verify=context), HTTPError=httpx.HTTPError
     )
@@ -314,6 +363,62 @@ async def overhead(
     return results, candidate.latency_s
 
 
+async def use_overhead(
+    fake: FakeHandle, home: Path, levels: list[tuple[int, int]], rounds: int
+) -> dict[str, dict[tuple[int, str], Block]]:
+    """Overhead as used: fresh prompts, images written by every path, both image sizes, interleaved rounds."""
+    settings = bench_settings(fake, home)
+    router = Router(settings, availability=krea_only())
+    candidate = router.plan(ImageRequest.parse(REQUEST)).chosen
+    assert candidate is not None and candidate.offer_id == "krea-flux-1-dev"
+    direct = DirectClient(fake.base_url, candidate.latency_s)
+    counter = itertools.count()
+    written = home / "direct"
+    written.mkdir(parents=True)
+
+    def fresh() -> str:
+        return f"{REQUEST['prompt']}, take {next(counter)}"
+
+    async def direct_call() -> None:
+        n = next(counter)
+        data = await direct.generate(candidate.params | {"prompt": f"{REQUEST['prompt']}, take {n}"})
+        (written / f"{n}.png").write_bytes(data)
+
+    async def fluxroute_call() -> None:
+        await router.generate(ImageRequest.parse(REQUEST | {"prompt": fresh()}))
+
+    async def with_preview_call() -> None:
+        result = await router.generate(ImageRequest.parse(REQUEST | {"prompt": fresh()}))
+        for image in result.images:
+            path = Path(str(image.path))
+            path.with_suffix(".preview.jpg").write_bytes(old_preview(path.read_bytes()))
+
+    paths: dict[str, Callable[[], Awaitable[object]]] = {
+        "direct": direct_call,
+        "fluxroute": fluxroute_call,
+        "+preview": with_preview_call,
+    }
+    out: dict[str, dict[tuple[int, str], Block]] = {}
+    for label, scale in IMAGE_SCALES.items():
+        fake.set_scale(scale)
+        fake.fresh()
+        for call in paths.values():  # warm-up: connections, SQLite, image directory, the fake's image cache
+            await run_block(call, 8, 4, Block())
+        results: dict[tuple[int, str], Block] = defaultdict(Block)
+        order = list(paths)
+        for concurrency, calls in levels:
+            for r in range(rounds):
+                for name in order[r % 3 :] + order[: r % 3]:
+                    fake.fresh()
+                    block = results[(concurrency, name)]
+                    await run_block(paths[name], calls // rounds, concurrency, block)
+                    block.status_polls += fake.status_polls()
+        out[label] = results
+    await direct.aclose()
+    await router.aclose()
+    return out
+
+
 # --- part 2: where fluxroute's time goes ----------------------------------------------------------------------------
 
 
@@ -384,7 +489,6 @@ async def attribution(fake: FakeHandle, home: Path, calls: int) -> tuple[dict[st
         (downloads, "_decode", "  of which PIL decode check"),
         (execute_module.Executor, "_complete", "complete: bill, save, result"),
         (images_module.ImageStore, "save", "  of which image save"),
-        (images_module, "_preview", "    of which JPEG preview"),
         (images_module, "embed_parameters", "    of which embed parameters"),
     ]
     targets += [(JobStore, name, f"sqlite {name}") for name in STORE_WRITES]
@@ -525,24 +629,29 @@ def machine() -> str:
 def print_overhead(results: dict[tuple[int, str], Block], targets: tuple[float, float]) -> list[str]:
     lines = [
         f"{'conc':>4} {'path':<10}{'calls':>6}{'err':>4}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'block p50s':>13}"
-        f"{'GET/call':>9}{'calls/s':>8}{'cpu ms':>7}{'+p50 ms':>9}{'+p99 ms':>9}{'x p50':>7}{'x p99':>7}"
+        f"{'GET/call':>9}{'calls/s':>8}{'cpu ms':>7}{'+p50 ms':>9}{'+p99 ms':>9}{'x p50':>7}{'x p99':>7}{'x thru':>8}"
     ]
     verdicts = []
     for concurrency in sorted({c for c, _ in results}):
-        base = results[(concurrency, "direct")].latencies_ms
+        base_block = results[(concurrency, "direct")]
+        base = base_block.latencies_ms
         b50, b99 = percentile(base, 0.5), percentile(base, 0.99)
-        for name in ("direct", "provider", "fluxroute"):
+        for name in ("direct", "provider", "fluxroute", "+preview"):
+            if (concurrency, name) not in results:
+                continue
             block = results[(concurrency, name)]
             values = block.latencies_ms
             p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
             extra = "" if name == "direct" else f"{p50 - b50:>9.2f}{p99 - b99:>9.2f}{p50 / b50:>7.3f}{p99 / b99:>7.3f}"
+            if name != "direct":
+                extra += f"{(block.calls / block.wall_s) / (base_block.calls / base_block.wall_s):>8.3f}"
             lines.append(
                 f"{concurrency:>4} {name:<10}{len(values):>6}{len(block.errors):>4}{p50:>9.2f}{p99:>9.2f}"
                 f"{statistics.fmean(values):>9.2f}{min(block.block_p50s):>7.1f}-{max(block.block_p50s):<5.1f}"
                 f"{block.status_polls / block.calls:>9.2f}{block.calls / block.wall_s:>8.1f}"
                 f"{block.cpu_s / block.calls * 1000:>7.2f}{extra}"
             )
-            if name == "fluxroute":
+            if name == "fluxroute" or (name == "+preview" and "fluxroute" not in [n for _, n in results]):
                 met50 = "met" if p50 - b50 <= targets[0] else "NOT met"
                 met99 = "met" if p99 - b99 <= targets[1] else "NOT met"
                 verdicts.append(
@@ -604,7 +713,12 @@ def main() -> None:
     parser.add_argument("--fake-in-process", action="store_true", help="run the fake on a thread of this process")
     parser.add_argument("--tmp", help="where the temporary fluxroute home goes (default: the system temp dir)")
     parser.add_argument("--profile", help="cProfile 100 fluxroute calls at c=1 into this .pstats file, print the top")
+    parser.add_argument("--use", action="store_true", help="only the overhead as used (fresh prompts, 64x64 and 1 MP)")
+    parser.add_argument("--calls-16", type=int, default=160, help="--use: calls per path at concurrency 16")
     args = parser.parse_args()
+    if args.use:
+        use_main(args)
+        return
     calls_1 = args.calls or (80 if args.quick else 320)
     calls_64 = args.calls_64 or (256 if args.quick else 1280)
     lengths = [0.05, 0.5, 2.5] if args.quick else [0.05, 0.5, 2.5, 5.0]
@@ -640,6 +754,27 @@ def main() -> None:
     print("\n".join(out))
     if args.profile:
         pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
+
+
+def use_main(args: argparse.Namespace) -> None:
+    calls_1, rounds = args.calls or 60, args.rounds or 3
+    started = time.monotonic()
+    fake = FakeHandle(in_process=args.fake_in_process)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fluxroute-bench-", dir=args.tmp) as tmp:
+            levels = [(1, calls_1), (16, args.calls_16)]
+            by_size = asyncio.run(use_overhead(fake, Path(tmp) / "use", levels, rounds))
+    finally:
+        fake.stop()
+    out = [
+        f"gateway overhead as used: {machine()}; Krea fake in its own process, {JOB_S * 1000:g} ms jobs, fresh "
+        f"prompt per call, {rounds} interleaved rounds; +preview = fluxroute + the old per-result JPEG preview",
+    ]
+    for label, results in by_size.items():
+        out += ["", f"images {label} ({len(photo_like(1024, 1024, 'png')) if label == '1MP' else 'tiny'} bytes)"]
+        out += print_overhead(results, (2.0, 5.0))
+    out.append(f"total run time {time.monotonic() - started:.0f} s")
+    print("\n".join(out))
 
 
 if __name__ == "__main__":

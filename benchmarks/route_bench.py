@@ -1,12 +1,15 @@
-"""Validate + plan latency over a realistic request mix (sizes, aspect ratios, usages, budgets, pins).
+"""Validate + plan latency over a realistic request mix (sizes, aspect ratios, usages, budgets, pins), fresh
+requests every call (each plan is computed, none served from the plan cache).
 
-Run: python benchmarks/route_bench.py [--calls 20000]
-Prints p50/p99 for validation alone, planning alone, and both together (the tool-call path).
+Run: python benchmarks/route_bench.py [--calls 20000] [--offers N ...]
+Prints p50/p99 for validation alone, planning alone, and both together (the tool-call path). With --offers, the
+catalog is grown to N offers (copies of the built-in ones under new ids) and plan latency is printed per size.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import random
 import statistics
@@ -14,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fluxroute.catalog import _builtin_data
 from fluxroute.providers.base import Availability
 from fluxroute.router import Router
 from fluxroute.settings import Settings
@@ -33,16 +37,16 @@ def request_mix(n: int, seed: int = 7) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
     for _ in range(n):
-        args: dict[str, Any] = {"prompt": rng.choice(PROMPTS)}
+        # a fresh prompt per call: no two requests alike, as real callers send them
+        args: dict[str, Any] = {"prompt": f"{rng.choice(PROMPTS)}, variation {rng.randrange(10**9)}"}
         size = rng.random()
         if size < 0.35:
-            args["aspect_ratio"] = rng.choice(["1:1", "16:9", "9:16", "4:3", "3:2", "2.35:1", "4:5"])
-            if rng.random() < 0.3:
-                args["megapixels"] = rng.choice([0.5, 1.0, 2.0])
+            ratio = rng.choice(["1:1", "16:9", "9:16", "4:3", "3:2", "2.35:1", "4:5"])
+            args["size"] = ratio + (f"@{rng.choice([0.5, 1.0, 2.0])}MP" if rng.random() < 0.3 else "")
         elif size < 0.65:
-            args["width"], args["height"] = rng.choice([(1024, 1024), (1024, 768), (1920, 1080), (3000, 2000)])
+            args["size"] = "{}x{}".format(*rng.choice([(1024, 1024), (1024, 768), (1920, 1080), (3000, 2000)]))
         elif size < 0.8:
-            args["image_size"] = rng.choice(["square_hd", "landscape_16_9", "portrait_4_3"])
+            args["size"] = rng.choice(["square_hd", "landscape_16_9", "portrait_4_3"])
         if rng.random() < 0.4:
             args["model"] = rng.choice(["flux-krea-dev", "flux-dev", "krea-2"])
         if rng.random() < 0.3:
@@ -66,21 +70,56 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def grown_offers(count: int) -> list[dict[str, Any]]:
+    """`count` - (built-in offers) extra offers: copies of the built-in ones under new ids."""
+    builtin = _builtin_data()["offers"]
+    extra = []
+    for i in range(max(0, count - len(builtin))):
+        offer = copy.deepcopy(builtin[i % len(builtin)])
+        offer["id"] = f"{offer['id']}-copy{i}"
+        extra.append(offer)
+    return extra
+
+
+def router_with(offers: int) -> Router:
+    availability = {name: Availability(True) for name in ("krea", "fal", "local")}
+    settings = Settings(home=Path("/nonexistent"), offers=grown_offers(offers))
+    return Router(settings, availability=availability)
+
+
+def plan_scale(sizes: list[int], calls: int) -> None:
+    print(f"{'offers':>8}{'plan p50 us':>14}{'plan p99 us':>14}")
+    for size in sizes:
+        router = router_with(size)
+        requests = [validate("plan_image_route", item).request() for item in request_mix(calls, seed=size)]
+        for request in requests[:50]:
+            router.plan(request)
+        timings = []
+        for request in requests[50:]:
+            t0 = time.perf_counter_ns()
+            router.planner.plan(request)  # the planner itself: no cache
+            timings.append((time.perf_counter_ns() - t0) / 1000)
+        print(f"{len(router.catalog.offers):>8}{percentile(timings, 0.5):>14.1f}{percentile(timings, 0.99):>14.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--offers", type=int, nargs="*", help="plan latency with the catalog grown to these sizes")
     args = parser.parse_args()
-    availability = {name: Availability(True) for name in ("krea", "fal", "local")}
-    router = Router(Settings(home=Path("/nonexistent")), availability=availability)
+    if args.offers:
+        plan_scale(args.offers, min(args.calls, 2_000))
+        return
+    router = router_with(0)
     mix = request_mix(args.calls)
-    for item in mix[:500]:  # warm-up: imports, compiled validators, caches
-        router.plan(validate("plan_image_route", item))  # type: ignore[arg-type]
+    for item in mix[:500]:  # warm-up: imports, compiled validators
+        router.plan(validate("plan_image_route", item).request())  # type: ignore[attr-defined]
 
     validate_us, plan_us, both_us = [], [], []
     clock = time.perf_counter_ns
     for item in mix:
         t0 = clock()
-        request = validate("plan_image_route", item)
+        request = validate("plan_image_route", item).request()  # type: ignore[attr-defined]
         t1 = clock()
         assert isinstance(request, ImageRequest)
         router.plan(request)

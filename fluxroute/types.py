@@ -292,7 +292,6 @@ class GeneratedImage(BaseModel):
 
     path: str | None = None
     url: str | None = None
-    preview_path: str | None = None
     width: int
     height: int
     format: str

@@ -5,26 +5,40 @@ model as structured content.
 Claude Desktop rejects tool results over 1 MiB and Claude Code warns past 25,000 tokens, so the inline
 previews of one result share INLINE_BUDGET bytes; the full images are behind resource
 links and their paths and URLs are in the structured content.
+
+Previews are made here, when a result is built, and nowhere else: Python and CLI callers never pay for one. A
+JPEG source is decoded at a reduced scale (`Image.draft`), a PNG is reduced by an integer factor and box-filtered
+to size; the last few previews are kept (PREVIEW_CACHE_ENTRIES, keyed by path, mtime, size and long edge), so a
+client polling get_image_job gets the same bytes without the decode.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
+import functools
 import io
 import math
+import os
+import stat
 from pathlib import Path
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 
 from fluxroute.prompts import RewriteOutput
+from fluxroute.store.files import NotARegularFile, read_regular
 from fluxroute.tools import GenerateOutput, JobStatusOutput, PlanOutput
 from fluxroute.tools.outputs import ImageOutput
 
 # raw JPEG bytes for all inline previews of one result (base64 makes it 4/3 of this on the wire)
 INLINE_BUDGET = 240_000
 SMALLEST_PREVIEW = 128
+PREVIEW_LONG_EDGE = 512
+PREVIEW_QUALITY = 80
+# a 512 px JPEG preview is 20-150 kB, so the cache holds a few MB at most
+PREVIEW_CACHE_ENTRIES = 32
 MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 
 
@@ -69,8 +83,8 @@ def image_link(job_id: str, index: int, image: ImageOutput) -> ResourceLink:
 
 
 def previews(images: list[ImageOutput]) -> list[bytes | None]:
-    """The saved previews, re-encoded smaller when together they would pass INLINE_BUDGET."""
-    found = [_read(image.preview_path) for image in images]
+    """A preview of each saved image, re-encoded smaller when together they would pass INLINE_BUDGET."""
+    found = [_preview_or_none(image.path) for image in images]
     total = sum(len(data) for data in found if data)
     if total <= INLINE_BUDGET:
         return found
@@ -85,12 +99,60 @@ def previews(images: list[ImageOutput]) -> list[bytes | None]:
     return shrunk
 
 
-def _read(path: str | None) -> bytes | None:
+def preview_bytes(path: Path, max_side: int = PREVIEW_LONG_EDGE) -> bytes:
+    """A JPEG of the image saved at `path`, its long edge at most `max_side`, from the last few made if the file
+    is unchanged (same mtime and size).
+
+    Raises:
+        NotARegularFile: `path` is a symbolic link or not a regular file (nothing is read).
+        OSError: it cannot be read. PIL.UnidentifiedImageError: it is not an image.
+    """
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        raise NotARegularFile(errno.EINVAL, "not a regular file", str(path))
+    return _cached_preview(str(path), info.st_mtime_ns, info.st_size, max_side)
+
+
+@functools.lru_cache(maxsize=PREVIEW_CACHE_ENTRIES)
+def _cached_preview(path: str, mtime_ns: int, size: int, max_side: int) -> bytes:
+    """The key's mtime and size only make a changed file miss; the bytes are read (no link followed) here."""
+    return make_preview(read_regular(Path(path)), max_side)
+
+
+def preview_cache_info() -> functools._CacheInfo:
+    """Hits, misses and size of the preview cache."""
+    return _cached_preview.cache_info()
+
+
+def make_preview(data: bytes, max_side: int = PREVIEW_LONG_EDGE, quality: int = PREVIEW_QUALITY) -> bytes:
+    """An RGB JPEG of image `data`, its long edge at most `max_side`, made the cheap way: a JPEG is decoded at a
+    reduced scale (draft), then an integer reduce and a box filter bring it to size; no bicubic, no optimize pass."""
+    with Image.open(io.BytesIO(data)) as source:
+        if source.format == "JPEG":
+            source.draft("RGB", (max_side, max_side))
+        image: Image.Image = source
+        if image.mode not in ("RGB", "L", "RGBA", "LA"):
+            image = image.convert("RGB")
+        factor = max(image.size) // max_side
+        if factor >= 2:
+            image = image.reduce(factor)
+        if max(image.size) > max_side:
+            scale = max_side / max(image.size)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.BOX)
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+        return buffer.getvalue()
+
+
+def _preview_or_none(path: str | None) -> bytes | None:
+    """The preview, or None when the image cannot be shown (not saved, gone, now a link, not an image): the
+    result still carries its link and path."""
     if path is None:
         return None
     try:
-        return Path(path).read_bytes()
-    except OSError:
+        return preview_bytes(Path(path))
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
         return None
 
 
@@ -101,11 +163,7 @@ def _shrink(data: bytes, scale: float) -> bytes:
         target = max(SMALLEST_PREVIEW, int(longest * scale))
         if target >= longest:
             return data
-        image = source.convert("RGB")
-        image.thumbnail((target, target))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=70, optimize=True)
-        return buffer.getvalue()
+    return make_preview(data, target, quality=70)
 
 
 def summary(output: BaseModel) -> str:

@@ -1,5 +1,6 @@
-"""Saved outputs: safe generated names inside one directory, parameters embedded, a content hash, a small preview;
-written atomically and owner-only (see store/files.py)."""
+"""Saved outputs: safe generated names inside one directory, parameters embedded, a content hash; written atomically
+and owner-only (see store/files.py). No preview is made here: only MCP results show one, made when they are built
+(server/delivery.py)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,6 @@ from fluxroute.providers.base import ProviderImage
 from fluxroute.store.files import TEMP_SUFFIX, locked, private_dir, write_atomically
 from fluxroute.types import GeneratedImage
 
-PREVIEW_LONG_EDGE = 512
-PREVIEW_QUALITY = 80
 METADATA_KEY = "fluxroute"
 JPEG_COMMENT_LIMIT = 65_533
 
@@ -76,15 +75,6 @@ def _convert(image: ProviderImage, output_format: str) -> bytes:
         return buffer.getvalue()
 
 
-def _preview(data: bytes) -> bytes:
-    with Image.open(io.BytesIO(data)) as source:
-        preview = source.convert("RGB")
-        preview.thumbnail((PREVIEW_LONG_EDGE, PREVIEW_LONG_EDGE))
-        buffer = io.BytesIO()
-        preview.save(buffer, format="JPEG", quality=PREVIEW_QUALITY, optimize=True)
-        return buffer.getvalue()
-
-
 class ImageStore:
     """Writes images under one directory; every name is generated here, so none can point outside it. Image
     `index` of a job keeps one name: saving it again (a resumed job) replaces the file instead of adding one."""
@@ -106,20 +96,16 @@ class ImageStore:
         private_dir(self.directory)
         data = embed_parameters(_convert(image, output_format), output_format, parameters)
         digest = hashlib.sha256(data).hexdigest()
-        preview = _preview(data)
         extension = "png" if output_format == "png" else "jpg"
-        # the name is chosen and both files written under the directory's lock, so that two saves of one
+        # the name is chosen and the file written under the directory's lock, so that two saves of one
         # image (two resumes of one job) agree on its name
         with locked(self.directory):
             stem = self._saved_stem(f"-{slug(prompt)}-{job_id[:8]}-{index}", extension)
             path = self._inside(f"{stem}.{extension}")
-            preview_path = self._inside(f"{stem}.preview.jpg")
             write_atomically(path, data)
-            write_atomically(preview_path, preview)
         return GeneratedImage(
             path=str(path),
             url=image.url,
-            preview_path=str(preview_path),
             width=image.width,
             height=image.height,
             format=output_format,

@@ -101,7 +101,6 @@ class ImageOutput(_Output):
     format: str
     seed: int | None
     flagged: bool
-    preview_path: str | None
 
 
 class JobProgress(_Output):
@@ -166,7 +165,6 @@ class GenerateOutput(_Output):
                     format=image.format,
                     seed=image.seed,
                     flagged=image.flagged,
-                    preview_path=image.preview_path,
                 )
                 for image in result.images
             ],

@@ -45,7 +45,7 @@ async def test_a_generation_leaves_an_owner_only_home_store_and_images(
             f"{DB_FILENAME}-shm": 0o600,
         }
         [image] = result.images
-        assert mode(Path(str(image.path))) == 0o600 and mode(Path(str(image.preview_path))) == 0o600
+        assert mode(Path(str(image.path))) == 0o600
     finally:
         await router.aclose()
     assert mode(database) == 0o600

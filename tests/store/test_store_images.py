@@ -1,4 +1,4 @@
-"""Saved outputs: parameters embedded without touching pixels, hashes, previews, names that stay inside."""
+"""Saved outputs: parameters embedded without touching pixels, hashes, no preview, names that stay inside."""
 
 from __future__ import annotations
 
@@ -36,15 +36,14 @@ def test_parameters_are_embedded_and_readable(tmp_path: Path, source: str, wante
         seed=7,
         parameters={"prompt": "a cat", "seed": 7, "provider": "fal"},
     )
-    assert saved.path is not None and saved.preview_path is not None
+    assert saved.path is not None
     path = Path(saved.path)
     assert read_parameters(path) == {"prompt": "a cat", "seed": 7, "provider": "fal"}
     with Image.open(path) as image:
         assert image.format == ("PNG" if wanted == "png" else "JPEG")
         assert image.size == (1024, 768)
     assert saved.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-    with Image.open(saved.preview_path) as preview:
-        assert preview.format == "JPEG" and max(preview.size) <= 512
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # the image alone: previews are made for MCP only
 
 
 def test_embedding_keeps_the_providers_pixels_exactly(tmp_path: Path) -> None:
@@ -69,7 +68,6 @@ def test_names_derived_from_caller_text_stay_inside_the_directory(tmp_path: Path
         parameters={},
     )
     assert Path(saved.path or "").parent == out.resolve()
-    assert Path(saved.preview_path or "").parent == out.resolve()
 
 
 def test_slug_is_filename_safe() -> None:
@@ -106,15 +104,13 @@ def test_two_saves_of_one_image_at_once_leave_one_whole_file_and_no_temporaries(
     for round_ in range(5):
         first, second = save_together(store, images, job_id=f"job{round_}56789")
 
-        assert first.path == second.path and first.preview_path == second.preview_path
+        assert first.path == second.path
         on_disk = Path(str(first.path)).read_bytes()
         assert hashlib.sha256(on_disk).hexdigest() in {first.sha256, second.sha256}
         with Image.open(io.BytesIO(on_disk)) as image:
             image.load()
-        with Image.open(str(first.preview_path)) as preview:
-            preview.load()
     names = sorted(path.name for path in tmp_path.iterdir())
-    assert len(names) == 10, names  # per round one image and its preview; no temporary file left
+    assert len(names) == 5, names  # per round one image; no preview, no temporary file left
     assert not [name for name in names if name.startswith(".") or name.endswith(".tmp")]
 
 
@@ -213,5 +209,4 @@ def test_images_and_their_folder_are_owner_only_whatever_the_umask(tmp_path: Pat
         os.umask(previous)
 
     assert stat.S_IMODE((tmp_path / "images").stat().st_mode) == 0o700
-    for path in (saved.path, saved.preview_path):
-        assert stat.S_IMODE(Path(str(path)).stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(str(saved.path)).stat().st_mode) == 0o600
