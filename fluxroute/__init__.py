@@ -1,6 +1,10 @@
 """fluxroute: FLUX-family image generation for LLM agents, routed by cost, license and resolution."""
 
-from fluxroute.catalog import Catalog, load_catalog
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from fluxroute.errors import (
     AllProvidersFailed,
     BudgetExceeded,
@@ -10,9 +14,12 @@ from fluxroute.errors import (
     NoRouteError,
     ProviderError,
 )
-from fluxroute.router import Router
-from fluxroute.settings import Settings
-from fluxroute.types import Candidate, GeneratedImage, GenerationResult, ImageRequest, Plan, Rejection
+
+if TYPE_CHECKING:
+    from fluxroute.catalog import Catalog, load_catalog
+    from fluxroute.router import Router
+    from fluxroute.settings import Settings
+    from fluxroute.types import Candidate, GeneratedImage, GenerationResult, ImageRequest, Plan, Rejection
 
 __all__ = [
     "AllProvidersFailed",
@@ -34,3 +41,31 @@ __all__ = [
     "load_catalog",
 ]
 __version__ = "0.1.0"
+
+# Imported on first access, so `import fluxroute` (and `fluxroute --version`) does not load pydantic models, the
+# router or the provider stack; `from fluxroute import Router` works as before.
+_LAZY = {
+    "Catalog": "fluxroute.catalog",
+    "load_catalog": "fluxroute.catalog",
+    "Router": "fluxroute.router",
+    "Settings": "fluxroute.settings",
+    "Candidate": "fluxroute.types",
+    "GeneratedImage": "fluxroute.types",
+    "GenerationResult": "fluxroute.types",
+    "ImageRequest": "fluxroute.types",
+    "Plan": "fluxroute.types",
+    "Rejection": "fluxroute.types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fluxroute' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next access is a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fluxroute.errors import (
     AllProvidersFailed,
@@ -30,12 +30,15 @@ from fluxroute.errors import (
     ProviderError,
     ResultNotSaved,
 )
-from fluxroute.providers.base import Progress
 from fluxroute.redact import redact, settings_secrets
-from fluxroute.router import Router
-from fluxroute.router.input_images import image_file_uri
-from fluxroute.settings import Settings
 from fluxroute.types import PROVIDER_NAMES, GenerationResult, ImageRequest, Plan
+
+# The router, the providers (httpx, PIL, ...) and the settings are imported by the commands that use them, so
+# `fluxroute --version`, `--help` and argument errors do not load them.
+if TYPE_CHECKING:
+    from fluxroute.providers.base import Progress
+    from fluxroute.router import Router
+    from fluxroute.settings import Settings
 
 # Every exit code, in the one place it is decided; the README's table says the same (a test compares them).
 # First match wins: a subclass comes before its base.
@@ -134,6 +137,9 @@ def _image_input(field: str, value: str | None, settings: Settings | None) -> st
     """A URL, data: URI or job reference as given; a local file as a data: URI (read with the input cap)."""
     if value is None or value.startswith(("http://", "https://", "data:", "job:")):
         return value
+    from fluxroute.router.input_images import image_file_uri
+    from fluxroute.settings import Settings
+
     limit = (settings or Settings()).max_input_image_bytes
     try:
         return image_file_uri(Path(value).expanduser(), limit)
@@ -177,6 +183,8 @@ def _plan_text(plan: Plan, explain: bool) -> str:
 
 
 def cmd_route(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.router import Router
+
     router = Router(settings)
     request = router.resolve_references(_request_from(args, settings))
     plan = router.plan(request, asyncio.run(router.input_size(request)))
@@ -246,6 +254,8 @@ async def _generate(
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         return cmd_route(args, settings)
+    from fluxroute.router import Router
+
     request = _request_from(args, settings)
     router = Router(settings)
     line = ProgressLine(enabled=sys.stderr.isatty() and not args.json)
@@ -258,6 +268,8 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_jobs_resume(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.router import Router
+
     async def resume() -> list[GenerationResult | FluxrouteError]:
         router = Router(settings)
         try:
@@ -278,6 +290,8 @@ def cmd_jobs_resume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_jobs_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.router import Router
+
     async def cancel() -> str:
         router = Router(settings)
         try:
@@ -290,6 +304,8 @@ def cmd_jobs_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_jobs_settle(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.router import Router
+
     router = Router(settings)
     for line in router.settle_job(args.job_id, billed=args.billed):
         print(line)
@@ -317,6 +333,7 @@ def _print_at_risk(settings: Settings) -> None:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.router import Router
     from fluxroute.tools import ModelsOutput
 
     router = Router(settings)
@@ -516,6 +533,8 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from fluxroute.settings import Settings
+
     secrets: tuple[str, ...] = ()
     try:
         settings = Settings.load()

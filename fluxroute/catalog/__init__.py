@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import tomllib
 from decimal import Decimal
 from importlib import resources
@@ -20,7 +22,9 @@ Wire = Literal["fal", "krea-flux", "krea-2", "local"]
 
 
 class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: the validators are built on first use (the first load_catalog), not when this module is
+    # imported, so importing the package (`fluxroute --version`, `import fluxroute`) pays nothing for them.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class License(_Data):
@@ -150,9 +154,21 @@ class Catalog(_Data):
         raise KeyError(offer_id)
 
 
-def _builtin_data() -> dict[str, Any]:
+@functools.cache
+def _parsed_builtin_data() -> dict[str, Any]:
     text = resources.files("fluxroute.catalog").joinpath("offers.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
+
+
+def _builtin_data() -> dict[str, Any]:
+    """offers.toml as data: read and parsed once per process, a fresh copy each call (callers edit it)."""
+    return copy.deepcopy(_parsed_builtin_data())
+
+
+@functools.cache
+def _builtin_catalog() -> Catalog:
+    """The built-in catalog without user changes, validated once per process (it is frozen: safe to share)."""
+    return _validate(_builtin_data())
 
 
 def load_catalog(settings: Settings | None = None) -> Catalog:
@@ -161,18 +177,23 @@ def load_catalog(settings: Settings | None = None) -> Catalog:
     Raises:
         ConfigError: an override names an unknown offer, or an added offer is malformed.
     """
+    if settings is None or not (settings.offers or settings.prices):
+        return _builtin_catalog()
     data = _builtin_data()
     offers: list[dict[str, Any]] = list(data.get("offers", []))
-    if settings is not None:
-        offers.extend(dict(o) for o in settings.offers)
-        known = {o["id"] for o in offers if "id" in o}
-        for offer_id, usd in settings.prices.items():
-            if offer_id not in known:
-                raise ConfigError(f"prices.{offer_id}: no such offer; known offers: {', '.join(sorted(known))}")
-            for o in offers:
-                if o.get("id") == offer_id:
-                    o["price"] = {**o["price"], "usd": str(usd), "source": "user override (fluxroute.toml)"}
+    offers.extend(dict(o) for o in settings.offers)
+    known = {o["id"] for o in offers if "id" in o}
+    for offer_id, usd in settings.prices.items():
+        if offer_id not in known:
+            raise ConfigError(f"prices.{offer_id}: no such offer; known offers: {', '.join(sorted(known))}")
+        for o in offers:
+            if o.get("id") == offer_id:
+                o["price"] = {**o["price"], "usd": str(usd), "source": "user override (fluxroute.toml)"}
     data["offers"] = offers
+    return _validate(data)
+
+
+def _validate(data: dict[str, Any]) -> Catalog:
     try:
         return Catalog.model_validate(data)
     except ValidationError as exc:

@@ -17,7 +17,7 @@ from fluxroute.errors import (
 )
 from fluxroute.providers.base import CancelAnswer, Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import ResultDownloads
-from fluxroute.providers.polling import Pace, Poller
+from fluxroute.providers.polling import Pace, Poller, expected
 from fluxroute.providers.submission import CappedTransport, error_for_status, post_once, read_json
 from fluxroute.redact import header_secrets, redact
 from fluxroute.settings import Settings
@@ -169,7 +169,7 @@ class FalProvider:
         handle = self._handle(candidate.endpoint, job_id)
         report = _StatusReporter(progress, self._secrets)
         ran = False
-        with self.poller.follow(job_id, candidate.latency_s, timeout_s) as pace:
+        with self.poller.follow(job_id, expected(candidate.latency_s), timeout_s) as pace:
             while True:
                 status = await self._status(handle, pace)
                 ran = ran or isinstance(status, fal_client.InProgress)

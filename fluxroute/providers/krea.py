@@ -16,7 +16,7 @@ from fluxroute.errors import (
 )
 from fluxroute.providers.base import CancelAnswer, Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import ResultDownloads
-from fluxroute.providers.polling import Pace, Poller
+from fluxroute.providers.polling import Pace, Poller, expected
 from fluxroute.providers.submission import CappedTransport, error_for_status, post_once, read_json
 from fluxroute.redact import header_secrets, redact
 from fluxroute.settings import Settings
@@ -107,7 +107,7 @@ class KreaProvider:
         self, job_id: str, candidate: Candidate, progress: ProgressCallback | None, timeout_s: float
     ) -> ProviderResult:
         last_status = ""
-        with self.poller.follow(job_id, candidate.latency_s, timeout_s) as pace:
+        with self.poller.follow(job_id, expected(candidate.latency_s), timeout_s) as pace:
             while True:
                 job = await self._get_job(job_id, pace)
                 status = str(job["status"])

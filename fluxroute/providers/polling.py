@@ -1,16 +1,84 @@
-"""Adaptive polling: check soon, back off, poll densely around the expected finish, then settle at the cap."""
+"""Adaptive polling: check soon, back off, poll densely around the expected finish, then settle at the cap.
+
+Two schedules. `PollSchedule` serves a job whose length is only the catalog's guess: it checks soon, backs off,
+and polls densely around the guess. `WindowSchedule` serves a job whose offer has a learned finish time (a
+log-normal fitted to earlier jobs): it spends no more status checks than a naive poll every `NAIVE_INTERVAL_S`
+would on a job of any length, saving them up before the finish is likely and placing them where it is.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Protocol
 
 from fluxroute.errors import ProviderError, ProviderTimeout, RateLimited
 
 MAX_BACKOFF_S = 10.0
+# the naive client's rhythm whose status-check count a learned schedule never exceeds (one check at once, then one
+# every NAIVE_INTERVAL_S)
+NAIVE_INTERVAL_S = 2.0
+# the learned window spans the expected finish x/÷ exp(WINDOW_K x spread) (log-normal, spread = log-space deviation)
+WINDOW_K = 3.0
+MIN_GAP_S = 0.05  # two planned checks never come closer than this
+MIN_SPREAD = 0.01  # the narrowest learned window: exp(±3 x 1%) around the estimate
+
+
+@dataclass
+class Expectation:
+    """When a job is expected to finish, and what the poller following it saw; shared by whoever chooses the
+    estimate (the executor) and the poller (through `EXPECTED` and `expected()`).
+
+    `expected_s` and `since_submit_s` count from the job's submission; `spread` is the log-space deviation of a
+    learned finish time (None: the catalog's figure, nothing learned). The poller fills `running_s` (the last
+    check that saw the job unfinished) and `seen_s` (the check after it), both counted from submission.
+    """
+
+    expected_s: float
+    spread: float | None = None
+    since_submit_s: float = 0.0
+    running_s: float | None = None
+    seen_s: float | None = None
+
+    def finished_s(self) -> float | None:
+        """When the job finished, seconds after submission, as the checks bracket it; None when no check saw the
+        job unfinished. The middle of the bracket (unbiased for a finish anywhere in it), except when a learned
+        window's first check already saw it done: then only "before that check" is known, and that check moved down
+        by the window's half-width is taken (below the estimate whenever the check was, so an estimate that is too
+        late keeps moving down; the bracket's middle, from the check at submission, would throw the estimate far
+        off for one early job). A window of one check (jobs under 4 s) learns nothing from such a job."""
+        if self.running_s is None or self.seen_s is None:
+            return None
+        if self.spread is not None and self.running_s <= self.since_submit_s:
+            return self.seen_s * math.exp(-WINDOW_K * self.spread)
+        return (self.running_s + self.seen_s) / 2
+
+
+# The expectation for the job the current task is about to follow (set by the executor around provider.wait).
+EXPECTED: contextvars.ContextVar[Expectation | None] = contextvars.ContextVar("fluxroute_expected", default=None)
+
+
+def expected(catalog_s: float) -> Expectation:
+    """The expectation set for this task's job, or the catalog's figure `catalog_s` when none is."""
+    return EXPECTED.get() or Expectation(catalog_s)
+
+
+def learned(catalog_s: float, log_ratio: float, abs_dev: float, n: int, since_submit_s: float = 0.0) -> Expectation:
+    """The expectation for a job of an offer that `n` completed jobs taught: the planner's estimate `catalog_s`
+    times exp(`log_ratio`), with a spread from the mean absolute deviation (0.8 sigma for a normal, and
+    understated by few observations), never below MIN_SPREAD."""
+    spread = max(1.25 * abs_dev * (1 + 1 / n), MIN_SPREAD)
+    return Expectation(catalog_s * math.exp(log_ratio), spread=spread, since_submit_s=since_submit_s)
+
+
+class Schedule(Protocol):
+    def next_delay(self, elapsed_s: float) -> float: ...
 
 
 @dataclass
@@ -42,6 +110,72 @@ class PollSchedule:
         return self._delay
 
 
+@dataclass
+class WindowSchedule:
+    """Checks for a job whose finish time is learned: log-normal around `expected_s` with log-space deviation
+    `spread`; `since_submit_s` had passed when following began (elapsed times count from then).
+
+    A naive client checks at once and then every `interval_s`: a job that ends at T costs it 1 + ceil(T /
+    interval_s) checks. The j-th check planned here (after the one at once) comes no earlier than j x interval_s,
+    so no job of any length costs more checks than that. Checks are saved up before the window where the finish
+    is likely (expected x/÷ exp(k x spread)) and spent inside it, spaced as 1/sqrt(density) (the spacing that
+    minimises the mean delay for a given number of checks: quantiles of the log-normal with sqrt(2) x spread);
+    after the window they fall back to the naive rhythm.
+    """
+
+    expected_s: float
+    spread: float
+    since_submit_s: float = 0.0
+    interval_s: float = NAIVE_INTERVAL_S
+    k: float = WINDOW_K
+    min_gap_s: float = MIN_GAP_S
+    times: list[float] = field(default_factory=list, init=False)
+    _next: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.times = self.plan()
+
+    def plan(self) -> list[float]:
+        """The planned check times inside the window, in seconds after following began."""
+        mu, sd = math.log(self.expected_s), max(self.spread, 1e-6)
+        end = math.exp(mu + self.k * sd) - self.since_submit_s
+        n = int(end // self.interval_s)  # checks the naive client would have made by the window's end
+        if n < 1:
+            return []
+        root2 = NormalDist(0.0, math.sqrt(2))
+        lo, hi = root2.cdf(-self.k), root2.cdf(self.k)
+        times: list[float] = []
+        previous = 0.0
+        for i in range(1, n + 1):
+            at = math.exp(mu + sd * root2.inv_cdf(lo + (hi - lo) * i / n)) - self.since_submit_s
+            at = max(at, i * self.interval_s, previous + self.min_gap_s)
+            times.append(at)
+            previous = at
+        return times
+
+    def at(self, index: int) -> float:
+        """The `index`-th planned check (0-based), the window's then the naive rhythm's after it."""
+        if index < len(self.times):
+            return self.times[index]
+        last = self.times[-1] if self.times else 0.0
+        return max((index + 1) * self.interval_s, last + self.min_gap_s)
+
+    def next_delay(self, elapsed_s: float) -> float:
+        # a planned check already past (a slow answer) is skipped, never made up: that only saves checks
+        while self.at(self._next) <= elapsed_s:
+            self._next += 1
+        at = self.at(self._next)
+        self._next += 1
+        return at - elapsed_s
+
+
+def schedule_for(expectation: Expectation) -> Schedule:
+    """The learned window when the expectation has a spread, the catalog schedule otherwise."""
+    if expectation.spread is None:
+        return PollSchedule(expected_s=max(expectation.expected_s - expectation.since_submit_s, 0.0))
+    return WindowSchedule(expectation.expected_s, expectation.spread, expectation.since_submit_s)
+
+
 class Wakeup:
     """Lets a webhook end a poll wait early: `wait(delay)` returns at the delay or when `set()` is called."""
 
@@ -62,14 +196,22 @@ class Wakeup:
 class Pace:
     """The rhythm of following one job: elapsed time, the next pause, and the deadline."""
 
-    def __init__(self, provider: str, job_id: str, expected_s: float, timeout_s: float, backoff_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        provider: str,
+        job_id: str,
+        expected_s: float | Expectation,
+        timeout_s: float,
+        backoff_s: float = 0.5,
+    ) -> None:
         self.provider = provider
         self.job_id = job_id
         self.started = time.monotonic()
         self.timeout_s = timeout_s
         self.backoff_s = backoff_s
         self.failures = 0
-        self.schedule = PollSchedule(expected_s=expected_s)
+        self.expectation = expected_s if isinstance(expected_s, Expectation) else Expectation(expected_s)
+        self.schedule: Schedule = schedule_for(self.expectation)
         self.wakeup = Wakeup()
 
     @property
@@ -89,7 +231,10 @@ class Pace:
                 provider=self.provider,
                 provider_job_id=self.job_id,
             )
+        since = self.expectation.since_submit_s
+        self.expectation.running_s = since + elapsed
         await self.wakeup.wait(self.schedule.next_delay(elapsed))
+        self.expectation.seen_s = since + self.elapsed  # the next check leaves now
 
     async def retry(self, what: str, error: ProviderError) -> None:
         """Wait before trying a failed status check or download of an accepted job again: the job may be
@@ -125,7 +270,7 @@ class Poller:
         self._paces: dict[str, Pace] = {}
 
     @contextlib.contextmanager
-    def follow(self, job_id: str, expected_s: float, timeout_s: float) -> Iterator[Pace]:
+    def follow(self, job_id: str, expected_s: float | Expectation, timeout_s: float) -> Iterator[Pace]:
         pace = Pace(self.provider, job_id, expected_s, timeout_s, self.backoff_s)
         self._paces[job_id] = pace
         try:

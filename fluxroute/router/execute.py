@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,8 @@ from fluxroute.errors import (
     ResultNotSaved,
 )
 from fluxroute.providers.base import CancelAnswer, JobListing, ProgressCallback, Provider, ProviderResult
+from fluxroute.providers.polling import EXPECTED, Expectation
+from fluxroute.providers.polling import learned as learned_expectation
 from fluxroute.redact import redact, settings_secrets
 from fluxroute.router.pricing import estimate_cost
 from fluxroute.settings import Settings
@@ -67,6 +70,8 @@ CLOCK_SKEW = timedelta(seconds=10)
 STALE_SUBMISSION = SUBMIT_WINDOW + CLOCK_SKEW
 # resuming an attempt that fails in an unexpected way this often gives it up (a poison job)
 MAX_RESUME_FAILURES = 3
+# an offer's learned latency replaces the planner's estimate once this many of its jobs completed
+LEARN_AFTER = 3
 
 Found = str | Literal["unbilled"] | None
 
@@ -314,6 +319,8 @@ class Executor:
     async def _follow(self, run: _Run, attempt: AttemptRecord, progress: ProgressCallback | None) -> GenerationResult:
         candidate = run.candidate
         provider = self.provider_for(candidate.provider)
+        expectation = self._expectation(candidate, attempt)
+        following = EXPECTED.set(expectation)
         try:
             result = await provider.wait(
                 attempt.provider_job_id or "", candidate, progress, self.settings.provider_timeout_s
@@ -330,7 +337,31 @@ class Executor:
             raise self._failed(run, attempt, exc) from None
         except Exception as exc:  # a fault in our own code or an answer nothing expected: never leave it running
             raise self._unexpected(run, attempt, exc) from None
-        return await self._save(run, attempt, result)
+        finally:
+            EXPECTED.reset(following)
+        generation = await self._save(run, attempt, result)
+        await self._observe_latency(candidate, expectation)
+        return generation
+
+    def _expectation(self, candidate: Candidate, attempt: AttemptRecord) -> Expectation:
+        """When the job should finish: the offer's learned latency once LEARN_AFTER jobs taught it, else the
+        planner's estimate (the catalog's figure scaled to the request)."""
+        since = max((datetime.now(UTC) - attempt.started_at).total_seconds(), 0.0)
+        learned = self.store.latency_stats(candidate.offer_id)
+        if learned is None or learned.n < LEARN_AFTER:
+            return Expectation(candidate.latency_s, since_submit_s=since)
+        return learned_expectation(candidate.latency_s, learned.log_ratio, learned.abs_dev, learned.n, since)
+
+    async def _observe_latency(self, candidate: Candidate, expectation: Expectation) -> None:
+        """Teach the offer's learned latency how long this job took (its own short write, off the event loop).
+        Learning is an optimisation: a failure here never fails a job that has been saved and billed."""
+        finished = expectation.finished_s()
+        if finished is None or finished <= 0 or candidate.latency_s <= 0:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(
+                self.store.observe_latency, candidate.offer_id, math.log(finished / candidate.latency_s)
+            )
 
     async def _stop(self, run: _Run, attempt: AttemptRecord, why: str, *, caller_gone: bool) -> GenerationResult:
         """Ask the provider to cancel a job nobody will wait for, then follow it briefly to its final state,

@@ -181,6 +181,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         END
         """,
     ),
+    (
+        # How long each offer's jobs take, learned from completed jobs: the log of (observed time to completion /
+        # the planner's estimate for that job, which already scales by megapixels, steps and images), as an
+        # exponentially weighted mean and mean absolute deviation over `n` observations.
+        """
+        CREATE TABLE offer_latency (
+            offer_id TEXT PRIMARY KEY,
+            n INTEGER NOT NULL,
+            ewma_log_ratio REAL NOT NULL,
+            ewma_abs_dev REAL NOT NULL,
+            updated_at TEXT NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from fluxroute.errors import IdempotencyConflict, JobNotFound
 from fluxroute.store import ledger
@@ -42,6 +42,17 @@ SECRET_KEYS = frozenset({"api_key", "fal_key", "krea_api_token", "authorization"
 # where an attempt's detail keeps when a webhook last started a status check of it
 WEBHOOK_CHECK_KEY = "webhook_check_at"
 WebhookCheck = Literal["unknown", "recent", "due"]
+
+LATENCY_WEIGHT = 0.2  # the weight of the newest job in an offer's learned latency, once it has 5 or more
+
+
+class LatencyStats(NamedTuple):
+    """An offer's learned latency: over `n` completed jobs, the weighted mean and mean absolute deviation of
+    log(observed time to completion / planner estimate)."""
+
+    n: int
+    log_ratio: float
+    abs_dev: float
 
 
 class JobStore:
@@ -474,6 +485,42 @@ class JobStore:
     def total_charged(self) -> Decimal:
         """The exact sum of every charge ever recorded."""
         return ledger.total_charged(self._db.connection())
+
+    # latency observations
+
+    def observe_latency(self, offer_id: str, log_ratio: float, now: datetime | None = None) -> LatencyStats:
+        """Fold one completed job of `offer_id` into its learned latency: `log_ratio` is the log of (observed time
+        to completion / the planner's estimate for that job). The weight of the newest job is 1/n up to n = 5, then
+        LATENCY_WEIGHT (0.2), so the first jobs average and later ones follow a drifting provider."""
+        stamp = to_iso(now or utc_now())
+        with self._db.write() as conn:
+            row = conn.execute("SELECT * FROM offer_latency WHERE offer_id = ?", (offer_id,)).fetchone()
+            if row is None:
+                stats = LatencyStats(1, log_ratio, 0.0)
+            else:
+                n = int(row["n"]) + 1
+                weight = max(1 / n, LATENCY_WEIGHT)
+                mean, dev = float(row["ewma_log_ratio"]), float(row["ewma_abs_dev"])
+                stats = LatencyStats(
+                    n, mean + weight * (log_ratio - mean), dev + weight * (abs(log_ratio - mean) - dev)
+                )
+            conn.execute(
+                "INSERT INTO offer_latency (offer_id, n, ewma_log_ratio, ewma_abs_dev, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (offer_id) DO UPDATE SET n = excluded.n,"
+                " ewma_log_ratio = excluded.ewma_log_ratio, ewma_abs_dev = excluded.ewma_abs_dev,"
+                " updated_at = excluded.updated_at",
+                (offer_id, stats.n, stats.log_ratio, stats.abs_dev, stamp),
+            )
+        return stats
+
+    def latency_stats(self, offer_id: str) -> LatencyStats | None:
+        """What completed jobs of `offer_id` taught about its latency; None before the first."""
+        row = (
+            self._db.connection()
+            .execute("SELECT n, ewma_log_ratio, ewma_abs_dev FROM offer_latency WHERE offer_id = ?", (offer_id,))
+            .fetchone()
+        )
+        return None if row is None else LatencyStats(int(row[0]), float(row[1]), float(row[2]))
 
 
 def _canonical_json(request: dict[str, object]) -> str:

@@ -1,0 +1,72 @@
+"""The learned window schedule: never more status checks than a naive 2 s poll, for a job of any length."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fluxroute.providers.polling import NAIVE_INTERVAL_S, Expectation, WindowSchedule, schedule_for
+
+
+def checks_until(length_s: float, expectation: Expectation) -> int:
+    """Status checks provider.wait makes on a job ending `length_s` after following began: one at once, then one
+    after each delay the schedule gives (answers taken as instant)."""
+    schedule = schedule_for(expectation)
+    at, checks = 0.0, 1
+    while at < length_s:
+        at += schedule.next_delay(at)
+        checks += 1
+    return checks
+
+
+def naive_checks(length_s: float) -> int:
+    return 1 + math.ceil(length_s / NAIVE_INTERVAL_S)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    expected_s=st.floats(0.5, 120),
+    spread=st.floats(0.0, 1.0),
+    since_s=st.floats(0.0, 5.0),
+    length_s=st.floats(0.01, 300),
+)
+def test_no_job_costs_more_checks_than_a_naive_2_s_poll(
+    expected_s: float, spread: float, since_s: float, length_s: float
+) -> None:
+    expectation = Expectation(expected_s, spread=spread, since_submit_s=since_s)
+    assert checks_until(length_s, expectation) <= naive_checks(length_s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(expected_s=st.floats(1.0, 60), spread=st.floats(0.01, 0.3))
+def test_every_length_on_a_fine_grid_stays_within_the_naive_count(expected_s: float, spread: float) -> None:
+    expectation = Expectation(expected_s, spread=spread)
+    for tenth in range(1, 1200):
+        assert checks_until(tenth / 10, expectation) <= naive_checks(tenth / 10)
+
+
+def test_checks_are_placed_around_the_learned_finish() -> None:
+    plan = WindowSchedule(20.0, 0.02).times
+    assert len(plan) == int(20.0 * math.exp(3 * 0.02) // NAIVE_INTERVAL_S)  # the naive count at the window's end
+    assert all(20.0 * math.exp(-3 * 0.02) <= at <= 20.0 * math.exp(3 * 0.02) + 1e-9 for at in plan)
+    assert plan == sorted(plan)
+
+
+def test_the_bracket_of_the_checks_is_the_observed_finish() -> None:
+    expectation = Expectation(20.0, spread=0.02)
+    schedule = schedule_for(expectation)
+    at = 0.0
+    while at < 19.9:
+        expectation.running_s = at
+        at += schedule.next_delay(at)
+        expectation.seen_s = at
+    finished = expectation.finished_s()
+    assert finished is not None and expectation.running_s is not None
+    assert expectation.running_s < finished <= expectation.seen_s
+
+
+def test_the_catalog_figure_keeps_the_catalog_schedule() -> None:
+    # no spread: nothing learned yet, the schedule that checks soon and backs off (short jobs are found fast)
+    assert checks_until(0.08, Expectation(7.0)) <= 3
