@@ -24,6 +24,8 @@ MAX_BACKOFF_S = 10.0
 # the naive client's rhythm whose status-check count a learned schedule never exceeds (one check at once, then one
 # every NAIVE_INTERVAL_S)
 NAIVE_INTERVAL_S = 2.0
+# before the learned window, a check at least this often: failures and queue moves are not left unseen for long
+MAX_SILENCE_S = 10.0
 # the learned window spans the expected finish x/÷ exp(WINDOW_K x spread) (log-normal, spread = log-space deviation)
 WINDOW_K = 3.0
 MIN_GAP_S = 0.05  # two planned checks never come closer than this
@@ -136,19 +138,22 @@ class WindowSchedule:
         self.times = self.plan()
 
     def plan(self) -> list[float]:
-        """The planned check times inside the window, in seconds after following began."""
+        """The planned check times, in seconds after following began: one every MAX_SILENCE_S before the window
+        (a job that fails early, or a queue that moves, is seen within that), the rest inside it."""
         mu, sd = math.log(self.expected_s), max(self.spread, 1e-6)
         end = math.exp(mu + self.k * sd) - self.since_submit_s
         n = int(end // self.interval_s)  # checks the naive client would have made by the window's end
         if n < 1:
             return []
+        start = math.exp(mu - self.k * sd) - self.since_submit_s
+        times = [MAX_SILENCE_S * j for j in range(1, n) if MAX_SILENCE_S * j < start]  # paid from the same n
         root2 = NormalDist(0.0, math.sqrt(2))
         lo, hi = root2.cdf(-self.k), root2.cdf(self.k)
-        times: list[float] = []
-        previous = 0.0
-        for i in range(1, n + 1):
-            at = math.exp(mu + sd * root2.inv_cdf(lo + (hi - lo) * i / n)) - self.since_submit_s
-            at = max(at, i * self.interval_s, previous + self.min_gap_s)
+        inside = n - len(times)
+        previous = times[-1] if times else 0.0
+        for i in range(1, inside + 1):
+            at = math.exp(mu + sd * root2.inv_cdf(lo + (hi - lo) * i / inside)) - self.since_submit_s
+            at = max(at, (len(times) + 1) * self.interval_s, previous + self.min_gap_s)
             times.append(at)
             previous = at
         return times

@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluxroute.providers.polling import NAIVE_INTERVAL_S, Expectation, WindowSchedule, schedule_for
+from fluxroute.providers.polling import MAX_SILENCE_S, NAIVE_INTERVAL_S, Expectation, WindowSchedule, schedule_for
 
 
 def checks_until(length_s: float, expectation: Expectation) -> int:
@@ -47,10 +47,13 @@ def test_every_length_on_a_fine_grid_stays_within_the_naive_count(expected_s: fl
         assert checks_until(tenth / 10, expectation) <= naive_checks(tenth / 10)
 
 
-def test_checks_are_placed_around_the_learned_finish() -> None:
-    plan = WindowSchedule(20.0, 0.02).times
-    assert len(plan) == int(20.0 * math.exp(3 * 0.02) // NAIVE_INTERVAL_S)  # the naive count at the window's end
-    assert all(20.0 * math.exp(-3 * 0.02) <= at <= 20.0 * math.exp(3 * 0.02) + 1e-9 for at in plan)
+def test_checks_are_placed_around_the_learned_finish_with_a_bounded_silence_before() -> None:
+    plan = WindowSchedule(35.0, 0.02).times
+    start, end = 35.0 * math.exp(-3 * 0.02), 35.0 * math.exp(3 * 0.02)
+    assert len(plan) == int(end // NAIVE_INTERVAL_S)  # the naive count at the window's end
+    before = [at for at in plan if at < start]
+    assert before == [MAX_SILENCE_S * j for j in range(1, len(before) + 1)] and before[-1] > start - MAX_SILENCE_S
+    assert all(start <= at <= end + 1e-9 for at in plan[len(before) :])
     assert plan == sorted(plan)
 
 
