@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fluxroute.errors import (
     AllProvidersFailed,
@@ -14,6 +13,7 @@ from fluxroute.errors import (
     NoRouteError,
     ProviderError,
 )
+from fluxroute.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from fluxroute.catalog import Catalog, load_catalog
@@ -58,14 +58,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fluxroute' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next access is a plain module attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports("fluxroute", _LAZY, globals(), __all__)

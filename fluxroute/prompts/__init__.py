@@ -4,8 +4,9 @@ optional language-model rewrite behind an intent guard, and the rewrite_image_pr
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fluxroute.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from fluxroute.prompts.budget import budget_for, estimate_tokens, fit_budget
@@ -109,14 +110,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fluxroute.prompts' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next access is a plain module attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports("fluxroute.prompts", _LAZY, globals(), __all__)

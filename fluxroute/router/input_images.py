@@ -33,7 +33,17 @@ ALLOWED = (
     "allowed: an http(s) URL or data:image/png|jpeg|webp;base64 URI of an image; http(s) URLs without "
     "credentials, on public addresses"
 )
-_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+def image_kind(data: bytes) -> str | None:
+    """ "png", "jpeg" or "webp" by the first bytes; None for anything else (SVG, HTML, text)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
 
 
 def input_urls(request: ImageRequest) -> list[tuple[str, str]]:
@@ -77,7 +87,7 @@ async def _problem(url: str, settings: Settings) -> str | None:
 
 def _data_uri_size(uri: str, settings: Settings) -> tuple[int, int]:
     data = data_uri_image(uri, settings.max_input_image_bytes)
-    if not data.startswith(_MAGIC) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+    if image_kind(data) is None:
         raise UnsafeURL("its data is not a PNG, JPEG or WebP image")
     size = declared_size(data)
     if size is None:
@@ -189,12 +199,7 @@ def image_file_uri(path: Path, max_bytes: int) -> str:
         data = read_regular(path)
     except OSError as exc:
         raise ValueError(f"{path} cannot be read ({exc.strerror or exc})") from None
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        kind = "png"
-    elif data.startswith(b"\xff\xd8\xff"):
-        kind = "jpeg"
-    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        kind = "webp"
-    else:
+    kind = image_kind(data)
+    if kind is None:
         raise ValueError(f"{path} is not a PNG, JPEG or WebP image")
     return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")

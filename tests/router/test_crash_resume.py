@@ -36,18 +36,22 @@ def fluxroute(env: dict[str, str], *args: str, **kwargs: object) -> subprocess.P
     )
 
 
-def test_killed_generation_is_resumed_saved_and_billed_once(
-    hosted_settings: Settings, krea_fake: KreaFake, tmp_path: Path
-) -> None:
-    home = tmp_path / "crash-home"
-    env = {
-        **os.environ,
+def krea_env(krea_fake: KreaFake, home: Path) -> dict[str, str]:
+    """`fluxroute` run by a person with a Krea key only (the Krea fake's), home under `home`, no config file."""
+    env = {k: v for k, v in os.environ.items() if k != "FAL_KEY"}
+    return env | {
         "FLUXROUTE_HOME": str(home),
         "FLUXROUTE_CONFIG": "none",
         "KREA_API_TOKEN": krea_fake.token,
         "FLUXROUTE_KREA_BASE_URL": krea_fake.base_url,
     }
-    env.pop("FAL_KEY", None)
+
+
+def test_killed_generation_is_resumed_saved_and_billed_once(
+    hosted_settings: Settings, krea_fake: KreaFake, tmp_path: Path
+) -> None:
+    home = tmp_path / "crash-home"
+    env = krea_env(krea_fake, home)
     krea_fake.manual = True  # the job stays in flight until the test completes it
 
     first = fluxroute(env, "generate", "a lighthouse at dusk", "--model", "flux-dev", "--json")
@@ -93,14 +97,7 @@ def test_resume_leaves_a_job_that_a_live_process_follows_and_takes_it_once_let_g
     """`jobs resume` (or a server starting) beside a live `generate` must not follow the same job: two
     followers would save the image twice, and a Ctrl-C on one would cancel the other's job."""
     home = tmp_path / "live-home"
-    env = {
-        **os.environ,
-        "FLUXROUTE_HOME": str(home),
-        "FLUXROUTE_CONFIG": "none",
-        "KREA_API_TOKEN": krea_fake.token,
-        "FLUXROUTE_KREA_BASE_URL": krea_fake.base_url,
-    }
-    env.pop("FAL_KEY", None)
+    env = krea_env(krea_fake, home)
     krea_fake.manual = True
     first = fluxroute(env, "generate", "a lighthouse at dusk", "--model", "flux-dev", "--json")
     store_file = home / "fluxroute.db"
