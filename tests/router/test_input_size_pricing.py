@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import socket
@@ -228,6 +229,10 @@ async def test_a_server_honouring_range_sends_only_the_header(settings: Settings
     assert await probe_input_size(url, settings) == (3000, 2000)
 
     assert jpeg_server.ranges == [f"bytes=0-{HEADER_BUDGET - 1}"]
+    for _ in range(100):  # the server thread records what it sent once its write returns: look again, bounded
+        if jpeg_server.sent:
+            break
+        await asyncio.sleep(0.01)
     assert jpeg_server.sent == [HEADER_BUDGET]
 
 
