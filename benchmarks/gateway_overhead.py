@@ -1,7 +1,8 @@
 """Gateway overhead: fluxroute end to end vs a direct HTTP client against the same Krea fake, and completion detection.
 
 Run: python benchmarks/gateway_overhead.py [--quick] [--calls 320] [--calls-64 1280] [--tmp DIR] [--profile out.pstats]
-     python benchmarks/gateway_overhead.py --use [--calls 60] [--calls-16 160] [--rounds 3]   (overhead as used, only)
+     python benchmarks/gateway_overhead.py --use [--calls 60] [--calls-16 160] [--calls-64 N] [--rounds 3]
+         [--providers krea,fal] [--paths direct,fluxroute,old-decode[,+preview]]   (overhead as used, only)
 
 Part 1 (overhead): every call is one 50 ms job on the Krea fake (tests/fakes; its own process unless
   --fake-in-process), returning a 64x64 PNG.
@@ -11,10 +12,19 @@ Part 1 (overhead): every call is one 50 ms job on the Krea fake (tests/fakes; it
   fluxroute  Router.generate(ImageRequest): plan, SQLite job/attempt/ledger records, budget reservation,
              image saved with embedded parameters (no preview: MCP results make theirs); the real user path
   Modes are interleaved in rounds so drift hits all of them alike. overhead = path - direct at the same percentile.
-  --use: overhead as it is used, alone: a fresh prompt on every call (no plan-cache hit), at c=1 and c=16, for a
-  64x64 PNG and a real-size 1 MP PNG (~1.4 MB: the fake's gradient with film grain, so it compresses like a photo);
-  the direct client writes each image to a file too, and a fourth path, `+preview`, is fluxroute followed by the
-  JPEG preview every result used to pay for (the removed code, kept below as `old_preview`), for the before figures.
+  --use: overhead as it is used, alone: a fresh prompt on every call (no plan-cache hit), at c=1 and c=16 (and
+  c=64 with --calls-64), for a 64x64 PNG and a real-size 1 MP PNG (~1.4 MB: the fake's gradient with film grain, so
+  it compresses like a photo), on the Krea path and on the fal path (each fake in its own process). Paths:
+  direct      Krea: DirectClient below; fal: fal_client.AsyncClient (submit, status polls, GET the response URL)
+              and a plain httpx client for the image; both write each image to a file
+  fluxroute   Router.generate, as it is
+  old-decode  the same call as it was before results were checked structurally: the full-pixel decode check
+              every result paid for (kept below as `old_decode_image`), and the image save's glob and sliced
+              copies (`old_saved_stem`, `old_png_with_text`): the before figures
+  +preview    the same call followed by the JPEG preview every result paid for before previews were made for MCP
+              results only (kept below as `old_preview`)
+  Both sides poll on the catalog's PollSchedule: fluxroute's learned schedule (from the 3rd job of an offer on)
+  is kept off here, since a direct client has nothing to learn from and the two would not poll at the same moments.
 Part 2 (attribution): the fluxroute path again at concurrency 1 with timers wrapped around its stages.
 Part 3 (completion detection): jobs of several lengths, delay from the fake's `finished_at` to the status poll that
   saw the end and to wait() returning, and GET /jobs requests per job, for fluxroute's adaptive schedule (with the
@@ -29,6 +39,7 @@ import asyncio
 import contextlib
 import cProfile
 import functools
+import glob
 import io
 import itertools
 import multiprocessing
@@ -43,24 +54,30 @@ import sys
 import tempfile
 import time
 import types
-from collections import defaultdict
+import zlib
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import fal_client
+import fal_client.client
 import httpx
 from PIL import Image
 from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fakes live in tests/, not in the package
 
-from fluxroute.errors import WebhookRejected
+from fluxroute.errors import JobFailed, WebhookRejected
 from fluxroute.providers import downloads
-from fluxroute.providers.base import Availability
+from fluxroute.providers.base import Availability, ProviderImage
+from fluxroute.providers.image_header import png_or_webp_size
 from fluxroute.providers.krea import KreaProvider
 from fluxroute.providers.polling import PollSchedule
+from fluxroute.providers.url_guard import without_credentials
 from fluxroute.providers.webhooks import krea_webhook_job_id
 from fluxroute.router import Router
 from fluxroute.router import execute as execute_module
@@ -70,13 +87,18 @@ from fluxroute.store.jobstore import JobStore
 from fluxroute.types import Candidate, ImageRequest
 from tests.fakes import images as fake_images
 from tests.fakes import webhooks
+from tests.fakes.fal import FalFake
 from tests.fakes.krea import KreaFake
 
 TOKEN = "bench-krea-token"
+FAL_KEY = "bench-fal-key:secret"
 JOB_S = 0.050  # the fixed provider latency of part 1
 IMAGE_SCALE = 1 / 16  # 1024x1024 logical -> a 64x64 gradient PNG served (~250 bytes): transfer time stays out
 PHASES = ("queued", "scheduled", "processing", "sampling")  # the fake's timed statuses (intermediate-complete off)
 REQUEST = {"prompt": "a lighthouse at dusk", "model": "flux-dev", "provider": "krea", "width": 1024, "height": 1024}
+OFFERS = {"krea": "krea-flux-1-dev", "fal": "fal-flux-dev"}
+SERVED_BYTES: dict[tuple[str, str], int] = {}  # (provider, image size label) -> bytes of one image, as downloaded
+USE_PATHS = ("direct", "fluxroute", "old-decode", "+preview")
 NAIVE_INTERVAL_S = 2.0
 STAGGER_S = 3.0
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -86,8 +108,11 @@ IMAGE_SCALES = {"64x64": IMAGE_SCALE, "1MP": 1.0}
 _scale = IMAGE_SCALE
 
 
-def set_job_length(fake: KreaFake, seconds: float) -> None:
-    fake.timings = dict.fromkeys(PHASES, seconds / len(PHASES)) | {"intermediate-complete": 0.0}
+def set_job_length(fake: KreaFake | FalFake, seconds: float) -> None:
+    if isinstance(fake, FalFake):
+        fake.timings = {"IN_QUEUE": seconds / 5, "IN_PROGRESS": seconds * 4 / 5}
+    else:
+        fake.timings = dict.fromkeys(PHASES, seconds / len(PHASES)) | {"intermediate-complete": 0.0}
     fake.image_scale = _scale
 
 
@@ -108,6 +133,92 @@ def photo_render(spec: fake_images.ImageSpec, scale: float = 1.0) -> bytes:
     return photo_like(max(1, round(spec.width * scale)), max(1, round(spec.height * scale)), spec.fmt)
 
 
+def old_decode_image(
+    data: bytes, url: str | None, *, provider: str, max_pixels: int, flagged: bool = False
+) -> ProviderImage:
+    """downloads.decode_image as it was before results were checked structurally: Pillow decodes every pixel
+    (`image.load()`) only to catch a truncated or garbled body."""
+    where = "a data: URI" if url is None else without_credentials(url)
+
+    def too_large(width: int, height: int) -> JobFailed:
+        return JobFailed(
+            f"the result image from {where} declares {width}x{height} pixels, more than max_image_pixels "
+            f"({max_pixels}); it was not decoded",
+            provider=provider,
+            billing="charged",
+        )
+
+    size = png_or_webp_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise too_large(*size)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > max_pixels:
+                raise too_large(image.width, image.height)
+            image.load()
+            content_type = Image.MIME.get(image.format or "", "application/octet-stream")
+            return ProviderImage(data, image.width, image.height, content_type, url=url, flagged=flagged)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise JobFailed(
+            f"the result image from {where} cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
+            provider=provider,
+            billing="charged",
+            retryable=True,
+        ) from None
+
+
+def old_png_with_text(data: bytes, key: str, text: str) -> bytes:
+    """images._png_with_text before it copied the image once: two slices, then their concatenation."""
+    payload = key.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8")
+    chunk = b"iTXt" + payload
+    packed = len(payload).to_bytes(4, "big") + chunk + (zlib.crc32(chunk) & 0xFFFFFFFF).to_bytes(4, "big")
+    after_ihdr = 8 + 4 + 4 + int.from_bytes(data[8:12], "big") + 4
+    return data[:after_ihdr] + packed + data[after_ihdr:]
+
+
+def old_saved_stem(self: images_module.ImageStore, tail: str, extension: str) -> str:
+    """ImageStore._saved_stem before it matched names as strings: a pathlib glob."""
+    earlier = sorted(
+        path.name.removesuffix(f".{extension}")
+        for path in self.directory.glob(f"*{glob.escape(tail)}.{extension}")
+        if not path.name.startswith(".") and not path.name.endswith(".tmp")
+    )
+    return earlier[0] if earlier else datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + tail
+
+
+@contextlib.contextmanager
+def old_decode() -> Iterator[None]:
+    """While the block runs, results are checked with `old_decode_image` and saved with `old_png_with_text` and
+    `old_saved_stem`: the code before results were checked structurally."""
+    patches = [
+        (downloads, "decode_image", old_decode_image),
+        (images_module, "_png_with_text", old_png_with_text),
+        (images_module.ImageStore, "_saved_stem", old_saved_stem),
+    ]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    for owner, name, replacement in patches:
+        setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+
+@contextlib.contextmanager
+def catalog_polling() -> Iterator[None]:
+    """Router calls poll on the catalog's PollSchedule, as the direct clients do: the learned schedule (which
+    fluxroute switches to once an offer has LEARN_AFTER completed jobs) is kept off."""
+    if not hasattr(execute_module, "LEARN_AFTER"):
+        raise RuntimeError("router.execute.LEARN_AFTER is gone: update catalog_polling() to keep learning off")
+    current = execute_module.LEARN_AFTER
+    execute_module.LEARN_AFTER = 10**9
+    try:
+        yield
+    finally:
+        execute_module.LEARN_AFTER = current
+
+
 def old_preview(data: bytes) -> bytes:
     """The JPEG preview ImageStore.save made for every result before previews were made for MCP results only."""
     with Image.open(io.BytesIO(data)) as source:
@@ -126,16 +237,17 @@ class FakeHandle:
     child process gives it a core of its own. time.monotonic() is CLOCK_MONOTONIC, one clock for both processes.
     """
 
-    def __init__(self, in_process: bool) -> None:
-        self._fake: KreaFake | None = None
+    def __init__(self, in_process: bool, kind: str = "krea") -> None:
+        self.kind = kind
+        self._fake: KreaFake | FalFake | None = None
         self._conn: Connection | None = None
         if in_process:
-            self._fake = start_fake()
+            self._fake = start_fake(kind)
             self.base_url = self._fake.base_url
         else:
             ctx = multiprocessing.get_context("spawn")
             self._conn, child = ctx.Pipe()
-            self._process = ctx.Process(target=serve_fake, args=(child,), daemon=True)
+            self._process = ctx.Process(target=serve_fake, args=(child, kind), daemon=True)
             self._process.start()
             self.base_url = self._conn.recv()
 
@@ -159,6 +271,10 @@ class FakeHandle:
     def status_polls(self) -> int:
         return int(self._call("get_job_count"))
 
+    def request_counts(self) -> dict[str, int]:
+        """Requests the fake answered since the last `fresh()`, by route."""
+        return dict(self._call("counts"))
+
     def poll_times(self) -> dict[str, list[float]]:
         """Job id -> arrival times (monotonic) of every GET /jobs/{id} the fake answered."""
         return dict(self._call("poll_times"))
@@ -174,7 +290,7 @@ class FakeHandle:
             self._process.join(5)
 
 
-def fake_command(fake: KreaFake, command: str, *args: Any) -> Any:
+def fake_command(fake: KreaFake | FalFake, command: str, *args: Any) -> Any:
     if command == "fresh":
         fake.reset()
         set_job_length(fake, JOB_S)
@@ -188,7 +304,9 @@ def fake_command(fake: KreaFake, command: str, *args: Any) -> Any:
         set_job_length(fake, JOB_S)
         return None
     if command == "get_job_count":
-        return fake.request_counts["get_job"]
+        return fake.request_counts["status" if isinstance(fake, FalFake) else "get_job"]
+    if command == "counts":
+        return dict(fake.request_counts)
     if command == "poll_times":
         polls: dict[str, list[float]] = defaultdict(list)
         for record in fake.request_log:
@@ -200,7 +318,7 @@ def fake_command(fake: KreaFake, command: str, *args: Any) -> Any:
     raise ValueError(command)
 
 
-def start_fake() -> KreaFake:
+def start_fake(kind: str = "krea") -> KreaFake | FalFake:
     """The fake, with one benchmark-only change: its webhook sender builds an httpx client per delivery, and the
     default client loads the CA bundle into a new SSL context (~20 ms of CPU) on the fake's event loop, stalling
     every API request in flight at that moment. Loopback needs no TLS; one shared context keeps deliveries cheap."""
@@ -209,12 +327,13 @@ def start_fake() -> KreaFake:
     webhooks.httpx = types.SimpleNamespace(  # type: ignore[attr-defined, assignment]
         AsyncClient=functools.partial(httpx.AsyncClient, verify=context), HTTPError=httpx.HTTPError
     )
-    return KreaFake(token=TOKEN).start()
+    return FalFake(key=FAL_KEY).start() if kind == "fal" else KreaFake(token=TOKEN).start()
 
 
-def serve_fake(conn: Connection) -> None:
+def serve_fake(conn: Connection, kind: str = "krea") -> None:
     """Child process: run the fake, answer commands until "stop"."""
-    with start_fake() as fake:
+    fake = start_fake(kind)
+    try:
         conn.send(fake.base_url)
         while True:
             command, *args = conn.recv()
@@ -222,6 +341,8 @@ def serve_fake(conn: Connection) -> None:
                 conn.send(None)
                 return
             conn.send(fake_command(fake, command, *args))
+    finally:
+        fake.stop()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -281,6 +402,7 @@ class Block:
     cpu_s: float = 0.0  # this process's CPU time: the client's own cost, whatever the fake spends
     block_p50s: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    requests: Counter[str] = field(default_factory=Counter)  # the fake's count, by route
 
 
 async def run_block(call: Callable[[], Awaitable[object]], calls: int, concurrency: int, out: Block) -> None:
@@ -313,8 +435,13 @@ def bench_settings(fake: FakeHandle, home: Path) -> Settings:
     return Settings(home=home, krea_api_token=SecretStr(TOKEN), krea_base_url=fake.base_url, provider_timeout_s=60)
 
 
+def only(provider: str) -> dict[str, Availability]:
+    names = ("krea", "fal", "local")
+    return {name: Availability(True) if name == provider else Availability(False, "off") for name in names}
+
+
 def krea_only() -> dict[str, Availability]:
-    return {"krea": Availability(True), "fal": Availability(False, "off"), "local": Availability(False, "off")}
+    return only("krea")
 
 
 async def overhead(
@@ -363,15 +490,53 @@ async def overhead(
     return results, candidate.latency_s
 
 
+class DirectFal:
+    """What a plain fal_client user does: fal_client.AsyncClient submits, the request handle's status() is polled
+    (on the same schedule as DirectClient), the response URL is fetched as handle.get() fetches it, and the image
+    is downloaded with a plain httpx client (the CDN needs no key)."""
+
+    def __init__(self, expected_s: float) -> None:
+        self.fal = fal_client.AsyncClient(key=FAL_KEY)
+        self.cdn = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0))
+        self.expected_s = expected_s
+
+    async def generate(self, endpoint: str, arguments: dict[str, object]) -> bytes:
+        handle = await self.fal.submit(endpoint, arguments)
+        schedule, started = PollSchedule(expected_s=self.expected_s), time.monotonic()
+        while not isinstance(await handle.status(), fal_client.Completed):
+            await asyncio.sleep(schedule.next_delay(time.monotonic() - started))
+        response = await handle.client.get(handle.response_url)
+        response.raise_for_status()
+        output = response.json()
+        return (await DirectClient._get(self.cdn, output["images"][0]["url"])).content
+
+    async def aclose(self) -> None:
+        await (await self.fal._client).aclose()
+        await self.cdn.aclose()
+
+
+def point_fal_client_at(base_url: str) -> None:
+    """fal-client's queue host, as the test fixtures point it at the fake (module globals read at call time)."""
+    fal_client.client.QUEUE_URL_FORMAT = base_url + "/"
+
+
 async def use_overhead(
-    fake: FakeHandle, home: Path, levels: list[tuple[int, int]], rounds: int
+    fake: FakeHandle, home: Path, levels: list[tuple[int, int]], rounds: int, names: list[str]
 ) -> dict[str, dict[tuple[int, str], Block]]:
-    """Overhead as used: fresh prompts, images written by every path, both image sizes, interleaved rounds."""
-    settings = bench_settings(fake, home)
-    router = Router(settings, availability=krea_only())
-    candidate = router.plan(ImageRequest.parse(REQUEST)).chosen
-    assert candidate is not None and candidate.offer_id == "krea-flux-1-dev"
-    direct = DirectClient(fake.base_url, candidate.latency_s)
+    """Overhead as used, on `fake`'s provider: fresh prompts, images written by every path, both image sizes,
+    interleaved rounds."""
+    provider = fake.kind
+    if provider == "fal":
+        settings = Settings(home=home, fal_key=SecretStr(FAL_KEY), fal_base_url=fake.base_url, provider_timeout_s=60)
+        point_fal_client_at(fake.base_url)
+    else:
+        settings = bench_settings(fake, home)
+    router = Router(settings, availability=only(provider))
+    request = REQUEST | {"provider": provider}
+    candidate = router.plan(ImageRequest.parse(request)).chosen
+    assert candidate is not None and candidate.offer_id == OFFERS[provider], candidate
+    direct: DirectClient | DirectFal
+    direct = DirectFal(candidate.latency_s) if provider == "fal" else DirectClient(fake.base_url, candidate.latency_s)
     counter = itertools.count()
     written = home / "direct"
     written.mkdir(parents=True)
@@ -381,38 +546,51 @@ async def use_overhead(
 
     async def direct_call() -> None:
         n = next(counter)
-        data = await direct.generate(candidate.params | {"prompt": f"{REQUEST['prompt']}, take {n}"})
+        params = candidate.params | {"prompt": f"{REQUEST['prompt']}, take {n}"}
+        if isinstance(direct, DirectFal):
+            data = await direct.generate(candidate.endpoint, params)
+        else:
+            data = await direct.generate(params)
         (written / f"{n}.png").write_bytes(data)
+        SERVED_BYTES[(provider, size_label)] = len(data)
 
     async def fluxroute_call() -> None:
-        await router.generate(ImageRequest.parse(REQUEST | {"prompt": fresh()}))
+        await router.generate(ImageRequest.parse(request | {"prompt": fresh()}))
 
     async def with_preview_call() -> None:
-        result = await router.generate(ImageRequest.parse(REQUEST | {"prompt": fresh()}))
+        result = await router.generate(ImageRequest.parse(request | {"prompt": fresh()}))
         for image in result.images:
             path = Path(str(image.path))
             path.with_suffix(".preview.jpg").write_bytes(old_preview(path.read_bytes()))
 
-    paths: dict[str, Callable[[], Awaitable[object]]] = {
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
         "direct": direct_call,
         "fluxroute": fluxroute_call,
+        "old-decode": fluxroute_call,
         "+preview": with_preview_call,
     }
+    settings_for: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {"old-decode": old_decode}
+    paths = {name: calls[name] for name in names}
     out: dict[str, dict[tuple[int, str], Block]] = {}
+    size_label = ""
     for label, scale in IMAGE_SCALES.items():
+        size_label = label
         fake.set_scale(scale)
         fake.fresh()
-        for call in paths.values():  # warm-up: connections, SQLite, image directory, the fake's image cache
-            await run_block(call, 8, 4, Block())
+        for name, call in paths.items():  # warm-up: connections, SQLite, image directory, the fake's image cache
+            with settings_for.get(name, contextlib.nullcontext)():
+                await run_block(call, 8, 4, Block())
         results: dict[tuple[int, str], Block] = defaultdict(Block)
         order = list(paths)
-        for concurrency, calls in levels:
+        for concurrency, count in levels:
             for r in range(rounds):
-                for name in order[r % 3 :] + order[: r % 3]:
+                for name in order[r % len(order) :] + order[: r % len(order)]:  # rotate who goes first
                     fake.fresh()
                     block = results[(concurrency, name)]
-                    await run_block(paths[name], calls // rounds, concurrency, block)
-                    block.status_polls += fake.status_polls()
+                    with settings_for.get(name, contextlib.nullcontext)():
+                        await run_block(paths[name], count // rounds, concurrency, block)
+                    block.requests.update(fake.request_counts())
+                    block.status_polls = block.requests["status" if provider == "fal" else "get_job"]
         out[label] = results
     await direct.aclose()
     await router.aclose()
@@ -430,8 +608,9 @@ class StageTimers:
 
     @contextlib.contextmanager
     def wrapped(self, targets: list[tuple[object, str, str]]) -> Iterator[None]:
-        originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in targets]
-        for (owner, attr, original), (_, _, label) in zip(originals, targets, strict=True):
+        present = [target for target in targets if hasattr(target[0], target[1])]  # stages renamed since are skipped
+        originals = [(owner, attr, getattr(owner, attr)) for owner, attr, _ in present]
+        for (owner, attr, original), (_, _, label) in zip(originals, present, strict=True):
             setattr(owner, attr, self._timed(original, label))
         try:
             yield
@@ -486,7 +665,7 @@ async def attribution(fake: FakeHandle, home: Path, calls: int) -> tuple[dict[st
         (KreaProvider, "submit", "provider submit (POST)"),
         (KreaProvider, "_get_job", "provider status polls (GET)"),
         (KreaProvider, "_finish", "provider download + decode"),
-        (downloads, "_decode", "  of which PIL decode check"),
+        (downloads, "decode_image", "  of which image check"),
         (execute_module.Executor, "_complete", "complete: bill, save, result"),
         (images_module.ImageStore, "save", "  of which image save"),
         (images_module, "embed_parameters", "    of which embed parameters"),
@@ -636,7 +815,7 @@ def print_overhead(results: dict[tuple[int, str], Block], targets: tuple[float, 
         base_block = results[(concurrency, "direct")]
         base = base_block.latencies_ms
         b50, b99 = percentile(base, 0.5), percentile(base, 0.99)
-        for name in ("direct", "provider", "fluxroute", "+preview"):
+        for name in ("direct", "provider", "fluxroute", "old-decode", "+preview"):
             if (concurrency, name) not in results:
                 continue
             block = results[(concurrency, name)]
@@ -715,6 +894,10 @@ def main() -> None:
     parser.add_argument("--profile", help="cProfile 100 fluxroute calls at c=1 into this .pstats file, print the top")
     parser.add_argument("--use", action="store_true", help="only the overhead as used (fresh prompts, 64x64 and 1 MP)")
     parser.add_argument("--calls-16", type=int, default=160, help="--use: calls per path at concurrency 16")
+    parser.add_argument("--providers", default="krea,fal", help="--use: the provider paths measured, in order")
+    parser.add_argument(
+        "--paths", default="direct,fluxroute,old-decode", help=f"--use: direct, then any of {', '.join(USE_PATHS[1:])}"
+    )
     args = parser.parse_args()
     if args.use:
         use_main(args)
@@ -730,8 +913,9 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="fluxroute-bench-", dir=args.tmp) as tmp:
             levels = [(1, calls_1), (64, calls_64)]
-            results, estimate = asyncio.run(overhead(fake, Path(tmp) / "overhead", levels, rounds, args.profile))
-            per_call, mean_ms = asyncio.run(attribution(fake, Path(tmp) / "attribution", 40 if args.quick else 100))
+            with catalog_polling():
+                results, estimate = asyncio.run(overhead(fake, Path(tmp) / "overhead", levels, rounds, args.profile))
+                per_call, mean_ms = asyncio.run(attribution(fake, Path(tmp) / "attribution", 40 if args.quick else 100))
             detections, polls, notified = asyncio.run(completion(fake, Path(tmp) / "completion", lengths, repeats))
             finished_at = fake.finished_at([d.job_id for d in detections])
     finally:
@@ -758,23 +942,47 @@ def main() -> None:
 
 def use_main(args: argparse.Namespace) -> None:
     calls_1, rounds = args.calls or 60, args.rounds or 3
+    providers = args.providers.split(",")
+    names = args.paths.split(",")
+    unknown = [name for name in names if name not in USE_PATHS] + [p for p in providers if p not in OFFERS]
+    if unknown or names[0] != "direct":
+        raise SystemExit(f"--paths: direct first, then any of {', '.join(USE_PATHS[1:])}; --providers: krea, fal")
+    levels = [(1, calls_1), (16, args.calls_16)] + ([(64, args.calls_64)] if args.calls_64 else [])
     started = time.monotonic()
-    fake = FakeHandle(in_process=args.fake_in_process)
-    try:
-        with tempfile.TemporaryDirectory(prefix="fluxroute-bench-", dir=args.tmp) as tmp:
-            levels = [(1, calls_1), (16, args.calls_16)]
-            by_size = asyncio.run(use_overhead(fake, Path(tmp) / "use", levels, rounds))
-    finally:
-        fake.stop()
+    by_provider: dict[str, dict[str, dict[tuple[int, str], Block]]] = {}
+    with tempfile.TemporaryDirectory(prefix="fluxroute-bench-", dir=args.tmp) as tmp, catalog_polling():
+        for provider in providers:
+            fake = FakeHandle(in_process=args.fake_in_process, kind=provider)
+            try:
+                by_provider[provider] = asyncio.run(use_overhead(fake, Path(tmp) / provider, levels, rounds, names))
+            finally:
+                fake.stop()
     out = [
-        f"gateway overhead as used: {machine()}; Krea fake in its own process, {JOB_S * 1000:g} ms jobs, fresh "
-        f"prompt per call, {rounds} interleaved rounds; +preview = fluxroute + the old per-result JPEG preview",
+        f"gateway overhead as used: {machine()}; each fake in its own process, {JOB_S * 1000:g} ms jobs, fresh "
+        f"prompt per call, {rounds} interleaved rounds, catalog poll schedule on both sides; paths: {', '.join(names)}",
     ]
-    for label, results in by_size.items():
-        out += ["", f"images {label} ({len(photo_like(1024, 1024, 'png')) if label == '1MP' else 'tiny'} bytes)"]
-        out += print_overhead(results, (2.0, 5.0))
+    for provider, by_size in by_provider.items():
+        for label, results in by_size.items():
+            size = SERVED_BYTES.get((provider, label), 0)
+            out += ["", f"{provider}, images {label} ({size} bytes served)"]
+            out += print_overhead(results, (2.0, 5.0))
+            out += print_requests(results)
     out.append(f"total run time {time.monotonic() - started:.0f} s")
     print("\n".join(out))
+
+
+def print_requests(results: dict[tuple[int, str], Block]) -> list[str]:
+    """Requests per call the fake answered, by route, for each path (at every concurrency together)."""
+    totals: dict[str, Counter[str]] = defaultdict(Counter)
+    calls: Counter[str] = Counter()
+    for (_, name), block in results.items():
+        totals[name].update(block.requests)
+        calls[name] += block.calls
+    lines = ["requests per call, by route (the fake's count):"]
+    for name, counts in totals.items():
+        shown = ", ".join(f"{route} {count / calls[name]:.2f}" for route, count in sorted(counts.items()))
+        lines.append(f"  {name:<11}{shown}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -2,20 +2,26 @@
 
 Both servers run as subprocesses started by the SDK's stdio client; calls alternate between them so
 machine noise hits both alike, and every call has a new prompt (no plan is reused). Reports p50/p99 per call
-and the ratio of medians (target <= 1.3).
+and the ratio of medians (target <= 1.2).
 
 With --startup N, it times start-up instead: N rounds, each spawning `fluxroute serve` and the bare server
-in turn (the order alternating per round), and timing from spawn to the answer of the first tools/list
-(initialize included). Reports the median and p90 per server and the ratio of medians (target <= 1.1).
+in turn (the order rotating per round), and timing from spawn to the answer of the first tools/list
+(initialize included), then the first tools/call (plan_image_route: the bare server echoes, fluxroute plans),
+sent right after the answer or --pause seconds later, as a client that waits for its model would. Reports the
+median and p90 per server and the ratio of medians (target <= 1.1).
 
-    python benchmarks/mcp_roundtrip.py [--calls 500] [--era legacy|auto]
-    python benchmarks/mcp_roundtrip.py --startup 15
+--tree DIR (repeatable) adds `fluxroute serve` run from another copy of the source (PYTHONPATH=DIR, e.g. the
+committed tree from `git archive HEAD | tar -x -C DIR`), timed in the same rounds: before and after side by side.
+
+    python benchmarks/mcp_roundtrip.py [--calls 500] [--era legacy|auto] [--tree DIR]
+    python benchmarks/mcp_roundtrip.py --startup 15 [--tree DIR] [--pause 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import statistics
@@ -27,6 +33,10 @@ from pathlib import Path
 from mcp import Client, StdioServerParameters
 
 HERE = Path(__file__).resolve().parent
+OURS = "fluxroute serve"
+BARE = "bare MCPServer"
+STARTUP_TARGET = 1.1
+ROUNDTRIP_TARGET = 1.2
 
 
 def arguments(i: int) -> dict[str, object]:
@@ -39,59 +49,83 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def servers(home: str) -> dict[str, StdioServerParameters]:
-    env = {k: v for k, v in os.environ.items() if k not in ("FAL_KEY", "KREA_API_TOKEN")}
-    env |= {"FLUXROUTE_HOME": home, "FLUXROUTE_CONFIG": "none"}
-    return {
-        "fluxroute serve": StdioServerParameters(command=sys.executable, args=["-m", "fluxroute", "serve"], env=env),
-        "bare MCPServer": StdioServerParameters(
-            command=sys.executable, args=[str(HERE / "bare_mcp_server.py")], env=env
-        ),
-    }
+def servers(home: str, trees: list[Path]) -> dict[str, StdioServerParameters]:
+    """`fluxroute serve` from this checkout and from each of `trees` (each with a home of its own under `home`:
+    trees may differ in their store's schema), and the bare server."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FAL_KEY", "KREA_API_TOKEN", "PYTHONPATH")}
+    env |= {"FLUXROUTE_HOME": str(Path(home) / "0"), "FLUXROUTE_CONFIG": "none"}
+    serve = ["-m", "fluxroute", "serve"]
+    found = {OURS: StdioServerParameters(command=sys.executable, args=serve, env=env, cwd=HERE.parent)}
+    for i, tree in enumerate(trees, 1):
+        found[f"{OURS} ({tree})"] = StdioServerParameters(
+            command=sys.executable,
+            args=serve,
+            env=env | {"PYTHONPATH": str(tree), "FLUXROUTE_HOME": str(Path(home) / str(i))},
+            cwd=tree,
+        )
+    found[BARE] = StdioServerParameters(command=sys.executable, args=[str(HERE / "bare_mcp_server.py")], env=env)
+    return found
 
 
-async def first_tools_list(server: StdioServerParameters, era: str) -> float:
-    """Seconds from spawning `server` to the answer of its first tools/list (initialize included)."""
+async def first_calls(server: StdioServerParameters, era: str, i: int, pause: float) -> tuple[float, float]:
+    """Seconds from spawning `server` to the answer of its first tools/list (initialize included), and of its
+    first tools/call, sent `pause` seconds after that answer."""
     start = time.perf_counter()
     async with Client(server, mode=era) as client:  # type: ignore[arg-type]
         tools = await client.list_tools()
-        elapsed = time.perf_counter() - start
-    assert tools.tools
-    return elapsed
+        listed = time.perf_counter()
+        await asyncio.sleep(pause)
+        sent = time.perf_counter()
+        result = await client.call_tool("plan_image_route", arguments(i))
+        called = time.perf_counter()
+    assert tools.tools and not result.is_error, result.content
+    return listed - start, called - sent
 
 
-async def startup(rounds: int, era: str) -> int:
+def ratios(timings: dict[str, list[float]], target: float) -> None:
+    for name, values in timings.items():
+        if name != BARE:
+            ratio = statistics.median(values) / statistics.median(timings[BARE])
+            verdict = "met" if ratio <= target else "NOT met"
+            print(f"ratio of medians, {name} / {BARE}: {ratio:.2f} (target <= {target}) -> {verdict}")
+
+
+async def startup(rounds: int, era: str, trees: list[Path], pause: float) -> int:
     with tempfile.TemporaryDirectory() as home:
-        params = servers(home)
+        params = servers(home, trees)
         names = list(params)
         for name in names:  # warm the OS file cache and the bytecode caches once, untimed
-            await first_tools_list(params[name], era)
-        timings: dict[str, list[float]] = {name: [] for name in names}
+            await first_calls(params[name], era, -1, pause)
+        listed: dict[str, list[float]] = {name: [] for name in names}
+        called: dict[str, list[float]] = {name: [] for name in names}
         for i in range(rounds):
-            for name in names if i % 2 == 0 else reversed(names):
-                timings[name].append(await first_tools_list(params[name], era))
+            for name in names[i % len(names) :] + names[: i % len(names)]:  # each takes each place in turn
+                to_list, to_call = await first_calls(params[name], era, i, pause)
+                listed[name].append(to_list)
+                called[name].append(to_call)
     print(
         f"start-up to the first tools/list over stdio, {rounds} rounds each (interleaved), era={era}, "
         f"{platform.python_version()}, {os.cpu_count()} CPUs"
     )
-    print("| server | median ms | p90 ms | min ms |")
-    print("|---|---|---|---|")
-    for name, values in timings.items():
+    print(f"| server | median ms | p90 ms | min ms | first tools/call {pause:g} s later, median ms |")
+    print("|---|---|---|---|---|")
+    for name, values in listed.items():
         print(
             f"| {name} | {statistics.median(values) * 1e3:.0f} | {quantile(values, 0.9) * 1e3:.0f} "
-            f"| {min(values) * 1e3:.0f} |"
+            f"| {min(values) * 1e3:.0f} | {statistics.median(called[name]) * 1e3:.0f} |"
         )
-    ratio = statistics.median(timings["fluxroute serve"]) / statistics.median(timings["bare MCPServer"])
-    print(f"ratio of medians: {ratio:.2f} (target <= 1.1) -> {'met' if ratio <= 1.1 else 'NOT met'}")
+    ratios(listed, STARTUP_TARGET)
     return 0
 
 
-async def main(calls: int, era: str) -> int:
+async def main(calls: int, era: str, trees: list[Path]) -> int:
     with tempfile.TemporaryDirectory() as home:
-        params = servers(home)
-        fluxroute, bare = params["fluxroute serve"], params["bare MCPServer"]
-        async with Client(fluxroute, mode=era) as ours, Client(bare, mode=era) as baseline:  # type: ignore[arg-type]
-            clients = {"fluxroute serve": ours, "bare MCPServer": baseline}
+        params = servers(home, trees)
+        async with contextlib.AsyncExitStack() as stack:
+            clients = {
+                name: await stack.enter_async_context(Client(server, mode=era))  # type: ignore[arg-type]
+                for name, server in params.items()
+            }
             timings: dict[str, list[float]] = {name: [] for name in clients}
             for client in clients.values():  # warm up: imports, first-call caches
                 for i in range(20):
@@ -110,8 +144,7 @@ async def main(calls: int, era: str) -> int:
     print("|---|---|---|")
     for name, values in timings.items():
         print(f"| {name} | {statistics.median(values) * 1e3:.2f} | {quantile(values, 0.99) * 1e3:.2f} |")
-    ratio = statistics.median(timings["fluxroute serve"]) / statistics.median(timings["bare MCPServer"])
-    print(f"ratio of medians: {ratio:.2f} (target <= 1.3) -> {'met' if ratio <= 1.3 else 'NOT met'}")
+    ratios(timings, ROUNDTRIP_TARGET)
     return 0
 
 
@@ -120,7 +153,12 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--era", choices=["legacy", "auto"], default="legacy")
     parser.add_argument("--startup", type=int, metavar="ROUNDS", help="time start-up to the first tools/list instead")
+    parser.add_argument(
+        "--tree", type=Path, action="append", default=[], help="also run `fluxroute serve` from this source tree"
+    )
+    parser.add_argument("--pause", type=float, default=0.0, help="with --startup: seconds between tools/list and call")
     options = parser.parse_args()
+    trees = [tree.resolve() for tree in options.tree]
     if options.startup:
-        sys.exit(asyncio.run(startup(options.startup, options.era)))
-    sys.exit(asyncio.run(main(options.calls, options.era)))
+        sys.exit(asyncio.run(startup(options.startup, options.era, trees, options.pause)))
+    sys.exit(asyncio.run(main(options.calls, options.era, trees)))

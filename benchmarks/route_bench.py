@@ -3,7 +3,8 @@ requests every call (each plan is computed, none served from the plan cache).
 
 Run: python benchmarks/route_bench.py [--calls 20000] [--offers N ...]
 Prints p50/p99 for validation alone, planning alone, and both together (the tool-call path). With --offers, the
-catalog is grown to N offers (copies of the built-in ones under new ids) and plan latency is printed per size.
+catalog is grown to N offers (copies of the built-in ones under new ids) and benchmarks/plan_scale.py's figures
+are printed per size (plan_scale.py itself prints them with their header, GC pauses and more).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import platform
 import random
 import statistics
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -70,36 +72,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def grown_offers(count: int) -> list[dict[str, Any]]:
-    """`count` - (built-in offers) extra offers: copies of the built-in ones under new ids."""
+def grown_offers(count: int, repriced: bool = False) -> list[dict[str, Any]]:
+    """`count` - (built-in offers) extra offers: copies of the built-in ones under new ids; `repriced`: each
+    copy with an endpoint and a price of its own (the price raised by 0.1% per copy)."""
     builtin = _builtin_data()["offers"]
     extra = []
     for i in range(max(0, count - len(builtin))):
         offer = copy.deepcopy(builtin[i % len(builtin)])
         offer["id"] = f"{offer['id']}-copy{i}"
+        if repriced:
+            offer["endpoint"] = f"{offer['endpoint']}-{i}"
+            offer["price"]["usd"] = str(Decimal(offer["price"]["usd"]) * (1 + Decimal(i + 1) / 1000))
         extra.append(offer)
     return extra
 
 
-def router_with(offers: int) -> Router:
+def router_with(offers: int, repriced: bool = False) -> Router:
     availability = {name: Availability(True) for name in ("krea", "fal", "local")}
-    settings = Settings(home=Path("/nonexistent"), offers=grown_offers(offers))
+    settings = Settings(home=Path("/nonexistent"), offers=grown_offers(offers, repriced))
     return Router(settings, availability=availability)
-
-
-def plan_scale(sizes: list[int], calls: int) -> None:
-    print(f"{'offers':>8}{'plan p50 us':>14}{'plan p99 us':>14}")
-    for size in sizes:
-        router = router_with(size)
-        requests = [validate("plan_image_route", item).request() for item in request_mix(calls, seed=size)]
-        for request in requests[:50]:
-            router.plan(request)
-        timings = []
-        for request in requests[50:]:
-            t0 = time.perf_counter_ns()
-            router.planner.plan(request)  # the planner itself: no cache
-            timings.append((time.perf_counter_ns() - t0) / 1000)
-        print(f"{len(router.catalog.offers):>8}{percentile(timings, 0.5):>14.1f}{percentile(timings, 0.99):>14.1f}")
 
 
 def main() -> None:
@@ -107,8 +98,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--offers", type=int, nargs="*", help="plan latency with the catalog grown to these sizes")
     args = parser.parse_args()
-    if args.offers:
-        plan_scale(args.offers, min(args.calls, 2_000))
+    if args.offers:  # the scale run lives in plan_scale.py (it imports this module's mix and catalog)
+        from plan_scale import run
+
+        run(args.offers, min(args.calls, 2_000))
         return
     router = router_with(0)
     mix = request_mix(args.calls)

@@ -3,7 +3,9 @@
 Run: python benchmarks/store_scale.py [--sizes 1000 10000 100000]
 Prints p50/p99 (ms) for a capped reserve + release, a capped reserve + settle, spend_summary and
 list_jobs(limit=20), each against the running totals (now) and, for reserve and spend, against the full-scan
-queries the ledger used before schema version 3 (kept below as reference functions, run on the same store).
+queries the ledger used before schema version 3 (kept below as reference functions, run on the same store);
+and a whole call's store writes: three transactions now against the eight steps a call made before schema
+version 5, interleaved call by call on the same store.
 The store is filled with direct SQL (benchmark only): per job one attempt, a reservation, its charge and its
 release; the ledger's triggers keep the totals as they do for the store's own writes.
 """
@@ -21,7 +23,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from fluxroute.store import JobStore, Reservation, ledger
+from fluxroute.store import AttemptStart, JobChange, JobStore, Reservation, ledger
+from fluxroute.store.leases import this_process
 from fluxroute.store.records import to_iso
 
 CAP = Decimal("1000000")  # a cap the benchmark never reaches, so every check runs to the end
@@ -111,6 +114,59 @@ def old_spend(store: JobStore, now: datetime) -> None:
             conn.execute(query, {"first": first}).fetchall()
 
 
+SPEC = AttemptStart("krea-flux-dev", "krea", "flux-dev", Decimal("0.03"), {"candidate": {"offer_id": "krea-flux-dev"}})
+RESULT: dict[str, object] = {"images": [{"path": "/tmp/x.png", "sha256": "0" * 64}], "cost_usd": 0.02}
+
+
+def call_before(store: JobStore, serial: int) -> None:
+    """A call's store steps before schema version 5: job, reservation, attempt, submitted, read-back, settle,
+    attempt finished, job finished — each its own transaction."""
+    job, _ = store.create_job({"prompt": f"before {serial}"}, status="running")
+    held = store.reserve(job.id, SPEC.estimated_cost, per_call_cap=None, daily_cap=CAP)
+    attempt = store.start_attempt(
+        job.id, offer_id=SPEC.offer_id, provider=SPEC.provider, model=SPEC.model,
+        estimated_cost=SPEC.estimated_cost, detail=SPEC.detail, reservation_id=held.id,
+    )  # fmt: skip
+    store.mark_submitted(attempt.id, f"b-{serial}")
+    store.attempts_for(job.id)
+    store.settle(held, Decimal("0.02"), attempt.id)
+    store.finish_attempt(attempt.id, status="succeeded", cost=Decimal("0.02"))
+    store.update_job(job.id, status="succeeded", result=RESULT)
+
+
+def call_after(store: JobStore, serial: int) -> None:
+    """The same call now: start_call, mark_submitted, finish_call."""
+    started = store.start_call(
+        {"prompt": f"after {serial}"}, None, SPEC, per_call_cap=None, daily_cap=CAP, owner=this_process()
+    )
+    assert started.attempt is not None and started.reservation is not None
+    store.mark_submitted(started.attempt.id, f"a-{serial}")
+    store.finish_call(
+        started.attempt.id,
+        started.reservation,
+        status="succeeded",
+        cost=Decimal("0.02"),
+        job=JobChange("succeeded", result=RESULT),
+    )
+
+
+def timed_pair(
+    first: Callable[[int], object], second: Callable[[int], object], runs: int
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """p50 and p99 in milliseconds of two actions, alternated call by call."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for serial in range(runs):
+        for action, kept in ((first, samples[0]), (second, samples[1])):
+            start = time.perf_counter()
+            action(serial)
+            kept.append((time.perf_counter() - start) * 1000)
+    figures = []
+    for kept in samples:
+        kept.sort()
+        figures.append((statistics.median(kept), kept[min(len(kept) - 1, int(len(kept) * 0.99))]))
+    return figures[0], figures[1]
+
+
 def bench(jobs: int) -> list[tuple[str, str, float, float]]:
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as home, JobStore.open(Path(home)) as store:
@@ -156,6 +212,9 @@ def bench(jobs: int) -> list[tuple[str, str, float, float]]:
             ("spend_summary", "after", *timed(lambda: store.spend_summary(now=now, daily_cap=CAP), 200)),
             ("list_jobs(limit=20)", "after", *timed(lambda: store.list_jobs(limit=20), 200)),
         ]
+        before, after = timed_pair(lambda n: call_before(store, n), lambda n: call_after(store, n), 300)
+        settled += 600
+        results += [("a call's store writes", "before", *before), ("a call's store writes", "after", *after)]
         # ledger = billed: the filled charges plus one 0.02 charge per timed settle, and nothing else
         assert store.total_charged() == billed_before + Decimal("0.02") * settled
         assert store.spend_summary(now=now).spent_today == store.total_charged()

@@ -166,17 +166,21 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
+# rejected offers `route` lists before it counts the rest (every one, short of a catalog of hundreds)
+CLI_LISTED_REJECTIONS = 200
+
+
 def _plan_text(plan: Plan, explain: bool) -> str:
     if not explain:
         best = plan.chosen or (plan.unavailable[0] if plan.unavailable else None)
         if best is None:
-            return plan.explanation
+            return plan.explain(CLI_LISTED_REJECTIONS)
         state = "" if best.available else f"  [not available: {best.unavailable_reason}]"
         return (
             f"{best.label} ({best.model}): ${best.cost_usd:g}, ~{best.latency_s:g} s, "
             f"{best.width}x{best.height} x{best.num_images}{state}\n(--explain for the reasons and the parameters)"
         )
-    lines = [plan.explanation]
+    lines = [plan.explain(CLI_LISTED_REJECTIONS)]
     for candidate in [*plan.candidates, *plan.unavailable][:1]:
         lines.append(f"parameters sent to {candidate.endpoint}: {json.dumps(candidate.params)}")
     return "\n".join(lines)
@@ -407,11 +411,22 @@ def cmd_spend(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from fluxroute.server import build_server, serve_http
-    from fluxroute.store.jobstore import DB_FILENAME
+    import gc
 
-    server = build_server(settings)
+    # Start-up makes hundreds of thousands of long-lived objects (the MCP SDK's and pydantic's models, the tool
+    # schemas): each full collection over them costs tens of milliseconds and frees next to nothing. No
+    # collection runs until the server is built; then what was made is frozen out of later collections.
+    gc.disable()
+    try:
+        from fluxroute.server import build_server, serve_http
+
+        server = build_server(settings)
+    finally:
+        gc.freeze()
+        gc.enable()
     if args.http:
+        from fluxroute.store.jobstore import DB_FILENAME
+
         serve_http(
             server,
             args.host,

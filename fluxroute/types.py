@@ -5,9 +5,20 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from fluxroute.errors import FieldError, InvalidRequest
 
@@ -259,8 +270,45 @@ class Rejection(BaseModel):
         return f"{self.label}: {'; '.join(self.reasons)}"
 
 
+def rejection_line(rejection: Rejection) -> str:
+    """A rejection as the explanation lists it (each on a line of its own, after everything else)."""
+    return f"\nrejected {rejection.label}: {'; '.join(rejection.reasons)}"
+
+
+def more_rejected(count: int) -> str:
+    """The line that stands for `count` rejections left out of a shortened explanation."""
+    return f"\n… and {count} more offer{'' if count == 1 else 's'} rejected"
+
+
+class PlanDraft(Protocol):
+    """What a planner leaves to be built when first needed: the fields in DEFERRED_PLAN_FIELDS, and what a
+    shortened explanation needs (see Plan.explain)."""
+
+    rejected: int  # how many offers the plan rejects
+
+    def fields(self) -> dict[str, object]:
+        """Every deferred field's value."""
+        ...
+
+    def head(self) -> str:
+        """The explanation without its rejection lines."""
+        ...
+
+    def rejections(self, limit: int) -> list[Rejection]:
+        """The first `limit` rejections."""
+        ...
+
+
+# the Plan fields a planner may leave to its draft: a plan with hundreds of rejected offers builds their
+# reasons, its explanation and the request as JSON only when something reads them or the plan is serialised
+DEFERRED_PLAN_FIELDS = frozenset({"request", "rejections", "explanation"})
+
+
 class Plan(BaseModel):
-    """Ranked candidates (best first), rejected offers with reasons, and a short explanation."""
+    """Ranked candidates (best first), rejected offers with reasons, and a short explanation.
+
+    A plan from the planner may hold some fields in a draft (DEFERRED_PLAN_FIELDS): they are built on first
+    read, and before the plan is serialised, compared, copied or pickled, so that nothing outside can tell."""
 
     request: dict[str, object]
     usage: Usage
@@ -274,6 +322,8 @@ class Plan(BaseModel):
     rejections: list[Rejection]
     explanation: str
 
+    _draft: PlanDraft | None = PrivateAttr(default=None)
+
     @property
     def chosen(self) -> Candidate | None:
         return self.candidates[0] if self.candidates else None
@@ -285,6 +335,93 @@ class Plan(BaseModel):
         return not self.candidates and any(
             r.reasons and all(reason.startswith("costs $") for reason in r.reasons) for r in self.rejections
         )
+
+    @property
+    def rejected(self) -> int:
+        """How many offers were rejected (counted without building their reasons)."""
+        draft = self._pending()
+        return len(self.rejections) if draft is None else draft.rejected
+
+    def listed_rejections(self, limit: int) -> list[Rejection]:
+        """The first `limit` rejections, without building the others' reasons."""
+        draft = self._pending()
+        return self.rejections[:limit] if draft is None else draft.rejections(limit)
+
+    def explain(self, max_rejections: int | None = None) -> str:
+        """The explanation; with `max_rejections`, its rejection lines stop after that many, followed by how
+        many more offers were rejected (the same text whether or not the plan has been built in full)."""
+        if max_rejections is None:
+            return self.explanation
+        draft = self._pending()
+        if draft is not None:
+            head, rejected = draft.head(), draft.rejected
+        else:
+            rejected = len(self.rejections)
+            if rejected <= max_rejections:
+                return self.explanation
+            tail = "".join(rejection_line(r) for r in self.rejections)
+            if not self.explanation.endswith(tail):
+                return self.explanation  # not laid out as the planner lays it out: shown whole
+            head = self.explanation[: len(self.explanation) - len(tail)]
+        listed = self.listed_rejections(max_rejections)
+        more = more_rejected(rejected - len(listed)) if rejected > len(listed) else ""
+        return head + "".join(rejection_line(r) for r in listed) + more
+
+    def _pending(self) -> PlanDraft | None:
+        private = self.__pydantic_private__
+        return None if private is None else private.get("_draft")
+
+    def _complete(self) -> None:
+        """Build the fields the draft holds, in field order (serialisation follows the order of __dict__)."""
+        draft = self._pending()
+        if draft is None:
+            return
+        built = draft.fields()
+        given = self.__dict__
+        fields = {name: given[name] if name in given else built[name] for name in type(self).model_fields}
+        object.__setattr__(self, "__dict__", fields)
+        self.__pydantic_private__["_draft"] = None  # type: ignore[index]
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # no return annotation: a serialisation JSON schema of Plan stays the schema of its fields
+        self._complete()
+        return handler(self)
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            if name in DEFERRED_PLAN_FIELDS:
+                self._complete()
+                if name in self.__dict__:
+                    return self.__dict__[name]
+            return super().__getattr__(name)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Plan):
+            other._complete()
+        self._complete()
+        return super().__eq__(other)
+
+    def __iter__(self) -> Any:
+        self._complete()
+        return super().__iter__()
+
+    def __repr_args__(self) -> Any:
+        self._complete()
+        return super().__repr_args__()
+
+    def __copy__(self) -> Plan:
+        self._complete()
+        return super().__copy__()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Plan:
+        self._complete()
+        return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self._complete()
+        return super().__getstate__()
 
 
 class GeneratedImage(BaseModel):

@@ -7,11 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from fluxroute.prompts.budget import fit_budget
-from fluxroute.prompts.enhance import enhance_prompt
 from fluxroute.prompts.families import FamilyId
-from fluxroute.prompts.lint import lint_prompt
-from fluxroute.prompts.negatives import reframe_negatives
 from fluxroute.prompts.results import Change, Fit, Reframe
 from fluxroute.types import AspectRatio, ImageRequest, NegativeText, PromptText, StyleText
 
@@ -72,6 +68,12 @@ def rewrite_prompt(
     Raises:
         ValueError: unknown model.
     """
+    # The pipeline compiles the lexicon's patterns when it is imported: the first rewrite pays for that, not
+    # whoever only needs the tool's models (listing the tools).
+    from fluxroute.prompts.budget import fit_budget
+    from fluxroute.prompts.enhance import enhance_prompt
+    from fluxroute.prompts.negatives import reframe_negatives
+
     reframed = reframe_negatives(prompt, negative_prompt, model)
     enhanced = enhance_prompt(reframed.prompt, model, style)
     fit = fit_budget(enhanced.prompt, model)
@@ -81,6 +83,8 @@ def rewrite_prompt(
 
 def rewrite_image_prompt(query: RewriteQuery) -> RewriteOutput:
     """The tool's handler: `rewrite_prompt`, then `lint_prompt` on the result as it would be sent."""
+    from fluxroute.prompts.lint import lint_prompt
+
     done = rewrite_prompt(query.prompt, query.model, query.style, query.negative_prompt)
     request = ImageRequest(prompt=done.prompt or query.prompt, model=query.model, aspect_ratio=query.aspect_ratio)
     warnings = [str(w) for w in lint_prompt(done.prompt, request)]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from fluxroute.errors import JobFailed, ProviderError, ProviderUnavailable, RateLimited, UnsafeURL
 from fluxroute.providers.base import ProviderImage
-from fluxroute.providers.image_header import png_or_webp_size
+from fluxroute.providers.image_header import DamagedImage, check_pillow_limit, check_whole, header
 from fluxroute.providers.polling import Pace
 from fluxroute.providers.url_guard import AddressPolicy, guarded_client, url_problem, without_credentials
 from fluxroute.settings import Settings
@@ -25,46 +25,69 @@ DECODE_ATTEMPTS = 3
 def decode_image(
     data: bytes, url: str | None, *, provider: str, max_pixels: int, flagged: bool = False
 ) -> ProviderImage:
-    """A downloaded result as a ProviderImage. The size its header declares is checked against `max_pixels`
-    before a single pixel is decoded: a few KB of PNG can declare hundreds of megapixels.
+    """A downloaded result as a ProviderImage, once its bytes are known to be a whole image. The size its header
+    declares is checked against `max_pixels` first: a few KB of PNG can declare hundreds of megapixels.
+
+    PNG, JPEG and WebP are checked end to end without decoding a pixel (image_header.check_whole: every chunk
+    and segment fits, PNG's CRC-32s hold, the end marker ends the body), which catches a truncated body and a
+    corrupted PNG at a fraction of a decode's cost. Other formats are decoded whole by Pillow.
 
     Raises:
         JobFailed: billing "charged" — the provider finished (and billed) the job, but what it returned is
-            not an image PIL can read (truncated, garbled), or declares more than `max_pixels` pixels.
+            not a whole image (truncated, garbled; retryable), or declares more than `max_pixels` pixels.
     """
     where = "a data: URI" if url is None else without_credentials(url)
+    try:
+        found = header(data)
+        if found is None:
+            return _decode_with_pillow(data, url, where, provider=provider, max_pixels=max_pixels, flagged=flagged)
+        if found.width * found.height > max_pixels:
+            raise _too_large(where, found.width, found.height, provider, max_pixels)
+        check_pillow_limit(found.width, found.height)
+        check_whole(data, found.kind)
+    # Pillow's own bomb check (Image.MAX_IMAGE_PIXELS) raises the warning too where warnings are errors
+    except (DamagedImage, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _unreadable(where, exc, provider) from None
+    return ProviderImage(data, found.width, found.height, found.content_type, url=url, flagged=flagged)
 
-    def too_large(width: int, height: int) -> JobFailed:
-        return JobFailed(
-            f"the result image from {where} declares {width}x{height} pixels, more than max_image_pixels "
-            f"({max_pixels}); it was not decoded",
-            provider=provider,
-            billing="charged",
-        )
 
-    size = png_or_webp_size(data)  # before Pillow sees it: no bomb warning for what is refused here
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise too_large(*size)
+def _decode_with_pillow(
+    data: bytes, url: str | None, where: str, *, provider: str, max_pixels: int, flagged: bool
+) -> ProviderImage:
+    """A result in a format other than PNG, JPEG or WebP: Pillow reads its header, then decodes every pixel
+    (a truncated body is caught here, not when saving)."""
     try:
         with Image.open(io.BytesIO(data)) as image:  # reads the header only
             if image.width * image.height > max_pixels:
-                raise too_large(image.width, image.height)
-            image.load()  # decodes every pixel: a truncated body is caught here, not when saving
+                raise _too_large(where, image.width, image.height, provider, max_pixels)
+            image.load()
             content_type = Image.MIME.get(image.format or "", "application/octet-stream")
             return ProviderImage(data, image.width, image.height, content_type, url=url, flagged=flagged)
-    # Pillow's own bomb check (Image.MAX_IMAGE_PIXELS) raises the warning too where warnings are errors
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise JobFailed(
-            f"the result image from {where} cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
-            provider=provider,
-            billing="charged",
-            retryable=True,  # a truncated or garbled body may be the CDN's fault this once
-        ) from None
+        raise _unreadable(where, exc, provider) from None
+
+
+def _too_large(where: str, width: int, height: int, provider: str, max_pixels: int) -> JobFailed:
+    return JobFailed(
+        f"the result image from {where} declares {width}x{height} pixels, more than max_image_pixels "
+        f"({max_pixels}); it was not decoded",
+        provider=provider,
+        billing="charged",
+    )
+
+
+def _unreadable(where: str, exc: Exception, provider: str) -> JobFailed:
+    return JobFailed(
+        f"the result image from {where} cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
+        provider=provider,
+        billing="charged",
+        retryable=True,  # a truncated or garbled body may be the CDN's fault this once
+    )
 
 
 class ResultDownloads:
     """Result images from the URLs a provider answers with (data: URIs too), read up to MAX_RESULT_BYTES and
-    decoded only when the size they declare is within `max_image_pixels`.
+    checked whole (see decode_image) only when the size they declare is within `max_image_pixels`.
 
     Fetched through the address guard (see url_guard.GuardedNetwork): public addresses, or the providers'
     own hosts (`trusted_hosts`, and the hosts of `krea_base_url` and `fal_base_url`); every redirect hop is

@@ -142,12 +142,13 @@ class FalProvider:
             )
         return request_id
 
-    async def _status(self, handle: fal_client.AsyncRequestHandle, pace: Pace) -> fal_client.Status:
-        """The request's status; failures that may pass (5xx, 404 while it propagates, dropped connections,
+    async def _status(self, handle: fal_client.AsyncRequestHandle, pace: Pace, *, with_logs: bool) -> fal_client.Status:
+        """The request's status, with the runner's logs when someone follows the progress (every answer repeats
+        all the lines so far); failures that may pass (5xx, 404 while it propagates, dropped connections,
         garbled bodies) are retried until the deadline."""
         while True:
             try:
-                status = await handle.status(with_logs=True)
+                status = await handle.status(with_logs=with_logs)
                 pace.recovered()
                 return status
             except fal_client.FalClientHTTPError as exc:
@@ -171,7 +172,7 @@ class FalProvider:
         ran = False
         with self.poller.follow(job_id, expected(candidate.latency_s), timeout_s) as pace:
             while True:
-                status = await self._status(handle, pace)
+                status = await self._status(handle, pace, with_logs=progress is not None)
                 ran = ran or isinstance(status, fal_client.InProgress)
                 await report(status, round(pace.elapsed, 3))
                 if isinstance(status, fal_client.Completed):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,29 @@ class WeightSizes:
     largest_name: str
 
 
+def hf_cache_dirs() -> list[Path]:
+    """Every folder the Hugging Face cache may be in, by the environment variables huggingface_hub reads
+    (HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME, XDG_CACHE_HOME) and its default: a superset of the one it uses."""
+    home = os.path.expanduser("~")
+    hf_home = os.environ.get("HF_HOME", os.path.join(os.environ.get("XDG_CACHE_HOME", f"{home}/.cache"), "huggingface"))
+    candidates = [
+        os.environ.get("HF_HUB_CACHE"),
+        os.environ.get("HUGGINGFACE_HUB_CACHE"),
+        os.path.join(hf_home, "hub"),
+        os.path.join(home, ".cache", "huggingface", "hub"),
+    ]
+    return [Path(os.path.expandvars(os.path.expanduser(c))) for c in dict.fromkeys(c for c in candidates if c)]
+
+
 def hf_cached_pipeline(repo_id: str) -> Path | None:
-    """The snapshot folder of `repo_id` in the Hugging Face cache, if a diffusers pipeline is there; no network."""
+    """The snapshot folder of `repo_id` in the Hugging Face cache, if a diffusers pipeline is there; no network.
+
+    huggingface_hub (tens of milliseconds to import) is asked only when it is loaded already or when a cache
+    folder holds something of `repo_id`: without weights, looking costs a few stat calls."""
+    if "huggingface_hub" not in sys.modules:
+        folder = f"models--{repo_id.replace('/', '--')}"
+        if not any((cache / folder).is_dir() for cache in hf_cache_dirs()):
+            return None
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:

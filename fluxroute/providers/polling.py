@@ -151,6 +151,13 @@ class WindowSchedule:
         lo, hi = root2.cdf(-self.k), root2.cdf(self.k)
         inside = n - len(times)
         previous = times[-1] if times else 0.0
+        floor = (len(times) + 1) * self.interval_s  # the earliest the next check may come
+        if self.expected_s - self.since_submit_s <= floor < end:
+            # the job is more likely than not done by the earliest allowed check: check then, and spread the rest
+            # over what is left of the window (a lone check at the window's end would find most jobs later)
+            times.append(floor)
+            previous, inside = floor, inside - 1
+            lo = max(lo, root2.cdf((math.log(floor + self.since_submit_s) - mu) / sd))
         for i in range(1, inside + 1):
             at = math.exp(mu + sd * root2.inv_cdf(lo + (hi - lo) * i / inside)) - self.since_submit_s
             at = max(at, (len(times) + 1) * self.interval_s, previous + self.min_gap_s)

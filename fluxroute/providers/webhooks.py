@@ -10,13 +10,15 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from fluxroute.errors import WebhookRejected
+
+# httpx and cryptography are imported where a fal delivery is verified: a server that receives none (every
+# stdio server) never loads them.
+if TYPE_CHECKING:
+    import httpx
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,8 @@ class FalWebhookVerifier:
             return self._keys
 
     async def _fetch_keys(self) -> list[Ed25519PublicKey]:
+        import httpx
+
         try:
             async with self._client.stream("GET", self._jwks_url) as response:
                 if response.status_code != 200:
@@ -145,6 +149,8 @@ class FalWebhookVerifier:
 
 
 def _ed25519(entry: object) -> Ed25519PublicKey | None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     if not isinstance(entry, dict) or entry.get("kty") != "OKP" or entry.get("crv") != "Ed25519":
         return None
     x = entry.get("x")
@@ -157,6 +163,8 @@ def _ed25519(entry: object) -> Ed25519PublicKey | None:
 
 
 def _signed_by_any(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     for key in keys:
         try:
             key.verify(signature, message)

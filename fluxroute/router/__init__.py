@@ -11,17 +11,19 @@ from fluxroute.errors import FluxrouteError, JobBusy, JobNotFound
 from fluxroute.providers import create_provider
 from fluxroute.providers.availability import check_availability
 from fluxroute.providers.base import Availability, ProgressCallback, Provider
-from fluxroute.router.execute import CancelReport, Executor, followable
+from fluxroute.router.execute import CancelReport, Executor
 from fluxroute.router.input_images import check_input_images, input_urls, resolve_references
 from fluxroute.router.input_size import probe_input_size
-from fluxroute.router.planner import Planner
+from fluxroute.router.planner import Planner, plan_bytes
 from fluxroute.settings import Settings
-from fluxroute.store import JobStore
+from fluxroute.store import JobStore, Store
+from fluxroute.store.leases import attempt_free
 from fluxroute.types import GenerationResult, ImageRequest, Plan
 
 __all__ = ["Router"]
 
-PLAN_CACHE_SIZE = 256
+# the plan cache keeps at most about this many bytes of plans (planner.plan_bytes), oldest dropped first
+PLAN_CACHE_BYTES = 16 * 1024 * 1024
 
 
 class Router:
@@ -33,7 +35,7 @@ class Router:
         settings: Settings,
         catalog: Catalog | None = None,
         availability: Mapping[str, Availability] | None = None,
-        store: JobStore | None = None,
+        store: Store | None = None,
         providers: Mapping[str, Provider] | None = None,
     ) -> None:
         self.settings = settings
@@ -44,12 +46,13 @@ class Router:
         self.availability: dict[str, Availability] = dict(availability)
         self.planner = Planner(self.catalog, settings, self.availability)
         # plans depend only on the request, the settings, the catalog and availability, all fixed here
-        self._plans: dict[tuple[ImageRequest, tuple[int, int] | None], Plan] = {}
+        self._plans: dict[tuple[ImageRequest, tuple[int, int] | None], tuple[Plan, int]] = {}
+        self._plans_bytes = 0  # the sum of the sizes kept with the plans
         self._store = store
         self._providers: dict[str, Provider] = dict(providers or {})
 
     @property
-    def store(self) -> JobStore:
+    def store(self) -> Store:
         if self._store is None:
             self._store = JobStore.open(self.settings.home)
         return self._store
@@ -65,11 +68,17 @@ class Router:
         `await self.input_size(request)` read: offers whose output follows the input image are priced by it;
         without it they are estimated at the requested size (and say so)."""
         key = (request, input_size)
-        plan = self._plans.get(key)
-        if plan is None:
-            if len(self._plans) >= PLAN_CACHE_SIZE:
-                del self._plans[next(iter(self._plans))]
-            plan = self._plans[key] = self.planner.plan(request, input_size)
+        kept = self._plans.get(key)
+        if kept is not None:
+            return kept[0]
+        plan = self.planner.plan(request, input_size)
+        size = plan_bytes(plan, request)
+        if size > PLAN_CACHE_BYTES:
+            return plan  # larger than the whole cache: not kept
+        while self._plans and self._plans_bytes + size > PLAN_CACHE_BYTES:
+            self._plans_bytes -= self._plans.pop(next(iter(self._plans)))[1]
+        self._plans[key] = (plan, size)
+        self._plans_bytes += size
         return plan
 
     def resolve_references(self, request: ImageRequest) -> ImageRequest:
@@ -145,14 +154,14 @@ class Router:
         """
         executor = self._executor()
         for attempt in self.store.submitting_attempts():
-            if followable(attempt):  # its call ended with it at risk, or its process stopped
+            if attempt_free(attempt):  # its call ended with it at risk, or its process stopped
                 with contextlib.suppress(JobBusy):  # another process took it up meanwhile
                     await executor.recover_submission(attempt)
         return self.in_flight_jobs()
 
     def in_flight_jobs(self) -> list[str]:
         """Ids of jobs with a provider job in flight (accepted, not yet settled) that no live process follows."""
-        return list(dict.fromkeys(a.job_id for a in self.store.in_flight_attempts() if followable(a)))
+        return list(dict.fromkeys(a.job_id for a in self.store.in_flight_attempts() if attempt_free(a)))
 
     async def resume_job(self, job_id: str, progress: ProgressCallback | None = None) -> GenerationResult:
         """Follow job `job_id`'s in-flight provider job to the end: wait, save, bill once.

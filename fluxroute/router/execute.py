@@ -19,9 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
-import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -49,8 +47,9 @@ from fluxroute.providers.polling import learned as learned_expectation
 from fluxroute.redact import redact, settings_secrets
 from fluxroute.router.pricing import estimate_cost
 from fluxroute.settings import Settings
-from fluxroute.store import AttemptRecord, JobRecord, JobStore, Reservation
+from fluxroute.store import AttemptRecord, AttemptStart, CallStart, JobChange, JobRecord, Reservation, Store, leases
 from fluxroute.store.images import ImageStore
+from fluxroute.store.leases import Owner, this_process
 from fluxroute.store.money import usd
 from fluxroute.types import Candidate, GenerationResult, ImageRequest, Plan
 
@@ -66,8 +65,6 @@ STOP_ERRORS = (Cancelled, ContentFiltered)
 # answer was due (the clients' 120 s timeout), give or take the provider's clock.
 SUBMIT_WINDOW = timedelta(seconds=120)
 CLOCK_SKEW = timedelta(seconds=10)
-# a submission still unanswered after this was cut off by a crash (when its process cannot be checked)
-STALE_SUBMISSION = SUBMIT_WINDOW + CLOCK_SKEW
 # resuming an attempt that fails in an unexpected way this often gives it up (a poison job)
 MAX_RESUME_FAILURES = 3
 # an offer's learned latency replaces the planner's estimate once this many of its jobs completed
@@ -87,28 +84,21 @@ class _Run:
     reservation: Reservation
     out_dir: Path | None
 
-    def detail(self) -> dict[str, object]:
-        """What the attempt record keeps so that `from_attempt` can rebuild this run after a crash."""
-        held = self.reservation
-        return {
-            "candidate": self.candidate.model_dump(mode="json"),
-            "reservation": {"id": held.id, "amount": str(held.amount), "day": str(held.day)},
-            "out_dir": str(self.out_dir) if self.out_dir else None,
-            "owner": this_process(),
-        }
-
     @classmethod
-    def from_attempt(cls, attempt: AttemptRecord, job: JobRecord, usage: str) -> _Run:
+    def from_attempt(cls, attempt: AttemptRecord, job: JobRecord, usage: str, store: Store) -> _Run:
         detail = attempt.detail or {}
         candidate = Candidate.model_validate(detail["candidate"])
-        held = detail["reservation"]
-        assert isinstance(held, dict)
-        reservation = Reservation(
-            id=int(held["id"]),
-            job_id=attempt.job_id,
-            amount=Decimal(held["amount"]),
-            day=date.fromisoformat(held["day"]),
-        )
+        held = detail.get("reservation")  # attempts recorded before schema version 5 keep it here
+        if isinstance(held, dict):
+            reservation = Reservation(
+                id=int(held["id"]),
+                job_id=attempt.job_id,
+                amount=Decimal(held["amount"]),
+                day=date.fromisoformat(held["day"]),
+            )
+        else:
+            assert attempt.reservation_id is not None, "every attempt holds a reservation"
+            reservation = store.reservation(attempt.reservation_id)
         request = ImageRequest.model_validate(job.request)
         plan = Plan.model_validate(
             {
@@ -123,6 +113,18 @@ class _Run:
         )
         out_dir = detail.get("out_dir")
         return cls(job, request, plan, candidate, reservation, Path(str(out_dir)) if out_dir else None)
+
+
+def attempt_start(candidate: Candidate, out_dir: Path | None) -> AttemptStart:
+    """What an attempt of `candidate` records before its provider is called; its detail is what
+    `_Run.from_attempt` rebuilds the run from after a restart."""
+    detail: dict[str, object] = {
+        "candidate": candidate.model_dump(mode="json"),
+        "out_dir": str(out_dir) if out_dir else None,
+    }
+    return AttemptStart(
+        candidate.offer_id, candidate.provider, candidate.model, Decimal(str(candidate.cost_usd)), detail
+    )
 
 
 @dataclass(frozen=True)
@@ -142,13 +144,14 @@ class Executor:
         self,
         settings: Settings,
         catalog: Catalog,
-        store: JobStore,
+        store: Store,
         provider_for: Callable[[str], Provider],
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.store = store
         self.provider_for = provider_for
+        self.owner = this_process()
         # errors that did not come through a provider's own mapping may carry any configured secret
         self.secrets = settings_secrets(settings)
 
@@ -170,26 +173,39 @@ class Executor:
                     "every offer that fits costs more than allowed:" + "".join(f"\n- {r}" for r in reasons)
                 )
             raise NoRouteError("no configured offer can serve this request", reasons)
-        job, created = self.store.create_job(request.model_dump(mode="json"), request.idempotency_key, status="running")
+        started = await asyncio.to_thread(self._start_call, request, plan, out_dir)
+        job = started.job
         if on_job is not None:
             on_job(job.id)
-        if not created:
+        if not started.created:
             return await self._existing(job, progress)
         failures: list[ProviderError] = []
         budget_errors: list[BudgetExceeded] = []
-        for candidate in plan.candidates:
-            try:
-                reservation = self.store.reserve(
-                    job.id,
-                    Decimal(str(candidate.cost_usd)),
-                    per_call_cap=self.settings.budget_per_call_usd,
-                    daily_cap=self.settings.budget_daily_usd,
-                )
-            except BudgetExceeded as exc:
-                budget_errors.append(exc)
+        for index, candidate in enumerate(plan.candidates):
+            if index == 0 and started.refused is not None:
+                budget_errors.append(started.refused)
                 continue
+            if index == 0:
+                assert started.reservation is not None and started.attempt is not None
+                reservation, attempt = started.reservation, started.attempt
+            else:
+                try:
+                    reservation, attempt = await asyncio.to_thread(
+                        self.store.begin_attempt,
+                        job.id,
+                        attempt_start(candidate, out_dir),
+                        per_call_cap=self.settings.budget_per_call_usd,
+                        daily_cap=self.settings.budget_daily_usd,
+                        owner=self.owner,
+                    )
+                except BudgetExceeded as exc:
+                    budget_errors.append(exc)
+                    continue
             try:
-                return await self._attempt(_Run(job, request, plan, candidate, reservation, out_dir), progress)
+                async with self._leased(attempt):
+                    return await self._attempt(
+                        _Run(job, request, plan, candidate, reservation, out_dir), attempt, progress
+                    )
             except ProviderError as exc:
                 failures.append(exc)
                 if exc.billing != "unbilled":
@@ -203,19 +219,71 @@ class Executor:
         self.store.update_job(job.id, status="failed", error=str(error))
         raise error
 
+    def _start_call(self, request: ImageRequest, plan: Plan, out_dir: Path | None) -> CallStart:
+        """The call's job with its first attempt and that attempt's budget, in one transaction (or the job an
+        earlier call made under the same idempotency key)."""
+        record = request.model_dump(mode="json")
+        if not plan.candidates:  # only an earlier job under this key can answer
+            job, created = self.store.create_job(record, request.idempotency_key, status="running")
+            return CallStart(job, created)
+        return self.store.start_call(
+            record,
+            request.idempotency_key,
+            attempt_start(plan.candidates[0], out_dir),
+            per_call_cap=self.settings.budget_per_call_usd,
+            daily_cap=self.settings.budget_daily_usd,
+            owner=self.owner,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _leased(self, attempt: AttemptRecord) -> AsyncIterator[None]:
+        """Hold this process's lease on `attempt` while the body follows it, renewing it every RENEW_EVERY_S.
+        Should another process take the attempt up after the lease ran out (this one was stalled past it),
+        the body is stopped without touching the provider job: the other process saves and bills it.
+
+        Raises:
+            JobBusy: the lease was lost to another process.
+        """
+        body = asyncio.current_task()
+        lost = False
+
+        async def renew() -> None:
+            nonlocal lost
+            while True:
+                await asyncio.sleep(leases.RENEW_EVERY_S)
+                try:
+                    held = await asyncio.to_thread(self.store.renew_lease, attempt.id, self.owner)
+                except Exception:  # a store hiccup; the lease outlasts a few missed renewals
+                    continue
+                if held:
+                    continue
+                now = next((a for a in self.store.attempts_for(attempt.job_id) if a.id == attempt.id), None)
+                if now is not None and now.status in ("submitting", "in_flight") and now.lease_owner is not None:
+                    lost = True
+                    assert body is not None
+                    body.cancel(DETACH)
+                return
+
+        renewer = asyncio.create_task(renew())
+        try:
+            yield
+        except asyncio.CancelledError:
+            if not lost:
+                raise
+            assert body is not None
+            body.uncancel()
+            holder = Owner.parse(str(self.store.attempts_for(attempt.job_id)[attempt.seq - 1].lease_owner))
+            raise JobBusy(
+                f"job {attempt.job_id} was taken up by {holder.describe()} after this process's lease on it ran "
+                "out; that process saves and bills the result"
+            ) from None
+        finally:
+            renewer.cancel()
+
     # --- one attempt -------------------------------------------------------------------------------
 
-    async def _attempt(self, run: _Run, progress: ProgressCallback | None) -> GenerationResult:
+    async def _attempt(self, run: _Run, attempt: AttemptRecord, progress: ProgressCallback | None) -> GenerationResult:
         candidate = run.candidate
-        attempt = self.store.start_attempt(
-            run.job.id,
-            offer_id=candidate.offer_id,
-            provider=candidate.provider,
-            model=candidate.model,
-            estimated_cost=Decimal(str(candidate.cost_usd)),
-            detail=run.detail(),
-            reservation_id=run.reservation.id,
-        )
         provider = self.provider_for(candidate.provider)
         cancelled = False
         try:
@@ -226,16 +294,16 @@ class Executor:
         except ProviderError as exc:
             if (exc.billing or "unbilled") == "unbilled":
                 exc.billing = "unbilled"
-                self.store.finish_attempt(attempt.id, status="failed", error=_safe(exc))
-                self.store.release(run.reservation)
+                self.store.finish_call(attempt.id, run.reservation, status="failed", cost=None, error=_safe(exc))
                 raise
-            provider_job_id = await self._find_submission(run, attempt, exc)
+            await self._find_submission(run, attempt, exc)
+            attempt = self.store.attempts_for(run.job.id)[attempt.seq - 1]
         except Exception as exc:  # a fault in our own submit code: the POST may have left
             cause = ProviderUnavailable(f"submission failed: {_safe(exc, self.secrets)}", provider=candidate.provider)
-            provider_job_id = await self._find_submission(run, attempt, cause)
+            await self._find_submission(run, attempt, cause)
+            attempt = self.store.attempts_for(run.job.id)[attempt.seq - 1]
         else:
-            attempt = self.store.mark_submitted(attempt.id, provider_job_id)
-        attempt = self.store.attempts_for(run.job.id)[attempt.seq - 1]
+            attempt = await asyncio.to_thread(self.store.mark_submitted, attempt.id, provider_job_id)
         if cancelled:
             await self._stop(run, attempt, "cancelled by the caller", caller_gone=True)
             raise asyncio.CancelledError
@@ -257,8 +325,7 @@ class Executor:
         if found == "unbilled":
             cause.billing = "unbilled"
             note = f"{_safe(cause)}; no job was created (checked the provider's job listing twice)"
-            self.store.finish_attempt(attempt.id, status="failed", error=note[:500])
-            self.store.release(run.reservation)
+            self.store.finish_call(attempt.id, run.reservation, status="failed", cost=None, error=note[:500])
             raise cause
         if found is not None:
             return found
@@ -327,7 +394,7 @@ class Executor:
             )
         except asyncio.CancelledError as exc:
             if DETACH in exc.args:  # this process stops following; the job stays in flight for the next one
-                self.store.note_attempt(attempt.id, detail=LET_GO)
+                self.store.let_go(attempt.id, self.owner)
                 raise
             await self._stop(run, attempt, "cancelled by the caller", caller_gone=True)
             raise
@@ -412,17 +479,20 @@ class Executor:
         billing = exc.billing or "at_risk"
         exc.billing = billing
         if billing == "unbilled":
-            self.store.finish_attempt(
-                attempt.id, status="cancelled" if isinstance(exc, Cancelled) else "failed", error=_safe(exc)
-            )
-            self.store.release(run.reservation)
+            status: Literal["cancelled", "failed"] = "cancelled" if isinstance(exc, Cancelled) else "failed"
+            self.store.finish_call(attempt.id, run.reservation, status=status, cost=None, error=_safe(exc))
             return exc
         if billing == "charged":
             cost = billed_cost(self.catalog, run.candidate, run.request, run.candidate.num_images)
-            self.store.settle(run.reservation, cost, attempt.id)
-            self.store.finish_attempt(attempt.id, status="failed", cost=cost, error=_safe(exc))
             message = f"{exc} — {run.candidate.provider} billed it: {usd(cost)} charged"
-            self.store.update_job(run.job.id, status="failed", error=message)
+            self.store.finish_call(
+                attempt.id,
+                run.reservation,
+                status="failed",
+                cost=cost,
+                error=_safe(exc),
+                job=JobChange("failed", message),
+            )
             exc.args = (message,)
             return exc
         return self._at_risk(run, attempt, exc, "its outcome is not known")
@@ -437,7 +507,7 @@ class Executor:
             f"the job ({run.job.id}) once the provider settles it, or `fluxroute jobs settle` closes it by what "
             "the provider's own records say"
         )
-        self.store.note_attempt(attempt.id, error=_safe(exc), detail=LET_GO)
+        self.store.let_go(attempt.id, self.owner, error=_safe(exc))
         self.store.update_job(run.job.id, status="failed", error=message)
         return PaymentAtRisk(
             message, job_id=run.job.id, provider=run.candidate.provider, provider_job_id=attempt.provider_job_id
@@ -465,8 +535,7 @@ class Executor:
     def _complete(self, run: _Run, attempt: AttemptRecord, result: ProviderResult) -> GenerationResult:
         job, request, candidate = run.job, run.request, run.candidate
         cost = billed_cost(self.catalog, candidate, request, len(result.images))
-        # bill first: the money is spent whether or not saving the files works
-        self.store.settle(run.reservation, cost, attempt.id)
+        # until the charge below is written, the reservation keeps the job's cost counted (at risk)
         try:
             generation = self._save_images(run, result, cost)
         except Exception as exc:
@@ -475,11 +544,17 @@ class Executor:
                 f"be saved here ({_safe(exc, self.secrets)}); `fluxroute jobs resume` fetches them again while the "
                 "provider keeps them"
             )
-            self.store.note_attempt(attempt.id, error=message[:500], detail=LET_GO)
+            self.store.settle(run.reservation, cost, attempt.id)  # the money is spent all the same
+            self.store.let_go(attempt.id, self.owner, error=message[:500])
             self.store.update_job(job.id, status="failed", error=message)
             raise ResultNotSaved(message, job_id=job.id) from exc
-        self.store.finish_attempt(attempt.id, status="succeeded", cost=cost)
-        self.store.update_job(job.id, status="succeeded", result=generation.model_dump(mode="json"))
+        self.store.finish_call(
+            attempt.id,
+            run.reservation,
+            status="succeeded",
+            cost=cost,
+            job=JobChange("succeeded", result=generation.model_dump(mode="json")),
+        )
         return generation
 
     def _save_images(self, run: _Run, result: ProviderResult, cost: Decimal) -> GenerationResult:
@@ -546,9 +621,10 @@ class Executor:
         """
         attempt = self._claim(attempt)
         job = self.store.get_job(attempt.job_id)
-        run = _Run.from_attempt(attempt, job, self.settings.usage)
+        run = _Run.from_attempt(attempt, job, self.settings.usage, self.store)
         self.store.update_job(job.id, status="running")
-        return await self._follow(run, attempt, progress)
+        async with self._leased(attempt):
+            return await self._follow(run, attempt, progress)
 
     async def recover_submission(self, attempt: AttemptRecord) -> AttemptRecord | None:
         """An attempt whose process stopped mid-submission: adopt the job it created (returned in flight),
@@ -559,26 +635,30 @@ class Executor:
         """
         attempt = self._claim(attempt)
         job = self.store.get_job(attempt.job_id)
-        run = _Run.from_attempt(attempt, job, self.settings.usage)
+        run = _Run.from_attempt(attempt, job, self.settings.usage, self.store)
         found = await self.reconcile(attempt)
         if found == "unbilled":
-            self.store.finish_attempt(
-                attempt.id, status="failed", error="the process stopped while submitting; no job was created"
+            self.store.finish_call(
+                attempt.id,
+                run.reservation,
+                status="failed",
+                cost=None,
+                error="the process stopped while submitting; no job was created",
+                job=JobChange("failed", "the process stopped before the job was submitted"),
             )
-            self.store.release(run.reservation)
-            self.store.update_job(job.id, status="failed", error="the process stopped before the job was submitted")
             return None
         if found is None:
             cause = ProviderUnavailable("the process stopped while submitting", provider=attempt.provider)
             self._at_risk(run, attempt, cause, "it cannot be found in the provider's records")
             return None
-        return self.store.note_attempt(attempt.id, detail=LET_GO)  # adopted: whoever resumes it takes it up
+        self.store.let_go(attempt.id, self.owner)  # adopted: whoever resumes it takes it up
+        return self.store.attempts_for(attempt.job_id)[attempt.seq - 1]
 
     def _claim(self, attempt: AttemptRecord) -> AttemptRecord:
-        claimed = self.store.claim_attempt(attempt.id, this_process(), followable)
+        claimed = self.store.claim_attempt(attempt.id, self.owner)
         if claimed is None:
-            owner = (attempt.detail or {}).get("owner") or {}
-            where = f"process {owner.get('pid')} on {owner.get('host')}" if isinstance(owner, dict) else "a process"
+            current = self.store.attempts_for(attempt.job_id)[attempt.seq - 1]
+            where = Owner.parse(current.lease_owner).describe() if current.lease_owner else "another process"
             raise JobBusy(f"job {attempt.job_id} is being followed by {where}; it saves and bills the result")
         return claimed
 
@@ -587,7 +667,7 @@ class Executor:
         cancelled before it ran is settled unbilled here; otherwise its amount stays at risk until its final
         state is known (the process following it, or `jobs resume`, settles it)."""
         job = self.store.get_job(attempt.job_id)
-        run = _Run.from_attempt(attempt, job, self.settings.usage)
+        run = _Run.from_attempt(attempt, job, self.settings.usage, self.store)
         if attempt.provider_job_id is None:
             return CancelReport(job.id, None, "no provider job id is known for it; nothing to cancel yet")
         provider = self.provider_for(attempt.provider)
@@ -608,7 +688,7 @@ class Executor:
         amount is charged) or not (released). For answers no listing can find — fal's lost submissions — and
         for outcomes the provider leaves open (a fal request that failed after it ran)."""
         job = self.store.get_job(attempt.job_id)
-        run = _Run.from_attempt(attempt, job, self.settings.usage)
+        run = _Run.from_attempt(attempt, job, self.settings.usage, self.store)
         verdict = "billed" if billed else "not billed"
         error = ProviderUnavailable(
             f"settled by hand: {attempt.provider} {verdict}",
@@ -659,38 +739,3 @@ def billed_cost(catalog: Catalog, candidate: Candidate, request: ImageRequest, n
 def _safe(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
     """An exception as one line fit to record and show: credentials (`secrets`, and anything shaped like one) out."""
     return redact(f"{type(exc).__name__}: {exc}", secrets)[:500]
-
-
-LET_GO: dict[str, object] = {"owner": None}  # attempt detail once its process no longer follows it
-
-
-def this_process() -> dict[str, object]:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
-
-
-def followable(attempt: AttemptRecord) -> bool:
-    """Whether this process may take up an open attempt: its owner let it go (the call ended with the job
-    at risk or its result unsaved, or stopped following it) or has stopped."""
-    return (attempt.detail or {}).get("owner", LET_GO["owner"]) is None or owner_gone(attempt)
-
-
-def owner_gone(attempt: AttemptRecord, now: datetime | None = None) -> bool:
-    """True when the process that owns `attempt` has stopped: on this host, exactly (its pid is gone or a
-    zombie); on another host, once the attempt is older than any submission can take (leases that say it
-    exactly across machines come with a shared store)."""
-    owner = (attempt.detail or {}).get("owner")
-    if isinstance(owner, dict) and owner.get("host") == socket.gethostname():
-        pid = int(str(owner.get("pid", 0)))
-        if pid == os.getpid():
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        # a zombie (killed, not yet reaped) still answers kill(0)
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[-1].split()[0] == "Z"
-        return False
-    return (now or datetime.now(UTC)) - attempt.started_at > STALE_SUBMISSION

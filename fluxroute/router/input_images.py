@@ -12,7 +12,7 @@ from fluxroute.errors import FieldError, InvalidRequest, JobNotFound, UnsafeURL
 from fluxroute.providers.image_header import declared_size
 from fluxroute.providers.url_guard import AddressPolicy, check_url, without_credentials
 from fluxroute.settings import Settings
-from fluxroute.store import JobStore
+from fluxroute.store import Store
 from fluxroute.store.files import read_regular
 from fluxroute.types import ImageRequest
 
@@ -139,7 +139,7 @@ def refusal(field: str, url: str, why: str) -> InvalidRequest:
 JOB_REFERENCE = "job:<job_id>/<n>"
 
 
-def resolve_references(request: ImageRequest, store: JobStore, settings: Settings) -> ImageRequest:
+def resolve_references(request: ImageRequest, store: Store, settings: Settings) -> ImageRequest:
     """`request` with every `job:<job_id>[/<n>]` image input (an earlier result, image n, default 0) replaced by
     that saved image as a data: URI, read through the job's own record (never a path the caller gave).
 
@@ -170,7 +170,7 @@ def resolve_references(request: ImageRequest, store: JobStore, settings: Setting
     return request.model_copy(update=update)
 
 
-def _saved_image_uri(reference: str, store: JobStore, settings: Settings) -> str:
+def _saved_image_uri(reference: str, store: Store, settings: Settings) -> str:
     job_id, _, index_text = reference.removeprefix("job:").partition("/")
     if not index_text.isdigit() and index_text:
         raise ValueError(f"image index {index_text!r} is not a number")

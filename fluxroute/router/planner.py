@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -16,7 +17,7 @@ from fluxroute.providers.wire import WIRE_BUILDERS, ResolvedCall
 from fluxroute.router.pricing import billed_megapixels, estimate_cost
 from fluxroute.router.sizing import Target, fit, target_of
 from fluxroute.settings import Settings
-from fluxroute.types import Adjustment, Candidate, ImageRequest, Plan, Rejection, Usage
+from fluxroute.types import Adjustment, Candidate, ImageRequest, Plan, Rejection, Usage, rejection_line
 
 AUTO = "auto"
 _M = TypeVar("_M", bound=BaseModel)
@@ -24,6 +25,18 @@ _M = TypeVar("_M", bound=BaseModel)
 
 # sizing.fit answers kept per Planner, by (distinct size rule, target); cleared when full
 FIT_CACHE_SIZE = 4096
+# scopes kept per Planner, by (model, mode, providers allowed, commercial use): a few per model in practice
+SCOPE_CACHE_SIZE = 1024
+
+NOT_REGISTERED = Availability(False, "provider not registered")
+# what a plan holds in memory, roughly (tracemalloc over plans of 8 to 800 offers: benchmarks/plan_scale.py
+# --memory); rejections counted as built, which they are once anything reads or serialises them
+PLAN_BYTES = 6_000
+CANDIDATE_BYTES = 700
+REJECTION_BYTES = 550
+CANDIDATE_FIELDS = frozenset(Candidate.model_fields)
+REJECTION_FIELDS = frozenset(Rejection.model_fields)
+PLAN_FIELDS = frozenset(Plan.model_fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +53,10 @@ class _Fit:
 
 @dataclass(slots=True)
 class _Verdict:
-    """What one offer makes of a request, apart from its id and label (offers alike in everything else, such
-    as copies of an offer under other ids, share it within a plan)."""
+    """What one offer makes of a request, apart from its id, label, endpoint and price (offers alike in
+    everything else, such as copies of an offer under other ids or prices, share it within a plan): the reasons
+    it is refused but its cost, and what it would send and take. `size` is None for an offer refused before
+    that was worked out (see Planner._assess)."""
 
     reasons: list[str]
     size: _Fit | None = None
@@ -49,44 +64,100 @@ class _Verdict:
     guidance: float | None = None
     strength: float | None = None
     latency: float = 0.0
-    cost: Decimal = Decimal(0)
     adjustments: tuple[Adjustment, ...] = ()
-    call: ResolvedCall | None = None  # what a candidate sends, made for the first offer that uses it
 
 
-def _trusted(cls: type[_M], fields: dict[str, object]) -> _M:
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """The offers a plan lists (every offer of the requested model, in catalog order) and, among them, the ones
+    whose model, mode, provider and license class can match the request, as (alike id, members) groups; the
+    others are rejected whatever else the request asks, so their reasons wait until something reads them."""
+
+    offers: tuple[int, ...]
+    groups: tuple[tuple[int, tuple[int, ...]], ...]
+
+
+def _trusted(cls: type[_M], fields: dict[str, object], names: frozenset[str] | set[str] | None = None) -> _M:
     """`cls` from `fields`, every field given and already checked (built here from the validated catalog and
-    request): what BaseModel.model_construct makes, at a fraction of its cost, and of validation's."""
+    request): what BaseModel.model_construct makes, at a fraction of its cost, and of validation's. `names`
+    (the fields set, every field) is copied per object, as model_copy adds to it."""
     model = cls.__new__(cls)
     object.__setattr__(model, "__dict__", fields)
-    object.__setattr__(model, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(model, "__pydantic_fields_set__", set(fields) if names is None else set(names))
     object.__setattr__(model, "__pydantic_extra__", None)
     object.__setattr__(model, "__pydantic_private__", None)
     return model
 
 
+def plan_bytes(plan: Plan, request: ImageRequest) -> int:
+    """About how many bytes `plan` for `request` keeps alive: a fixed part, each candidate and rejection, and
+    the request's own text (prompt, image data: URIs), which the plan and a cache key hold."""
+    text = len(request.prompt) + len(request.init_image or "") + sum(len(s.url) for s in request.style_references)
+    listed = len(plan.candidates) + len(plan.unavailable)
+    return PLAN_BYTES + CANDIDATE_BYTES * listed + REJECTION_BYTES * plan.rejected + text
+
+
 class Planner:
     """Turns an ImageRequest into a Plan. Pure: same request, catalog and availability -> same plan.
 
-    Every offer of the requested model is judged, each reason it is refused listed; the work is shared where it
-    can be: offers that differ only in id and label are judged once per plan, and each distinct size rule's fit
-    for a target is kept across plans (FIT_CACHE_SIZE entries)."""
+    Every offer of the requested model is listed, each reason it is refused given; the work is shared and put
+    off where it can be. Offers are indexed by (model, mode, provider, license class): a plan judges only the
+    offers a request can match, and offers that differ only in id and label once; the others' rejections, the
+    explanation and the request as JSON are built when first read (see types.Plan). Each distinct size rule's
+    fit for a target is kept across plans (FIT_CACHE_SIZE entries)."""
 
     def __init__(self, catalog: Catalog, settings: Settings, availability: Mapping[str, Availability]) -> None:
         self.catalog = catalog
         self.settings = settings
         self.availability = dict(availability)
         self._model_ids = [m.id for m in catalog.models]
-        self._order = {offer.id: i for i, offer in enumerate(catalog.offers)}
-        # for each offer: the index of the first offer equal to it but for id and label, and of its size rule
+        # for each offer: the index of the first offer equal to it but for id and label (its cost too is the
+        # same), of the first equal to it but for id, label, endpoint and price amounts (everything but its
+        # cost is the same), and of its size rule
         alike: dict[str, int] = {}
+        kinds: dict[str, int] = {}
         rules: dict[str, int] = {}
         self._alike: list[int] = []
+        self._kind: list[int] = []
         self._rule: list[int] = []
         for i, offer in enumerate(catalog.offers):
             self._alike.append(alike.setdefault(offer.model_dump_json(exclude={"id", "label"}), i))
+            kind = offer.model_dump_json(exclude={"id", "label", "endpoint", "price"}) + offer.price.unit
+            self._kind.append(kinds.setdefault(kind, i))
             self._rule.append(rules.setdefault(offer.size.model_dump_json(), len(rules)))
+        # the index: offers by (model, mode, provider, whether its license allows commercial use)
+        self._classes: dict[tuple[str, str, str, bool], list[int]] = {}
+        for i, offer in enumerate(catalog.offers):
+            commercial = catalog.licenses[offer.license].commercial or (
+                offer.provider == "local" and settings.local_commercial_license
+            )
+            for mode in offer.modes:
+                self._classes.setdefault((offer.model, mode, offer.provider, commercial), []).append(i)
+        self._providers = sorted({offer.provider for offer in catalog.offers})
+        self._scopes: dict[tuple[str, str, tuple[str, ...], bool], _Scope] = {}
         self._fits: dict[tuple[int, int, int, str | None, str | None], _Fit] = {}
+        # what a candidate of an offer shares with every plan: its fields in Candidate's order, the
+        # request-dependent ones to be filled in
+        self._templates: list[dict[str, object]] = [
+            {
+                "offer_id": offer.id,
+                "label": offer.label,
+                "provider": offer.provider,
+                "model": offer.model,
+                "endpoint": offer.endpoint,
+                "width": 0,
+                "height": 0,
+                "num_images": 0,
+                "cost_usd": 0.0,
+                "latency_s": 0.0,
+                "license": catalog.licenses[offer.license].name,
+                "adjustments": None,
+                "params": None,
+                "available": True,
+                "unavailable_reason": None,
+            }
+            for offer in catalog.offers
+        ]
 
     def plan(self, request: ImageRequest, input_size: tuple[int, int] | None = None) -> Plan:
         """The plan for `request`. `input_size` is the pixel size of `request.init_image` (see
@@ -99,43 +170,67 @@ class Planner:
         usage: Usage = request.usage or self.settings.usage
         target = target_of(request, self.catalog.presets)
         max_cost = None if request.max_cost_usd is None else Decimal(str(request.max_cost_usd))
-        candidates: list[Candidate] = []
-        unavailable: list[Candidate] = []
-        rejections: list[Rejection] = []
-        verdicts: dict[int, _Verdict] = {}
-        for i, offer in enumerate(self.catalog.offers):
-            if request.model not in (AUTO, offer.model):
+        scope = self._scope(request, usage)
+        offers = self.catalog.offers
+        by_cost = request.prefer == "cost"
+        ranked: list[tuple[float, float, int, Candidate]] = []
+        unranked: list[tuple[float, float, int, Candidate]] = []
+        refusals: dict[int, list[str]] = {}  # by alike id: every reason (none: its offers are candidates)
+        # by kind (offers alike but for price and endpoint): the assessment, and what its candidates share but
+        # their cost (one adjustments list and one params dict: nothing changes them)
+        kinds: dict[int, tuple[_Verdict, dict[str, object] | None]] = {}
+        templates = self._templates
+        for alike, members in scope.groups:
+            kind = self._kind[alike]
+            assessed, shared = kinds.get(kind) or (None, None)
+            if assessed is None:
+                assessed = self._assess(alike, offers[alike], request, usage, target, input_size, max_cost)
+                kinds[kind] = (assessed, None)
+            price, reasons = self._price(assessed, offers[alike], request, max_cost)
+            refusals[alike] = reasons
+            if reasons:
                 continue
-            verdict = verdicts.get(self._alike[i])
-            if verdict is None:
-                verdict = verdicts[self._alike[i]] = self._judge(i, offer, request, usage, target, input_size, max_cost)
-            if verdict.reasons:
-                fields = {"offer_id": offer.id, "label": offer.label, "provider": offer.provider, "model": offer.model}
-                rejections.append(_trusted(Rejection, {**fields, "reasons": list(verdict.reasons)}))
-                continue
-            candidate = self._candidate(offer, request, verdict)
-            (candidates if candidate.available else unavailable).append(candidate)
-        order = self._order
-
-        def rank(c: Candidate) -> tuple[float, float, int]:
-            first, second = (c.cost_usd, c.latency_s) if request.prefer == "cost" else (c.latency_s, c.cost_usd)
-            return (first, second, order[c.offer_id])
-
-        candidates.sort(key=rank)
-        unavailable.sort(key=rank)
-        return _trusted(
+            if shared is None:
+                sized = assessed.size
+                assert sized is not None
+                availability = self.availability.get(offers[alike].provider, NOT_REGISTERED)
+                shared = {
+                    "width": sized.width,
+                    "height": sized.height,
+                    "num_images": request.num_images,
+                    "latency_s": round(assessed.latency, 2),
+                    "adjustments": list(assessed.adjustments),
+                    "params": WIRE_BUILDERS[offers[alike].wire](self._call(request, assessed)),
+                    "available": availability.ok,
+                    "unavailable_reason": None if availability.ok else availability.reason,
+                }
+                kinds[kind] = (assessed, shared)
+            cost, latency = float(price), round(assessed.latency, 2)
+            first, second = (cost, latency) if by_cost else (latency, cost)
+            out = ranked if shared["available"] else unranked
+            for i in members:
+                fields = templates[i].copy()  # the fields in Candidate's order: updates keep it
+                fields.update(shared)
+                fields["cost_usd"] = cost
+                out.append((first, second, i, _trusted(Candidate, fields, CANDIDATE_FIELDS)))
+        ranked.sort()
+        unranked.sort()
+        candidates = [entry[3] for entry in ranked]
+        unavailable = [entry[3] for entry in unranked]
+        draft = _Draft(self, request, usage, target, input_size, max_cost, scope, candidates, unavailable, refusals)
+        plan = _trusted(
             Plan,
             {
-                "request": request.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
                 "usage": usage,
                 "target_width": target.width,
                 "target_height": target.height,
                 "candidates": candidates,
                 "unavailable": unavailable,
-                "rejections": rejections,
-                "explanation": _explain(request, usage, target, candidates, unavailable, rejections),
             },
+            set(PLAN_FIELDS),
         )
+        object.__setattr__(plan, "__pydantic_private__", {"_draft": draft})
+        return plan
 
     def needs_input_size(self, request: ImageRequest) -> bool:
         """Whether an offer that may serve `request` outputs at its input image's size, so that planning it
@@ -152,6 +247,37 @@ class Planner:
             for offer in self.catalog.offers
         )
 
+    def _scope(self, request: ImageRequest, usage: Usage) -> _Scope:
+        """The offers `request` lists and those it can match (by the index), kept per kind of request."""
+        providers = tuple(
+            name
+            for name in self._providers
+            if (request.provider is None or name == request.provider)
+            and (request.providers is None or name in request.providers)
+            and name not in request.exclude_providers
+        )
+        key = (request.model, request.mode, providers, usage == "commercial")
+        scope = self._scopes.get(key)
+        if scope is None:
+            if len(self._scopes) >= SCOPE_CACHE_SIZE:
+                self._scopes.clear()
+            model, mode, _, commercial = key
+            matching = sorted(
+                i
+                for (offer_model, offer_mode, provider, allows), members in self._classes.items()
+                if model in (AUTO, offer_model)
+                and offer_mode == mode
+                and provider in providers
+                and (allows or not commercial)
+                for i in members
+            )
+            groups: dict[int, list[int]] = {}
+            for i in matching:
+                groups.setdefault(self._alike[i], []).append(i)
+            listed = tuple(i for i, offer in enumerate(self.catalog.offers) if model in (AUTO, offer.model))
+            scope = self._scopes[key] = _Scope(listed, tuple((a, tuple(m)) for a, m in groups.items()))
+        return scope
+
     def _judge(
         self,
         index: int,
@@ -161,22 +287,29 @@ class Planner:
         target: Target,
         input_size: tuple[int, int] | None,
         max_cost: Decimal | None,
+        scoped: bool = True,
+    ) -> list[str]:
+        """Every reason `offer` cannot serve `request` (none: it can); see _assess and _price."""
+        assessed = self._assess(index, offer, request, usage, target, input_size, max_cost, scoped)
+        return self._price(assessed, offer, request, max_cost)[1]
+
+    def _assess(
+        self,
+        index: int,
+        offer: Offer,
+        request: ImageRequest,
+        usage: Usage,
+        target: Target,
+        input_size: tuple[int, int] | None,
+        max_cost: Decimal | None,
+        scoped: bool = True,
     ) -> _Verdict:
-        """Every reason `offer` cannot serve `request` (none: it can), with the size, values, latency and cost
-        it would send and charge. Cost is worked out for a refused offer only when a cap could add a reason."""
-        reasons: list[str] = []
-        if request.provider is not None and offer.provider != request.provider:
-            reasons.append(f"pinned to provider={request.provider}")
-        if request.providers is not None and offer.provider not in request.providers:
-            reasons.append(f"provider {offer.provider} not in providers={list(request.providers)}")
-        if offer.provider in request.exclude_providers:
-            reasons.append(f"provider {offer.provider} excluded")
-        license_ = self.catalog.licenses[offer.license]
-        own_license = offer.provider == "local" and self.settings.local_commercial_license
-        if usage == "commercial" and not license_.commercial and not own_license:
-            reasons.append(f"{license_.name} and usage=commercial")
-        if request.mode not in offer.modes:
-            reasons.append(f"{' and '.join(offer.modes)} only; request is {request.mode}")
+        """Every reason but its cost that `offer` cannot serve `request`, with the size, values and latency it
+        would send and take: the same for every offer of its kind (self._kind), whatever its price. Size and
+        the rest are left out for a refused offer when no cap could add a reason (its cost is not needed).
+        `scoped`: the offer is known to match the request's provider pins, license and mode (see _scope), whose
+        checks are then skipped."""
+        reasons: list[str] = [] if scoped else self._scope_reasons(offer, request, usage)
         if request.negative_prompt is not None and not offer.negative_prompt:
             reasons.append("guidance-distilled endpoint ignores negative_prompt (rephrase it positively)")
         if len(request.style_references) > offer.max_style_references:
@@ -191,8 +324,7 @@ class Planner:
         sized = self._size(index, offer, request, target, input_size)
         if sized.rejection:
             reasons.append(sized.rejection)
-        cap = self.settings.budget_per_call_usd
-        if reasons and max_cost is None and cap is None:
+        if reasons and max_cost is None and self.settings.budget_per_call_usd is None:
             return _Verdict(reasons)  # no cap can add a reason: its cost is not needed
         adjustments = list(sized.adjustments)
         steps = _fit_range("steps", request.steps, offer.steps, adjustments, integer=True)
@@ -203,60 +335,71 @@ class Planner:
             else None
         )
         latency = _expected_latency(offer, sized.width * sized.height, steps, request)
+        return _Verdict(reasons, sized, steps, guidance, strength, latency, tuple(adjustments))
+
+    def _price(
+        self, assessed: _Verdict, offer: Offer, request: ImageRequest, max_cost: Decimal | None
+    ) -> tuple[Decimal, list[str]]:
+        """`offer`'s cost (0 when not needed) and every reason it is refused: `assessed`'s (see _assess), and
+        those a cap on its cost adds."""
+        sized = assessed.size
+        if sized is None:
+            return Decimal(0), assessed.reasons  # refused, and no cap could add a reason
         cost = estimate_cost(
             offer.price,
             width=sized.width,
             height=sized.height,
             num_images=request.num_images,
-            gpu_seconds=latency,
+            gpu_seconds=assessed.latency,
             style_references=bool(request.style_references),
         )
-        if max_cost is not None and cost > max_cost:
-            reasons.append(f"costs ${cost} > max_cost_usd ${request.max_cost_usd:g}")
-        if cap is not None and cost > cap:
-            reasons.append(f"costs ${cost} > per-call budget ${cap} (settings)")
-        return _Verdict(reasons, sized, steps, guidance, strength, latency, cost, tuple(adjustments))
+        reasons = assessed.reasons
+        cap = self.settings.budget_per_call_usd
+        if (max_cost is not None and cost > max_cost) or (cap is not None and cost > cap):
+            reasons = list(reasons)
+            if max_cost is not None and cost > max_cost:
+                reasons.append(f"costs ${cost} > max_cost_usd ${request.max_cost_usd:g}")
+            if cap is not None and cost > cap:
+                reasons.append(f"costs ${cost} > per-call budget ${cap} (settings)")
+        return cost, reasons
 
-    def _candidate(self, offer: Offer, request: ImageRequest, verdict: _Verdict) -> Candidate:
+    def _scope_reasons(self, offer: Offer, request: ImageRequest, usage: Usage) -> list[str]:
+        """The reasons the index decides: provider pins, license against usage, mode."""
+        reasons: list[str] = []
+        if request.provider is not None and offer.provider != request.provider:
+            reasons.append(f"pinned to provider={request.provider}")
+        if request.providers is not None and offer.provider not in request.providers:
+            reasons.append(f"provider {offer.provider} not in providers={list(request.providers)}")
+        if offer.provider in request.exclude_providers:
+            reasons.append(f"provider {offer.provider} excluded")
+        license_ = self.catalog.licenses[offer.license]
+        own_license = offer.provider == "local" and self.settings.local_commercial_license
+        if usage == "commercial" and not license_.commercial and not own_license:
+            reasons.append(f"{license_.name} and usage=commercial")
+        if request.mode not in offer.modes:
+            reasons.append(f"{' and '.join(offer.modes)} only; request is {request.mode}")
+        return reasons
+
+    @staticmethod
+    def _call(request: ImageRequest, verdict: _Verdict) -> ResolvedCall:
+        """What a candidate assessed as `verdict` sends."""
         sized = verdict.size
         assert sized is not None
-        if verdict.call is None:
-            verdict.call = ResolvedCall(
-                prompt=request.prompt,
-                width=sized.width,
-                height=sized.height,
-                preset=sized.preset,
-                aspect_key=sized.aspect_key,
-                num_images=request.num_images,
-                steps=None if verdict.steps is None else int(verdict.steps),
-                guidance=verdict.guidance,
-                seed=request.seed,
-                output_format=request.output_format,
-                negative_prompt=request.negative_prompt,
-                init_image=request.init_image,
-                strength=verdict.strength,
-                style_references=request.style_references,
-            )
-        availability = self.availability.get(offer.provider, Availability(False, "provider not registered"))
-        return _trusted(
-            Candidate,
-            {
-                "offer_id": offer.id,
-                "label": offer.label,
-                "provider": offer.provider,
-                "model": offer.model,
-                "endpoint": offer.endpoint,
-                "width": sized.width,
-                "height": sized.height,
-                "num_images": request.num_images,
-                "cost_usd": float(verdict.cost),
-                "latency_s": round(verdict.latency, 2),
-                "license": self.catalog.licenses[offer.license].name,
-                "adjustments": list(verdict.adjustments),
-                "params": WIRE_BUILDERS[offer.wire](verdict.call),
-                "available": availability.ok,
-                "unavailable_reason": None if availability.ok else availability.reason,
-            },
+        return ResolvedCall(
+            prompt=request.prompt,
+            width=sized.width,
+            height=sized.height,
+            preset=sized.preset,
+            aspect_key=sized.aspect_key,
+            num_images=request.num_images,
+            steps=None if verdict.steps is None else int(verdict.steps),
+            guidance=verdict.guidance,
+            seed=request.seed,
+            output_format=request.output_format,
+            negative_prompt=request.negative_prompt,
+            init_image=request.init_image,
+            strength=verdict.strength,
+            style_references=request.style_references,
         )
 
     def _fit(self, index: int, offer: Offer, target: Target) -> _Fit:
@@ -333,14 +476,115 @@ def _expected_latency(offer: Offer, pixels: int, steps: float | None, request: I
     return seconds
 
 
+class _Draft:
+    """What a plan builds when first read (types.PlanDraft): its rejections, with the reasons of offers the
+    index left unjudged worked out then, its explanation and its request as JSON. Rejections are built in
+    order, as far as asked, and kept: the first ones a tool lists are the plan's own when it is built in full."""
+
+    __slots__ = (
+        "_built",
+        "_candidates",
+        "_head",
+        "_input_size",
+        "_lock",
+        "_max_cost",
+        "_next",
+        "_planner",
+        "_refusals",
+        "_request",
+        "_scope",
+        "_target",
+        "_unavailable",
+        "_usage",
+        "rejected",
+    )
+
+    def __init__(
+        self,
+        planner: Planner,
+        request: ImageRequest,
+        usage: Usage,
+        target: Target,
+        input_size: tuple[int, int] | None,
+        max_cost: Decimal | None,
+        scope: _Scope,
+        candidates: list[Candidate],
+        unavailable: list[Candidate],
+        refusals: dict[int, list[str]],
+    ) -> None:
+        self._planner = planner
+        self._request = request
+        self._usage = usage
+        self._target = target
+        self._input_size = input_size
+        self._max_cost = max_cost
+        self._scope = scope
+        self._candidates = candidates
+        self._unavailable = unavailable
+        self._refusals = refusals  # by alike id, for the offers judged while planning
+        self._head: str | None = None
+        self._built: list[Rejection] = []
+        self._next = 0  # where in scope.offers building rejections goes on
+        self._lock = threading.Lock()
+        self.rejected = len(scope.offers) - len(candidates) - len(unavailable)
+
+    def fields(self) -> dict[str, object]:
+        rejections = self.rejections(self.rejected)
+        return {
+            "request": self._request.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
+            "rejections": rejections,
+            "explanation": self.head() + "".join(rejection_line(r) for r in rejections),
+        }
+
+    def head(self) -> str:
+        if self._head is None:
+            self._head = _explain(self._request, self._usage, self._target, self._candidates, self._unavailable)
+        return self._head
+
+    def rejections(self, limit: int) -> list[Rejection]:
+        with self._lock:
+            built, offers = self._built, self._scope.offers
+            if len(built) < limit and self._next < len(offers):
+                planner = self._planner
+                catalog, alike, refusals = planner.catalog.offers, planner._alike, self._refusals
+                position = self._next
+                while position < len(offers) and len(built) < limit:
+                    i = offers[position]
+                    position += 1
+                    reasons = refusals.get(alike[i])
+                    if reasons is None:  # left out by the index: judged now, with every check
+                        reasons = refusals[alike[i]] = planner._judge(
+                            alike[i],
+                            catalog[alike[i]],
+                            self._request,
+                            self._usage,
+                            self._target,
+                            self._input_size,
+                            self._max_cost,
+                            scoped=False,
+                        )
+                    if reasons:
+                        offer = catalog[i]
+                        fields: dict[str, object] = {
+                            "offer_id": offer.id,
+                            "label": offer.label,
+                            "provider": offer.provider,
+                            "model": offer.model,
+                            "reasons": list(reasons),
+                        }
+                        built.append(_trusted(Rejection, fields, REJECTION_FIELDS))
+                self._next = position
+            return built[:limit]
+
+
 def _explain(
     request: ImageRequest,
     usage: Usage,
     target: Target,
     candidates: list[Candidate],
     unavailable: list[Candidate],
-    rejections: list[Rejection],
 ) -> str:
+    """The explanation up to its rejection lines (types.rejection_line, one per rejection, follow it)."""
     lines = [f"size: {target.derivation}; usage={usage}; prefer={request.prefer}"]
     if candidates:
         best = candidates[0]
@@ -364,7 +608,6 @@ def _explain(
         lines.extend(
             f"  also fits {c.label} at ${c.cost_usd:g}{_resized(c)} ({c.unavailable_reason})" for c in unavailable[1:]
         )
-    lines.extend(f"rejected {r.label}: {'; '.join(r.reasons)}" for r in rejections)
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -45,6 +46,7 @@ class Sized:
     rejection: str | None = None
 
 
+@functools.lru_cache(maxsize=1024)  # requests repeat a few ratios and sizes; each answer costs ~5 µs
 def size_for_ratio(ratio: float, megapixels: float, multiple: int = SNAP) -> tuple[int, int]:
     """The largest multiple-of-16 size close to `ratio` whose area does not exceed `megapixels`."""
     budget = megapixels * 1e6

@@ -3,26 +3,27 @@ previous process left in flight resumed at start."""
 
 from __future__ import annotations
 
-import logging
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from fluxroute.providers.webhooks import FAL_JWKS_URL
-from fluxroute.router import Router
+from fluxroute.server.backend import Backend
 from fluxroute.server.completions import add_completions
 from fluxroute.server.prompts import add_prompts
 from fluxroute.server.resources import add_resources
 from fluxroute.server.tools import mcp_tools
 from fluxroute.server.webhooks import Webhooks, add_webhook_routes
-from fluxroute.settings import Settings
-from fluxroute.store import JobStore
-from fluxroute.tools import ToolLibrary
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from fluxroute.router import Router
+    from fluxroute.settings import Settings
+    from fluxroute.store import Store
 
 INSTRUCTIONS = (
     "fluxroute generates images with FLUX-family models (FLUX.1 Krea [dev], FLUX.1 [dev], Krea 2) on the Krea "
@@ -35,40 +36,44 @@ INSTRUCTIONS = (
 def build_server(
     settings: Settings,
     router: Router | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
     *,
     fal_jwks_url: str = FAL_JWKS_URL,
 ) -> MCPServer:
-    """An MCP server for `settings`: tools from the tool specs, resources, prompts, completion of the prompts' and
-    resource templates' arguments, and (over HTTP) provider webhooks at /webhooks/krea and /webhooks/fal plus
-    /health. Nothing is started until it runs."""
-    router = router or Router(settings, store=store)
-    library = ToolLibrary(router)
-    webhooks = Webhooks(router, fal_jwks_url)
+    """An MCP server for `settings`: tools from the tool specs (listed from their saved export), resources, prompts,
+    completion of the prompts' and resource templates' arguments, and (over HTTP) provider webhooks at
+    /webhooks/krea and /webhooks/fal plus /health. Nothing is started until it runs.
+
+    Without `router`, the server makes its own (over `store`) once it runs, in the background (see
+    server/backend.py): listing the tools needs no router, and a call that comes first waits for it.
+
+    Raises:
+        ConfigError: the settings' price overrides or added offers do not make a valid catalog.
+    """
+    backend = Backend(settings, router, store)
+    webhooks = Webhooks(backend, fal_jwks_url)
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[ToolLibrary]:
-        adopted = library.jobs.resume_in_flight()
-        if adopted:
-            log.info("following %d job(s) a previous process left in flight", len(adopted))
+    async def lifespan(_: MCPServer) -> AsyncIterator[Backend]:
+        warm_up = asyncio.create_task(backend.warm_up())  # the router, and the jobs left in flight adopted
         try:
-            yield library
+            yield backend
         finally:
-            await library.aclose()  # stop following; in-flight jobs stay in flight for the next start
+            await warm_up  # a router being made cannot be interrupted; it is closed below like any other
+            await backend.aclose()  # stop following; in-flight jobs stay in flight for the next start
             await webhooks.aclose()
-            await router.aclose()
 
     server: MCPServer = MCPServer(
         "fluxroute",
         title="fluxroute",
         instructions=INSTRUCTIONS,
-        tools=mcp_tools(library),
+        tools=mcp_tools(backend),
         lifespan=lifespan,
         log_level="WARNING",  # stderr is the stdio client's log pane: failures only
     )
-    add_resources(server, library)
+    add_resources(server, backend)
     add_prompts(server)
-    add_completions(server, library)
+    add_completions(server, backend)
     _add_routes(server, webhooks)
     return server
 

@@ -16,13 +16,17 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import Completion, CompletionArgument, CompletionContext, PromptReference, ResourceTemplateReference
 
 from fluxroute.catalog import Catalog, load_catalog
+from fluxroute.server.backend import Backend
 from fluxroute.server.delivery import MIME_TYPES
-from fluxroute.tools import ImageRouter, ToolLibrary
+
+if TYPE_CHECKING:
+    from fluxroute.tools import ImageRouter
 
 # the most values one completion carries (the MCP specification's limit)
 MAX_VALUES = 100
@@ -60,11 +64,10 @@ IMAGE_TEMPLATES = {f"fluxroute://images/{{image_id}}.{fmt}": fmt for fmt in MIME
 PROMPT_SUFFIX = "-prompt"
 
 
-def add_completions(server: MCPServer, library: ToolLibrary) -> None:
+def add_completions(server: MCPServer, backend: Backend) -> None:
     """Answer `completion/complete` for the prompts and resource templates (and so advertise `completions`)."""
     catalog = load_catalog()
     families = [model.id for model in catalog.models]
-    router = library.router  # its store opens on first use, not when the server is built
 
     @server.completion()  # type: ignore[no-untyped-call, untyped-decorator]
     async def complete(
@@ -85,9 +88,11 @@ def add_completions(server: MCPServer, library: ToolLibrary) -> None:
         if ref.uri == GUIDE_TEMPLATE and argument.name == "model":
             return completion(matching(families, argument.value))
         if ref.uri == JOB_TEMPLATE and argument.name == "job_id":
+            router = await backend.router()
             return completion(matching(await asyncio.to_thread(recent_job_ids, router), argument.value))
         fmt = IMAGE_TEMPLATES.get(ref.uri)
         if fmt is not None and argument.name == "image_id":
+            router = await backend.router()
             return completion(matching(await asyncio.to_thread(recent_image_ids, router, fmt), argument.value))
         return completion([])
 

@@ -22,15 +22,15 @@ import math
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mcp.types import CallToolResult, ContentBlock, ImageContent, ResourceLink, TextContent
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 
-from fluxroute.prompts import RewriteOutput
-from fluxroute.store.files import NotARegularFile, read_regular
-from fluxroute.tools import GenerateOutput, JobStatusOutput, PlanOutput
-from fluxroute.tools.outputs import ImageOutput
+# The output models are imported where a result is built: by then the tool library that made it has loaded them,
+# and a server that only lists its tools never needs them.
+if TYPE_CHECKING:
+    from fluxroute.tools.outputs import GenerateOutput, ImageOutput
 
 # raw JPEG bytes for all inline previews of one result (base64 makes it 4/3 of this on the wire)
 INLINE_BUDGET = 240_000
@@ -45,6 +45,8 @@ MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 def tool_result(output: BaseModel) -> CallToolResult:
     """The MCP result for a tool's output model: content blocks for people and models, structured content
     for programs. A failed or cancelled job is a tool error (isError) that says why."""
+    from fluxroute.tools.outputs import GenerateOutput
+
     structured = output.model_dump(mode="json")
     if isinstance(output, GenerateOutput):
         failed = output.status in ("failed", "cancelled")
@@ -107,6 +109,8 @@ def preview_bytes(path: Path, max_side: int = PREVIEW_LONG_EDGE) -> bytes:
         NotARegularFile: `path` is a symbolic link or not a regular file (nothing is read).
         OSError: it cannot be read. PIL.UnidentifiedImageError: it is not an image.
     """
+    from fluxroute.store.files import NotARegularFile  # the store package is loaded by the first result
+
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
         raise NotARegularFile(errno.EINVAL, "not a regular file", str(path))
@@ -116,6 +120,8 @@ def preview_bytes(path: Path, max_side: int = PREVIEW_LONG_EDGE) -> bytes:
 @functools.lru_cache(maxsize=PREVIEW_CACHE_ENTRIES)
 def _cached_preview(path: str, mtime_ns: int, size: int, max_side: int) -> bytes:
     """The key's mtime and size only make a changed file miss; the bytes are read (no link followed) here."""
+    from fluxroute.store.files import read_regular
+
     return make_preview(read_regular(Path(path)), max_side)
 
 
@@ -127,6 +133,8 @@ def preview_cache_info() -> functools._CacheInfo:
 def make_preview(data: bytes, max_side: int = PREVIEW_LONG_EDGE, quality: int = PREVIEW_QUALITY) -> bytes:
     """An RGB JPEG of image `data`, its long edge at most `max_side`, made the cheap way: a JPEG is decoded at a
     reduced scale (draft), then an integer reduce and a box filter bring it to size; no bicubic, no optimize pass."""
+    from PIL import Image  # loaded by the first preview: a server that only plans never needs it
+
     with Image.open(io.BytesIO(data)) as source:
         if source.format == "JPEG":
             source.draft("RGB", (max_side, max_side))
@@ -150,6 +158,8 @@ def _preview_or_none(path: str | None) -> bytes | None:
     result still carries its link and path."""
     if path is None:
         return None
+    from PIL import Image, UnidentifiedImageError
+
     try:
         return preview_bytes(Path(path))
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
@@ -157,6 +167,8 @@ def _preview_or_none(path: str | None) -> bytes | None:
 
 
 def _shrink(data: bytes, scale: float) -> bytes:
+    from PIL import Image
+
     with Image.open(io.BytesIO(data)) as source:
         width, height = source.size
         longest = max(width, height)
@@ -168,6 +180,9 @@ def _shrink(data: bytes, scale: float) -> bytes:
 
 def summary(output: BaseModel) -> str:
     """The result in a few lines, for the model reading it and the person watching."""
+    from fluxroute.prompts.rewrite import RewriteOutput
+    from fluxroute.tools.outputs import GenerateOutput, JobStatusOutput, PlanOutput
+
     if isinstance(output, GenerateOutput):
         return _generation_summary(output)
     if isinstance(output, JobStatusOutput):

@@ -6,23 +6,24 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 
 from fluxroute.errors import JobNotFound
+from fluxroute.server.backend import Backend
 from fluxroute.server.delivery import MIME_TYPES, image_uri
-from fluxroute.store import JobRecord
-from fluxroute.store.files import NotARegularFile, read_regular
-from fluxroute.tools import ModelsQuery, ToolLibrary
+
+if TYPE_CHECKING:
+    from fluxroute.router import Router
+    from fluxroute.store import JobRecord
 
 _IMAGE_ID = re.compile(r"^(?P<job_id>[0-9a-f]{32})-(?P<index>[0-9]{1,2})$")
 RECENT_JOBS = 20
 
 
-def add_resources(server: MCPServer, library: ToolLibrary) -> None:
-    store = library.router.store
-
+def add_resources(server: MCPServer, backend: Backend) -> None:
     @server.resource(
         "fluxroute://models",
         name="models",
@@ -30,8 +31,10 @@ def add_resources(server: MCPServer, library: ToolLibrary) -> None:
         description="Every model and offer: price (unit, date, source), license, availability here and why not.",
         mime_type="application/json",
     )
-    def models() -> str:
-        return library.list_models(ModelsQuery()).model_dump_json(indent=1)
+    async def models() -> str:
+        from fluxroute.tools.specs import ModelsQuery  # loaded with the library (listing the tools needs neither)
+
+        return (await backend.library()).list_models(ModelsQuery()).model_dump_json(indent=1)
 
     @server.resource(
         "fluxroute://jobs",
@@ -40,7 +43,8 @@ def add_resources(server: MCPServer, library: ToolLibrary) -> None:
         description=f"The {RECENT_JOBS} most recent generation jobs: status, cost, and image links.",
         mime_type="application/json",
     )
-    def jobs() -> str:
+    async def jobs() -> str:
+        store = (await backend.router()).store
         return json.dumps([_job_summary(job) for job in store.list_jobs(limit=RECENT_JOBS)], indent=1)
 
     @server.resource(
@@ -50,7 +54,8 @@ def add_resources(server: MCPServer, library: ToolLibrary) -> None:
         description="One job: its request, status, result, error and every provider attempt.",
         mime_type="application/json",
     )
-    def job(job_id: str) -> str:
+    async def job(job_id: str) -> str:
+        store = (await backend.router()).store
         try:
             record = store.get_job(job_id)
             attempts = store.attempts_for(job_id)
@@ -77,10 +82,10 @@ def add_resources(server: MCPServer, library: ToolLibrary) -> None:
         )
 
     for fmt, mime in MIME_TYPES.items():
-        _add_image_template(server, library, fmt, mime)
+        _add_image_template(server, backend, fmt, mime)
 
 
-def _add_image_template(server: MCPServer, library: ToolLibrary, fmt: str, mime: str) -> None:
+def _add_image_template(server: MCPServer, backend: Backend, fmt: str, mime: str) -> None:
     @server.resource(
         f"fluxroute://images/{{image_id}}.{fmt}",
         name=f"image-{fmt}",
@@ -88,20 +93,22 @@ def _add_image_template(server: MCPServer, library: ToolLibrary, fmt: str, mime:
         description="A generated image at full size; the tool results link to it.",
         mime_type=mime,
     )
-    def image(image_id: str) -> bytes:
-        return _image_bytes(library, image_id, fmt)
+    async def image(image_id: str) -> bytes:
+        return _image_bytes(await backend.router(), image_id, fmt)
 
 
-def _image_bytes(library: ToolLibrary, image_id: str, fmt: str) -> bytes:
+def _image_bytes(router: Router, image_id: str, fmt: str) -> bytes:
     """The saved file of image `image_id` ('<job id>-<index>'), found through its job's record only (the URI
     names no path), so nothing but the saved images can be read: where the record points (the images folder,
     or the `--out` directory it was saved to) there must be a regular file, not a symbolic link, with the
     SHA-256 the record holds."""
+    from fluxroute.store.files import NotARegularFile, read_regular  # the store package: not needed to list tools
+
     match = _IMAGE_ID.match(image_id)
     if match is None:
         raise ResourceError(f"image id {image_id!r} is not '<job id>-<index>'")
     try:
-        record = library.router.store.get_job(match["job_id"])
+        record = router.store.get_job(match["job_id"])
     except JobNotFound as exc:
         raise ResourceError(str(exc)) from None
     images = (record.result or {}).get("images") or []

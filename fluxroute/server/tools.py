@@ -1,11 +1,20 @@
 """The tool specs as MCP tools: the specs' own schemas and hints, calls run by the tool library, spend
-approval asked through elicitation, progress relayed as MCP progress notifications."""
+approval asked through elicitation, progress relayed as MCP progress notifications.
+
+The server lists its tools from TOOLS_FILE, the specs' MCP export (`fluxroute tools --format mcp`) saved
+beside this module: building the specs' models and schemas would add tens of milliseconds to every start,
+for the same answer. A test holds the file equal to the export; after changing a tool, write it again with
+`fluxroute tools --format mcp > fluxroute/server/mcp_tools.json`.
+"""
 
 # No `from __future__ import annotations`: the SDK reads the handlers' annotations (Resolve markers around
 # local functions included), so they must be real objects, not strings.
+import functools
+import json
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
+from importlib import resources
 from typing import Annotated, Any
 
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
@@ -19,8 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from fluxroute.errors import FluxrouteError
 from fluxroute.providers.base import Progress, ProgressCallback
 from fluxroute.redact import redact, settings_secrets
+from fluxroute.server.backend import Backend
 from fluxroute.server.delivery import tool_result
-from fluxroute.tools import ToolLibrary, ToolSpec, tool_specs
+
+TOOLS_FILE = "mcp_tools.json"
+GENERATE = "generate_image"  # the one tool that may ask the user to approve its spend first
 
 
 class SpendApproval(BaseModel):
@@ -46,45 +58,51 @@ class _RawArguments(ArgModelBase):
         return {"arguments": dict(self.model_extra or {})}
 
 
-def mcp_tools(library: ToolLibrary) -> list[Tool]:
-    """One MCP tool per spec, each publishing the spec's input and output schema and hints."""
-    return [_tool(spec, library) for spec in tool_specs()]
+@functools.cache
+def tool_definitions() -> list[dict[str, Any]]:
+    """The specs' MCP export, as saved in TOOLS_FILE (name, title, description, input and output schema, hints)."""
+    text = resources.files("fluxroute.server").joinpath(TOOLS_FILE).read_text(encoding="utf-8")
+    definitions: list[dict[str, Any]] = json.loads(text)
+    return definitions
 
 
-def _tool(spec: ToolSpec, library: ToolLibrary) -> Tool:
-    handler = _generate_handler(library) if spec.handler == "generate" else _handler(spec.name, library)
+def mcp_tools(backend: Backend) -> list[Tool]:
+    """One MCP tool per spec, each publishing the spec's input and output schema and hints; calls run on the
+    backend's tool library (the first call waits for it to be made)."""
+    return [_tool(definition, backend) for definition in tool_definitions()]
+
+
+def _tool(definition: dict[str, Any], backend: Backend) -> Tool:
+    name = definition["name"]
+    handler = _generate_handler(backend) if name == GENERATE else _handler(name, backend)
     tool = Tool.from_function(
         handler,
-        name=spec.name,
-        title=spec.title,
-        description=spec.description,
-        annotations=ToolAnnotations(
-            title=spec.title,
-            read_only_hint=spec.hints.read_only,
-            destructive_hint=spec.hints.destructive,
-            idempotent_hint=spec.hints.idempotent,
-            open_world_hint=spec.hints.open_world,
-        ),
+        name=name,
+        title=definition["title"],
+        description=definition["description"],
+        annotations=ToolAnnotations.model_validate({"title": definition["title"], **definition["annotations"]}),
         structured_output=False,
     )
-    tool.parameters = spec.input_schema
+    tool.parameters = definition["inputSchema"]
     tool.fn_metadata.arg_model = _RawArguments
-    tool.fn_metadata.output_schema = spec.output_schema  # published; the spec's output model built the result
+    # published; the spec's output model builds the result
+    tool.fn_metadata.output_schema = definition["outputSchema"]
     return tool
 
 
 ToolHandler = Callable[..., Coroutine[Any, Any, CallToolResult]]
 
 
-def _handler(name: str, library: ToolLibrary) -> ToolHandler:
+def _handler(name: str, backend: Backend) -> ToolHandler:
     async def call(arguments: dict[str, Any], ctx: Context) -> CallToolResult:
-        return await _dispatch(library, name, arguments, ctx)
+        return await _dispatch(backend, name, arguments, ctx)
 
     return call
 
 
-def _generate_handler(library: ToolLibrary) -> ToolHandler:
+def _generate_handler(backend: Backend) -> ToolHandler:
     async def ask_approval(arguments: dict[str, Any], ctx: Context) -> Elicit[SpendApproval] | NoQuestion:
+        library = await backend.library()
         try:
             question = await library.spend_question(arguments)
         except FluxrouteError:
@@ -105,27 +123,28 @@ def _generate_handler(library: ToolLibrary) -> ToolHandler:
         if isinstance(approval, AcceptedElicitation) and isinstance(approval.data, SpendApproval):
             if not approval.data.approve:
                 raise ToolError("The user did not approve the spend; nothing was generated or charged.")
-            question = await library.spend_question(arguments)
+            question = await (await backend.library()).spend_question(arguments)
             approved_usd = None if question is None else question.ceiling_usd
         elif not isinstance(approval, AcceptedElicitation):
             said = "declined" if approval.action == "decline" else "cancelled"
             raise ToolError(f"The user {said} the spend approval; nothing was generated or charged.")
-        return await _dispatch(library, "generate_image", arguments, ctx, approved_usd)
+        return await _dispatch(backend, "generate_image", arguments, ctx, approved_usd)
 
     return generate_image
 
 
 async def _dispatch(
-    library: ToolLibrary,
+    backend: Backend,
     name: str,
     arguments: dict[str, Any],
     ctx: Context,
     approved_usd: Decimal | None = None,
 ) -> CallToolResult:
+    library = await backend.library()
     try:
         output = await library.dispatch(name, arguments, _progress_relay(ctx), approved_usd=approved_usd)
     except FluxrouteError as exc:
-        raise ToolError(redact(str(exc), settings_secrets(library.router.settings))) from None
+        raise ToolError(redact(str(exc), settings_secrets(backend.settings))) from None
     return tool_result(output)
 
 

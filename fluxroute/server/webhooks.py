@@ -5,8 +5,8 @@ what the result is: it wakes the poller, and the provider's API stays the source
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-import httpx
 from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -14,7 +14,10 @@ from starlette.responses import JSONResponse, Response
 from fluxroute.errors import WebhookRejected
 from fluxroute.providers.base import Notifiable
 from fluxroute.providers.webhooks import FalWebhookVerifier, krea_webhook_job_id
-from fluxroute.router import Router
+from fluxroute.server.backend import Backend
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_BODY_BYTES = 64 * 1024  # a Krea job object or a fal delivery is a few KB
 WAKE_WINDOW_S = 2.0  # the poll schedule's own cap: a wake-up no sooner than the next scheduled check anyway
@@ -24,8 +27,8 @@ JWKS_TIMEOUT_S = 5.0
 class Webhooks:
     """What the webhook endpoints share: the router (its store and providers) and fal's verifier."""
 
-    def __init__(self, router: Router, fal_jwks_url: str) -> None:
-        self.router = router
+    def __init__(self, backend: Backend, fal_jwks_url: str) -> None:
+        self.backend = backend
         self._fal_jwks_url = fal_jwks_url
         self._http: httpx.AsyncClient | None = None  # made on the first fal delivery: stdio never needs it
         self._fal_verifier: FalWebhookVerifier | None = None
@@ -33,18 +36,21 @@ class Webhooks:
     @property
     def fal_verifier(self) -> FalWebhookVerifier:
         if self._fal_verifier is None:
+            import httpx
+
             self._http = httpx.AsyncClient(timeout=JWKS_TIMEOUT_S)
             self._fal_verifier = FalWebhookVerifier(self._http, self._fal_jwks_url)
         return self._fal_verifier
 
     async def wake(self, provider: str, job_id: str) -> Response:
         """Check `job_id` now if the store shows it in flight and no check was started for it this window."""
-        verdict = await asyncio.to_thread(self.router.store.claim_webhook_check, provider, job_id, WAKE_WINDOW_S)
+        router = await self.backend.router()
+        verdict = await asyncio.to_thread(router.store.claim_webhook_check, provider, job_id, WAKE_WINDOW_S)
         if verdict == "unknown":
             return JSONResponse({"ok": False, "error": "no job of ours is in flight with this id"}, status_code=404)
         woken = False
         if verdict == "due":
-            target = self.router.provider(provider)
+            target = router.provider(provider)
             woken = isinstance(target, Notifiable) and target.notify(job_id)
         return JSONResponse({"ok": True, "checking": woken})
 

@@ -1,9 +1,15 @@
-"""SQLite job store and spend ledger: jobs, provider attempts, budget reservations and charges."""
+"""The job store and spend ledger: jobs, provider attempts with their leases, budget reservations and charges.
+
+`Store` is the interface; `JobStore` keeps it in one SQLite file (the embedded default)."""
 
 from fluxroute.store.jobstore import JobStore
+from fluxroute.store.protocol import Store
 from fluxroute.store.records import (
     AttemptRecord,
+    AttemptStart,
     AttemptStatus,
+    CallStart,
+    JobChange,
     JobRecord,
     JobStatus,
     Reservation,
@@ -12,10 +18,14 @@ from fluxroute.store.records import (
 
 __all__ = [
     "AttemptRecord",
+    "AttemptStart",
     "AttemptStatus",
+    "CallStart",
+    "JobChange",
     "JobRecord",
     "JobStatus",
     "JobStore",
     "Reservation",
     "SpendSummary",
+    "Store",
 ]

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from fluxroute.errors import ConfigError
 from fluxroute.store.files import private_file
+from fluxroute.store.schema import SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 5000
 
+# SQLite's migrations, one per schema version (see fluxroute.store.schema).
 # Each migration is a list of single statements, run inside one BEGIN IMMEDIATE transaction together
 # with the user_version bump; executescript() is avoided because it commits on its own.
 # Append new migrations; never edit one that has shipped.
@@ -195,8 +197,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    (
+        # Who follows an open attempt: its owner ("host/pid/token") and when that owner's lease runs out unless
+        # renewed. Open attempts from before carry their owner in detail_json; they get a lease that runs out in
+        # a minute (a process of the earlier version does not renew it).
+        "ALTER TABLE attempts ADD COLUMN lease_owner TEXT",
+        "ALTER TABLE attempts ADD COLUMN lease_until TEXT",
+        """
+        UPDATE attempts SET
+            lease_owner = json_extract(detail_json, '$.owner.host') || '/'
+                || json_extract(detail_json, '$.owner.pid') || '/earlier',
+            lease_until = strftime('%Y-%m-%dT%H:%M:%f000+00:00', 'now', '+60 seconds')
+        WHERE status IN ('submitting', 'in_flight') AND json_extract(detail_json, '$.owner.pid') IS NOT NULL
+        """,
+        "CREATE INDEX attempts_open ON attempts (status, started_at) WHERE status IN ('submitting', 'in_flight')",
+    ),
 )
-SCHEMA_VERSION = len(MIGRATIONS)
+assert len(MIGRATIONS) == SCHEMA_VERSION, "every schema version has its SQLite migration"
 
 
 class Database:

@@ -4,7 +4,6 @@ and owner-only (see store/files.py). No preview is made here: only MCP results s
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import io
 import json
@@ -18,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from fluxroute.providers.base import ProviderImage
-from fluxroute.store.files import TEMP_SUFFIX, locked, private_dir, write_atomically
+from fluxroute.store.files import locked, private_dir, write_atomically
 from fluxroute.types import GeneratedImage
 
 METADATA_KEY = "fluxroute"
@@ -32,18 +31,21 @@ def slug(text: str, words: int = 5) -> str:
 
 
 def _png_with_text(data: bytes, key: str, text: str) -> bytes:
-    """Insert an iTXt chunk right after IHDR: no re-encoding, pixels untouched, readable without decoding."""
+    """Insert an iTXt chunk right after IHDR: no re-encoding, pixels untouched, readable without decoding. The
+    image's bytes are copied once (a multi-megabyte PNG is not sliced into copies first)."""
     payload = key.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8")
     chunk = b"iTXt" + payload
     packed = struct.pack(">I", len(payload)) + chunk + struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
     after_ihdr = 8 + 4 + 4 + struct.unpack(">I", data[8:12])[0] + 4  # signature, length, type, data, CRC
-    return data[:after_ihdr] + packed + data[after_ihdr:]
+    view = memoryview(data)
+    return b"".join((view[:after_ihdr], packed, view[after_ihdr:]))
 
 
 def _jpeg_with_comment(data: bytes, text: str) -> bytes:
-    """Insert a COM segment after SOI: no re-encoding, pixels untouched."""
+    """Insert a COM segment after SOI: no re-encoding, pixels untouched, the image's bytes copied once."""
     body = text.encode("utf-8")[:JPEG_COMMENT_LIMIT]
-    return data[:2] + b"\xff\xfe" + struct.pack(">H", len(body) + 2) + body + data[2:]
+    view = memoryview(data)
+    return b"".join((view[:2], b"\xff\xfe", struct.pack(">H", len(body) + 2), body, view[2:]))
 
 
 def embed_parameters(data: bytes, image_format: str, parameters: dict[str, object]) -> bytes:
@@ -115,11 +117,14 @@ class ImageStore:
         )
 
     def _saved_stem(self, tail: str, extension: str) -> str:
-        """The stem this image was saved under before, or a new one: a UTC timestamp, then `tail`."""
+        """The stem this image was saved under before, or a new one: a UTC timestamp, then `tail`. Names are
+        matched as plain strings: one directory listing, no pattern or path object per entry (temporaries start
+        with a dot and are skipped)."""
+        ending = f"{tail}.{extension}"
         earlier = sorted(
-            path.name.removesuffix(f".{extension}")
-            for path in self.directory.glob(f"*{glob.escape(tail)}.{extension}")
-            if not path.name.startswith(".") and not path.name.endswith(TEMP_SUFFIX)
+            name.removesuffix(f".{extension}")
+            for name in os.listdir(self.directory)
+            if name.endswith(ending) and not name.startswith(".")
         )
         return earlier[0] if earlier else datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + tail
 

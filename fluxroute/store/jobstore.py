@@ -7,27 +7,32 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, NamedTuple
 
-from fluxroute.errors import IdempotencyConflict, JobNotFound
+from fluxroute.errors import BudgetExceeded, IdempotencyConflict, JobNotFound
 from fluxroute.store import ledger
 from fluxroute.store.database import Database
 from fluxroute.store.files import private_dir
+from fluxroute.store.leases import LEASE, Owner, lease_free
 from fluxroute.store.money import from_micros
 from fluxroute.store.records import (
     FINISHED_ATTEMPT_STATUSES,
     JOB_STATUSES,
     AttemptRecord,
+    AttemptStart,
     AttemptStatus,
+    CallStart,
+    JobChange,
     JobRecord,
     JobStatus,
+    LatencyStats,
     Reservation,
     SpendSummary,
+    WebhookCheck,
+    as_utc,
     attempt_from_row,
     job_from_row,
     to_iso,
@@ -41,18 +46,8 @@ SECRET_KEYS = frozenset({"api_key", "fal_key", "krea_api_token", "authorization"
 
 # where an attempt's detail keeps when a webhook last started a status check of it
 WEBHOOK_CHECK_KEY = "webhook_check_at"
-WebhookCheck = Literal["unknown", "recent", "due"]
 
 LATENCY_WEIGHT = 0.2  # the weight of the newest job in an offer's learned latency, once it has 5 or more
-
-
-class LatencyStats(NamedTuple):
-    """An offer's learned latency: over `n` completed jobs, the weighted mean and mean absolute deviation of
-    log(observed time to completion / planner estimate)."""
-
-    n: int
-    log_ratio: float
-    abs_dev: float
 
 
 class JobStore:
@@ -109,27 +104,103 @@ class JobStore:
             IdempotencyConflict: the key was already used for a different request.
             ValueError: the request holds a key named like a credential, or is not JSON-serialisable.
         """
-        _reject_secrets(request, "request")
-        request_json = _canonical_json(request)
-        request_hash = hashlib.sha256(request_json.encode()).hexdigest()
+        with self._db.write() as conn:
+            return _create_job(conn, request, idempotency_key, status)
+
+    def start_call(
+        self,
+        request: dict[str, object],
+        idempotency_key: str | None,
+        first: AttemptStart,
+        *,
+        per_call_cap: Decimal | None,
+        daily_cap: Decimal | None,
+        owner: Owner,
+    ) -> CallStart:
+        """Start a call in one transaction: its job (status `running`), the budget for its first attempt and that
+        attempt (`submitting`, leased to `owner`). An existing job under `idempotency_key` is returned instead,
+        with nothing reserved; a first attempt over a cap leaves the job recorded and says why in `refused`.
+
+        Raises:
+            IdempotencyConflict: the key was already used for a different request.
+            ValueError: the request holds a credential-like key or is not JSON; a negative amount or cap.
+        """
+        with self._db.write() as conn:
+            job, created = _create_job(conn, request, idempotency_key, "running")
+            if not created:
+                return CallStart(job, False)
+            try:
+                reservation = ledger.reserve(
+                    conn, job.id, first.estimated_cost, per_call_cap=per_call_cap, daily_cap=daily_cap, now=None
+                )
+            except BudgetExceeded as exc:
+                return CallStart(job, True, refused=exc)
+            attempt = _insert_attempt(conn, job.id, first, reservation.id, owner)
+            return CallStart(job, True, reservation, attempt)
+
+    def begin_attempt(
+        self,
+        job_id: str,
+        spec: AttemptStart,
+        *,
+        per_call_cap: Decimal | None,
+        daily_cap: Decimal | None,
+        owner: Owner,
+    ) -> tuple[Reservation, AttemptRecord]:
+        """Reserve budget for a further attempt of a job and record the attempt (leased to `owner`), in one
+        transaction.
+
+        Raises:
+            BudgetExceeded: the estimate is over a cap; nothing is recorded.
+            JobNotFound: no job with this id.
+        """
+        with self._db.write() as conn:
+            reservation = ledger.reserve(
+                conn, job_id, spec.estimated_cost, per_call_cap=per_call_cap, daily_cap=daily_cap, now=None
+            )
+            return reservation, _insert_attempt(conn, job_id, spec, reservation.id, owner)
+
+    def finish_call(
+        self,
+        attempt_id: str,
+        reservation: Reservation,
+        *,
+        status: AttemptStatus,
+        cost: Decimal | None,
+        error: str | None = None,
+        job: JobChange | None = None,
+    ) -> None:
+        """Close an attempt and its money in one transaction: charge `cost` and close the reservation (or, with
+        `cost` None, release it unbilled), record how the attempt ended and free its lease, and apply `job` to
+        the job record. Charging is idempotent (an attempt is charged at most once).
+
+        Raises:
+            JobNotFound: no attempt with this id.
+            ValueError: `status` is not a finished status, or `cost` is negative.
+        """
+        _check_status(status, FINISHED_ATTEMPT_STATUSES, "finished attempt status")
+        cost_micros = None if cost is None else ledger.money_micros(cost, "attempt cost")
+        result_json = None if job is None or job.result is None else json.dumps(job.result, allow_nan=False)
         now = to_iso(utc_now())
         with self._db.write() as conn:
-            if idempotency_key is not None:
-                row = conn.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
-                if row is not None:
-                    if row["request_hash"] != request_hash:
-                        raise IdempotencyConflict(
-                            f"idempotency key {idempotency_key!r} was already used for job {row['id']} "
-                            "with a different request; use a new key for a new request"
-                        )
-                    return job_from_row(row), False
-            job_id = uuid.uuid4().hex
-            conn.execute(
-                "INSERT INTO jobs (id, idempotency_key, request_hash, request_json, status,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_id, idempotency_key, request_hash, request_json, status, now, now),
+            if cost is None:
+                ledger.release(conn, reservation, None)
+            else:
+                ledger.settle(conn, reservation, cost, attempt_id, None)
+            cursor = conn.execute(
+                "UPDATE attempts SET status = ?, cost_micros = COALESCE(?, cost_micros), error = COALESCE(?, error),"
+                " finished_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
+                (status, cost_micros, error, now, attempt_id),
             )
-            return job_from_row(_job_row(conn, job_id)), True
+            if cursor.rowcount == 0:
+                raise JobNotFound(f"no attempt {attempt_id!r} in the store")
+            if job is not None:
+                _check_status(job.status, JOB_STATUSES, "job status")
+                conn.execute(
+                    "UPDATE jobs SET status = ?, result_json = COALESCE(?, result_json),"
+                    " error = COALESCE(?, error), updated_at = ? WHERE id = ?",
+                    (job.status, result_json, job.error, now, reservation.job_id),
+                )
 
     def get_job(self, job_id: str) -> JobRecord:
         """The job with this id. Raises JobNotFound if there is none."""
@@ -194,8 +265,9 @@ class JobStore:
         estimated_cost: Decimal,
         detail: dict[str, object] | None = None,
         reservation_id: int | None = None,
+        owner: Owner | None = None,
     ) -> AttemptRecord:
-        """Record that a job is about to be submitted to a provider (status `submitting`).
+        """Record that a job is about to be submitted to a provider (status `submitting`), leased to `owner`.
 
         Written before the provider call so a crash mid-submit leaves a trace to reconcile: `started_at`
         opens the window in which the provider may have created the job. `reservation_id` is the budget
@@ -204,31 +276,10 @@ class JobStore:
         Raises:
             JobNotFound: no job with this id.
         """
-        estimated_micros = ledger.money_micros(estimated_cost, "estimated cost")
-        attempt_id = uuid.uuid4().hex
+        spec = AttemptStart(offer_id, provider, model, estimated_cost, detail)
         with self._db.write() as conn:
             _job_row(conn, job_id)
-            (seq,) = conn.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM attempts WHERE job_id = ?", (job_id,)
-            ).fetchone()
-            conn.execute(
-                "INSERT INTO attempts (id, job_id, seq, offer_id, provider, model, status,"
-                " estimated_cost_micros, detail_json, started_at, reservation_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?)",
-                (
-                    attempt_id,
-                    job_id,
-                    seq,
-                    offer_id,
-                    provider,
-                    model,
-                    estimated_micros,
-                    _optional_json(detail),
-                    to_iso(utc_now()),
-                    reservation_id,
-                ),
-            )
-            return attempt_from_row(_attempt_row(conn, attempt_id))
+            return _insert_attempt(conn, job_id, spec, reservation_id, owner)
 
     def mark_submitted(
         self, attempt_id: str, provider_job_id: str, detail: dict[str, object] | None = None
@@ -244,6 +295,16 @@ class JobStore:
                 job (an adopted job is followed by one attempt only).
         """
         with self._db.write() as conn:
+            if detail is None:  # the common case: one statement, checked by its own WHERE clause
+                row = conn.execute(
+                    "UPDATE attempts SET status = 'in_flight', provider_job_id = ? WHERE id = ?"
+                    " AND status IN ('submitting', 'in_flight') AND NOT EXISTS (SELECT 1 FROM attempts AS other"
+                    " WHERE other.provider = attempts.provider AND other.provider_job_id = ? AND other.id != ?)"
+                    " RETURNING *",
+                    (provider_job_id, attempt_id, provider_job_id, attempt_id),
+                ).fetchone()
+                if row is not None:
+                    return attempt_from_row(row)
             current = attempt_from_row(_attempt_row(conn, attempt_id))
             if current.status not in ("submitting", "in_flight"):
                 raise ValueError(f"attempt {attempt_id} is already {current.status}; it cannot go in flight")
@@ -278,8 +339,8 @@ class JobStore:
         cost_micros = None if cost is None else ledger.money_micros(cost, "attempt cost")
         with self._db.write() as conn:
             cursor = conn.execute(
-                "UPDATE attempts SET status = ?, cost_micros = COALESCE(?, cost_micros),"
-                " error = COALESCE(?, error), finished_at = ? WHERE id = ?",
+                "UPDATE attempts SET status = ?, cost_micros = COALESCE(?, cost_micros), error = COALESCE(?, error),"
+                " finished_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
                 (status, cost_micros, error, to_iso(utc_now()), attempt_id),
             )
             if cursor.rowcount == 0:
@@ -304,23 +365,48 @@ class JobStore:
             )
             return attempt_from_row(_attempt_row(conn, attempt_id))
 
-    def claim_attempt(
-        self, attempt_id: str, owner: dict[str, object], can_take: Callable[[AttemptRecord], bool]
-    ) -> AttemptRecord | None:
-        """Make `owner` the process that follows an open attempt, if `can_take(attempt)` says its present owner
-        has let it go or stopped; checked and written in one transaction, so two processes never both take it.
-        None when it cannot be taken (or is no longer open).
+    def claim_attempt(self, attempt_id: str, owner: Owner, now: datetime | None = None) -> AttemptRecord | None:
+        """Make `owner` the process that follows an open attempt, if its lease is free (let go, expired, or held
+        by a stopped process on this host; never while `owner` itself follows it); checked and written in one
+        transaction, so two processes never both take it. None when it cannot be taken (or is no longer open).
 
         Raises:
             JobNotFound: no attempt with this id.
         """
+        moment = as_utc(now)
         with self._db.write() as conn:
             current = attempt_from_row(_attempt_row(conn, attempt_id))
-            if current.status not in ("submitting", "in_flight") or not can_take(current):
+            if current.status not in ("submitting", "in_flight"):
                 return None
-            merged = {**(current.detail or {}), "owner": owner}
-            conn.execute("UPDATE attempts SET detail_json = ? WHERE id = ?", (_optional_json(merged), attempt_id))
+            if not lease_free(current.lease_owner, current.lease_until, moment, owner):
+                return None
+            conn.execute(
+                "UPDATE attempts SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                (str(owner), to_iso(moment + LEASE), attempt_id),
+            )
             return attempt_from_row(_attempt_row(conn, attempt_id))
+
+    def renew_lease(self, attempt_id: str, owner: Owner, now: datetime | None = None) -> bool:
+        """Extend `owner`'s lease on an open attempt by LEASE from `now`. False when `owner` no longer holds it
+        (another process took it up after the lease ran out, or the attempt is finished)."""
+        moment = as_utc(now)
+        with self._db.write() as conn:
+            cursor = conn.execute(
+                "UPDATE attempts SET lease_until = ? WHERE id = ? AND lease_owner = ?"
+                " AND status IN ('submitting', 'in_flight')",
+                (to_iso(moment + LEASE), attempt_id, str(owner)),
+            )
+            return cursor.rowcount == 1
+
+    def let_go(self, attempt_id: str, owner: Owner, *, error: str | None = None) -> None:
+        """`owner` stops following an open attempt: its lease is freed for whoever resumes the job (`error`,
+        when given, says why). Nothing changes when `owner` does not hold the lease."""
+        with self._db.write() as conn:
+            conn.execute(
+                "UPDATE attempts SET lease_owner = NULL, lease_until = NULL, error = COALESCE(?, error)"
+                " WHERE id = ? AND lease_owner = ?",
+                (error, attempt_id, str(owner)),
+            )
 
     def at_risk(self, job_id: str | None = None) -> list[tuple[AttemptRecord, Decimal]]:
         """Open attempts (submitting or in flight) whose budget is still held, with the amount at risk;
@@ -521,6 +607,81 @@ class JobStore:
             .fetchone()
         )
         return None if row is None else LatencyStats(int(row[0]), float(row[1]), float(row[2]))
+
+
+def _create_job(
+    conn: sqlite3.Connection, request: dict[str, object], idempotency_key: str | None, status: JobStatus
+) -> tuple[JobRecord, bool]:
+    _check_status(status, JOB_STATUSES, "job status")
+    _reject_secrets(request, "request")
+    request_json = _canonical_json(request)
+    request_hash = hashlib.sha256(request_json.encode()).hexdigest()
+    if idempotency_key is not None:
+        row = conn.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+        if row is not None:
+            if row["request_hash"] != request_hash:
+                raise IdempotencyConflict(
+                    f"idempotency key {idempotency_key!r} was already used for job {row['id']} "
+                    "with a different request; use a new key for a new request"
+                )
+            return job_from_row(row), False
+    now = utc_now()
+    stored = json.loads(request_json)
+    job = JobRecord(uuid.uuid4().hex, idempotency_key, request_hash, stored, status, None, None, now, now)
+    stamp = to_iso(now)
+    conn.execute(
+        "INSERT INTO jobs (id, idempotency_key, request_hash, request_json, status,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (job.id, idempotency_key, request_hash, request_json, status, stamp, stamp),
+    )
+    return job, True
+
+
+def _insert_attempt(
+    conn: sqlite3.Connection, job_id: str, spec: AttemptStart, reservation_id: int | None, owner: Owner | None
+) -> AttemptRecord:
+    estimated_micros = ledger.money_micros(spec.estimated_cost, "estimated cost")
+    (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM attempts WHERE job_id = ?", (job_id,)).fetchone()
+    now = utc_now()
+    attempt = AttemptRecord(
+        id=uuid.uuid4().hex,
+        job_id=job_id,
+        seq=seq,
+        offer_id=spec.offer_id,
+        provider=spec.provider,
+        model=spec.model,
+        provider_job_id=None,
+        status="submitting",
+        estimated_cost=from_micros(estimated_micros),
+        cost=None,
+        error=None,
+        detail=json.loads(_optional_json(spec.detail) or "null"),
+        started_at=now,
+        finished_at=None,
+        reservation_id=reservation_id,
+        lease_owner=None if owner is None else str(owner),
+        lease_until=None if owner is None else now + LEASE,
+    )
+    conn.execute(
+        "INSERT INTO attempts (id, job_id, seq, offer_id, provider, model, status, estimated_cost_micros,"
+        " detail_json, started_at, reservation_id, lease_owner, lease_until)"
+        " VALUES (?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?, ?, ?)",
+        (
+            attempt.id,
+            job_id,
+            seq,
+            spec.offer_id,
+            spec.provider,
+            spec.model,
+            estimated_micros,
+            _optional_json(spec.detail),
+            to_iso(now),
+            reservation_id,
+            attempt.lease_owner,
+            None if attempt.lease_until is None else to_iso(attempt.lease_until),
+        ),
+    )
+    return attempt
 
 
 def _canonical_json(request: dict[str, object]) -> str:

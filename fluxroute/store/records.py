@@ -7,12 +7,16 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Literal, cast, get_args
+from typing import Literal, NamedTuple, cast, get_args
 
+from fluxroute.errors import BudgetExceeded
 from fluxroute.store.money import from_micros
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 AttemptStatus = Literal["submitting", "in_flight", "succeeded", "failed", "cancelled"]
+
+# whether a webhook naming a provider job may start a status check of it now
+WebhookCheck = Literal["unknown", "recent", "due"]
 
 JOB_STATUSES: frozenset[str] = frozenset(get_args(JobStatus))
 ATTEMPT_STATUSES: frozenset[str] = frozenset(get_args(AttemptStatus))
@@ -53,6 +57,53 @@ class AttemptRecord:
     started_at: datetime
     finished_at: datetime | None
     reservation_id: int | None = None
+    # the process following it ("host/pid/token") and when its lease runs out; None once let go or finished
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+
+class LatencyStats(NamedTuple):
+    """An offer's learned latency: over `n` completed jobs, the weighted mean and mean absolute deviation of
+    log(observed time to completion / planner estimate)."""
+
+    n: int
+    log_ratio: float
+    abs_dev: float
+
+
+@dataclass(frozen=True)
+class AttemptStart:
+    """What a new attempt records before its provider is called: the offer it tries and what it is estimated
+    to cost (the amount reserved for it), and the detail a restart needs to take it up again."""
+
+    offer_id: str
+    provider: str
+    model: str
+    estimated_cost: Decimal
+    detail: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """A change to a job record made together with the end of an attempt; `result` and `error` replace the
+    stored ones only when given."""
+
+    status: JobStatus
+    error: str | None = None
+    result: dict[str, object] | None = None
+
+
+@dataclass(frozen=True)
+class CallStart:
+    """How a call started: its job (`created` False when an earlier job with the same idempotency key was
+    returned, and then nothing else was recorded), and the first attempt with its reservation, or `refused`,
+    the cap that kept the first attempt from starting."""
+
+    job: JobRecord
+    created: bool
+    reservation: Reservation | None = None
+    attempt: AttemptRecord | None = None
+    refused: BudgetExceeded | None = None
 
 
 @dataclass(frozen=True)
@@ -168,4 +219,6 @@ def attempt_from_row(row: sqlite3.Row) -> AttemptRecord:
         started_at=from_iso(row["started_at"]),
         finished_at=None if finished is None else from_iso(finished),
         reservation_id=row["reservation_id"],
+        lease_owner=row["lease_owner"],
+        lease_until=None if row["lease_until"] is None else from_iso(row["lease_until"]),
     )

@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from fluxroute.errors import FluxrouteError, JobNotFound
 from fluxroute.providers.base import Progress, ProgressCallback
-from fluxroute.router.execute import DETACH
-from fluxroute.store import JobStore
 from fluxroute.types import GenerationResult, ImageRequest
+
+if TYPE_CHECKING:
+    from fluxroute.store import Store
 
 JobStatus = Literal["running", "succeeded", "failed", "cancelled"]
 
@@ -28,7 +29,7 @@ class JobRunner(Protocol):
     """What background jobs need of fluxroute.router.Router."""
 
     @property
-    def store(self) -> JobStore: ...
+    def store(self) -> Store: ...
 
     async def generate(
         self,
@@ -158,6 +159,8 @@ class BackgroundJobs:
 
     async def aclose(self) -> None:
         """Stop following running jobs without cancelling them at the provider: a restart resumes them."""
+        from fluxroute.router.execute import DETACH  # the router is loaded by the first job, not by listing tools
+
         tasks = [tracked.task for tracked in self._running.values()]
         self._running.clear()
         for task in tasks:

@@ -12,6 +12,9 @@ from fluxroute.providers.base import Availability, Progress
 from fluxroute.tools.jobs import JobStatus, JobView
 from fluxroute.types import Candidate, GenerationResult, Plan, ProviderName
 
+# rejected offers a tool result lists (in its rejections and its explanation); the rest are counted
+MAX_LISTED_REJECTIONS = 20
+
 PRICE_UNITS: dict[str, str] = {
     "image": "per image",
     "megapixel_ceil": "per megapixel, rounded up per image",
@@ -88,8 +91,10 @@ class PlanOutput(_Output):
                 UnavailableOffer(label=c.label, cost_usd=c.cost_usd, reason=c.unavailable_reason or "unavailable")
                 for c in plan.unavailable
             ],
-            rejections=[RejectedOffer(label=r.label, reasons=r.reasons) for r in plan.rejections],
-            explanation=plan.explanation,
+            rejections=[
+                RejectedOffer(label=r.label, reasons=r.reasons) for r in plan.listed_rejections(MAX_LISTED_REJECTIONS)
+            ],
+            explanation=plan.explain(MAX_LISTED_REJECTIONS),
         )
 
 
@@ -174,7 +179,7 @@ class GenerateOutput(_Output):
             cost_usd=result.cost_usd,
             seed=result.seed,
             warnings=result.warnings,
-            explanation=result.plan.explanation,
+            explanation=result.plan.explain(MAX_LISTED_REJECTIONS),
         )
 
 

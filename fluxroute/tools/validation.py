@@ -5,9 +5,9 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import fastjsonschema  # type: ignore[import-untyped, unused-ignore]
-from jsonschema import Draft202012Validator, ValidationError  # type: ignore[import-untyped]
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
@@ -16,6 +16,9 @@ from fluxroute.tools.image_args import DEPRECATED, ImageArgs
 from fluxroute.tools.schema import JsonSchema
 from fluxroute.tools.specs import get_tool
 from fluxroute.types import ASPECT_RATIO_PATTERN, field_errors
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator, ValidationError  # type: ignore[import-untyped, unused-ignore]
 
 TYPE_WORDS = {
     "string": "a string",
@@ -87,6 +90,9 @@ def _fast_check(name: str) -> Callable[[object], object]:
 
 @functools.cache
 def _validator(name: str) -> Draft202012Validator:
+    # imported on the first invalid call: valid arguments never need it (the compiled check passes them)
+    from jsonschema import Draft202012Validator
+
     schema = get_tool(name).input_schema
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)

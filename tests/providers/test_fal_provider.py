@@ -141,13 +141,25 @@ async def test_dropped_answer_after_acceptance_is_never_resubmitted(
 async def test_status_polls_go_through_fal_client_and_the_result_is_fetched_once(
     hosted_settings: Settings, fal_fake: FalFake
 ) -> None:
-    await run(hosted_settings, candidate_for(hosted_settings, model="flux-krea-dev"))
+    async def follow(event: Progress) -> None:
+        pass
+
+    await run(hosted_settings, candidate_for(hosted_settings, model="flux-krea-dev"), follow)
     statuses = [r for r in fal_fake.request_log if r.route == "status"]
     # fal-client's request handle asks for logs as Python spells it ("true"); fal-client's result() would
     # poll the status once more, so the output is one plain GET
     assert statuses and all(r.query == "logs=true" for r in statuses)
     assert fal_fake.request_counts["result"] == 1
     assert all(r.headers["authorization"] == f"Key {fal_fake.key}" for r in statuses)
+
+
+async def test_logs_are_asked_for_only_when_someone_follows_the_progress(
+    hosted_settings: Settings, fal_fake: FalFake
+) -> None:
+    _, result = await run(hosted_settings, candidate_for(hosted_settings, model="flux-krea-dev"))
+    statuses = [r for r in fal_fake.request_log if r.route == "status"]
+    assert result.images and statuses and all(r.query == "logs=false" for r in statuses)
+    assert fal_fake.request_counts["result"] == 1  # the result once COMPLETED is seen: no status poll more
 
 
 async def test_failed_request_is_job_failed_and_unbilled(hosted_settings: Settings, fal_fake: FalFake) -> None:

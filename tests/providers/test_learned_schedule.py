@@ -73,3 +73,13 @@ def test_the_bracket_of_the_checks_is_the_observed_finish() -> None:
 def test_the_catalog_figure_keeps_the_catalog_schedule() -> None:
     # no spread: nothing learned yet, the schedule that checks soon and backs off (short jobs are found fast)
     assert checks_until(0.08, Expectation(7.0)) <= 3
+
+
+def test_a_job_likely_done_before_the_first_allowed_check_is_checked_then_not_at_the_window_end() -> None:
+    # learned: about 1 s (jobs of 0.1-3 s); the naive count allows the first check at 2 s, and most jobs are done
+    plan = WindowSchedule(1.0, 0.4).times
+    assert plan[0] == NAIVE_INTERVAL_S
+    assert plan == sorted(plan) and len(plan) == int(math.exp(3 * 0.4) // NAIVE_INTERVAL_S)
+    # a job whose finish is well past the first allowed check keeps the checks inside its window
+    late = WindowSchedule(35.0, 0.02).times
+    assert all(at > 30 for at in late if at > MAX_SILENCE_S * 3)

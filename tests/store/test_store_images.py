@@ -210,3 +210,19 @@ def test_images_and_their_folder_are_owner_only_whatever_the_umask(tmp_path: Pat
 
     assert stat.S_IMODE((tmp_path / "images").stat().st_mode) == 0o700
     assert stat.S_IMODE(Path(str(saved.path)).stat().st_mode) == 0o600
+
+
+def test_a_save_again_finds_its_earlier_name_among_others_and_never_a_hidden_one(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path)
+
+    def save(job_id: str) -> Path:
+        image = provider_image("PNG", (16, 16))
+        saved = store.save(image, job_id=job_id, index=0, prompt="a cat", output_format="png", seed=None, parameters={})
+        return Path(str(saved.path))
+
+    (tmp_path / ".20200101-000000-a-cat-abcdefgh-0.png").write_bytes(b"hidden")  # not one of ours
+    first = save("abcdefgh1234")
+    others = [save(f"{n:08x}ffff") for n in range(20)]
+    assert first.name != ".20200101-000000-a-cat-abcdefgh-0.png" and first.name.endswith("-a-cat-abcdefgh-0.png")
+    assert save("abcdefgh5678") == first  # the same job prefix and index: the same image, the same name
+    assert len({first, *others}) == 21

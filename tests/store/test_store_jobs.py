@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from fluxroute.errors import IdempotencyConflict, JobNotFound
-from fluxroute.store import JobRecord, JobStore
+from fluxroute.store import JobRecord, Store
 
 REQUEST: dict[str, object] = {"prompt": "a red fox in snow", "width": 1024, "height": 768}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[JobStore]:
-    with JobStore.open(tmp_path) as opened:
-        yield opened
-
-
-def test_a_new_job_is_queued_with_its_request_and_timestamps(store: JobStore) -> None:
+def test_a_new_job_is_queued_with_its_request_and_timestamps(store: Store) -> None:
     job, created = store.create_job(REQUEST)
 
     assert created is True
@@ -34,7 +26,7 @@ def test_a_new_job_is_queued_with_its_request_and_timestamps(store: JobStore) ->
     assert store.get_job(job.id) == job
 
 
-def test_the_same_key_with_the_same_request_returns_the_existing_job(store: JobStore) -> None:
+def test_the_same_key_with_the_same_request_returns_the_existing_job(store: Store) -> None:
     first, first_created = store.create_job(REQUEST, idempotency_key="abc")
     # key order must not matter: the hash is over canonical JSON
     reordered = dict(reversed(list(REQUEST.items())))
@@ -45,7 +37,7 @@ def test_the_same_key_with_the_same_request_returns_the_existing_job(store: JobS
     assert len(store.list_jobs()) == 1
 
 
-def test_the_same_key_with_a_different_request_is_a_conflict_naming_key_and_job(store: JobStore) -> None:
+def test_the_same_key_with_a_different_request_is_a_conflict_naming_key_and_job(store: Store) -> None:
     job, _ = store.create_job(REQUEST, idempotency_key="abc")
 
     with pytest.raises(IdempotencyConflict, match=rf"'abc'.*{job.id}"):
@@ -53,7 +45,7 @@ def test_the_same_key_with_a_different_request_is_a_conflict_naming_key_and_job(
     assert len(store.list_jobs()) == 1
 
 
-def test_jobs_without_a_key_are_never_deduplicated(store: JobStore) -> None:
+def test_jobs_without_a_key_are_never_deduplicated(store: Store) -> None:
     first, _ = store.create_job(REQUEST)
     second, created = store.create_job(REQUEST)
 
@@ -61,8 +53,7 @@ def test_jobs_without_a_key_are_never_deduplicated(store: JobStore) -> None:
     assert first.id != second.id
 
 
-def test_concurrent_creates_with_one_key_from_eight_threads_make_exactly_one_job(tmp_path: Path) -> None:
-    store = JobStore.open(tmp_path)
+def test_concurrent_creates_with_one_key_from_eight_threads_make_exactly_one_job(store: Store) -> None:
     barrier = threading.Barrier(8)
     outcomes: list[tuple[JobRecord, bool]] = []
     lock = threading.Lock()
@@ -83,7 +74,6 @@ def test_concurrent_creates_with_one_key_from_eight_threads_make_exactly_one_job
     assert sum(created for _, created in outcomes) == 1
     assert len({job.id for job, _ in outcomes}) == 1
     assert len(store.list_jobs()) == 1
-    store.close()
 
 
 @pytest.mark.parametrize(
@@ -96,18 +86,18 @@ def test_concurrent_creates_with_one_key_from_eight_threads_make_exactly_one_job
         {"prompt": "x", "options": {"token": "abc"}},
     ],
 )
-def test_a_request_holding_a_credential_like_key_is_refused(store: JobStore, request_dict: dict[str, object]) -> None:
+def test_a_request_holding_a_credential_like_key_is_refused(store: Store, request_dict: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="credential-like key"):
         store.create_job(request_dict)
     assert store.list_jobs() == []
 
 
-def test_a_request_that_is_not_json_is_refused_with_value_error(store: JobStore) -> None:
+def test_a_request_that_is_not_json_is_refused_with_value_error(store: Store) -> None:
     with pytest.raises(ValueError, match="JSON"):
         store.create_job({"prompt": object()})
 
 
-def test_unknown_ids_raise_job_not_found_and_unknown_keys_find_nothing(store: JobStore) -> None:
+def test_unknown_ids_raise_job_not_found_and_unknown_keys_find_nothing(store: Store) -> None:
     with pytest.raises(JobNotFound, match="nope"):
         store.get_job("nope")
     with pytest.raises(JobNotFound):
@@ -117,7 +107,7 @@ def test_unknown_ids_raise_job_not_found_and_unknown_keys_find_nothing(store: Jo
     assert store.find_job_by_key("missing") is None
 
 
-def test_list_jobs_is_newest_first_limited_and_filtered_by_status(store: JobStore) -> None:
+def test_list_jobs_is_newest_first_limited_and_filtered_by_status(store: Store) -> None:
     ids = [store.create_job({"n": n})[0].id for n in range(5)]
     store.update_job(ids[1], status="succeeded", result={"images": ["a.png"]})
     store.update_job(ids[3], status="succeeded", result={"images": ["b.png"]})
@@ -129,7 +119,7 @@ def test_list_jobs_is_newest_first_limited_and_filtered_by_status(store: JobStor
         store.list_jobs(status="done")
 
 
-def test_update_job_sets_status_and_keeps_result_and_error_unless_given(store: JobStore) -> None:
+def test_update_job_sets_status_and_keeps_result_and_error_unless_given(store: Store) -> None:
     job, _ = store.create_job(REQUEST)
 
     running = store.update_job(job.id, status="running")
@@ -144,7 +134,7 @@ def test_update_job_sets_status_and_keeps_result_and_error_unless_given(store: J
     assert store.get_job(job.id) == retried
 
 
-def test_attempts_go_from_submitting_to_in_flight_to_finished(store: JobStore) -> None:
+def test_attempts_go_from_submitting_to_in_flight_to_finished(store: Store) -> None:
     job, _ = store.create_job(REQUEST)
     attempt = store.start_attempt(
         job.id,
@@ -174,7 +164,7 @@ def test_attempts_go_from_submitting_to_in_flight_to_finished(store: JobStore) -
     assert store.attempts_for(job.id) == [finished]
 
 
-def test_attempt_sequence_numbers_count_up_per_job(store: JobStore) -> None:
+def test_attempt_sequence_numbers_count_up_per_job(store: Store) -> None:
     job, _ = store.create_job(REQUEST)
     other, _ = store.create_job(REQUEST)
     for provider in ("krea", "fal", "local"):
@@ -189,7 +179,7 @@ def test_attempt_sequence_numbers_count_up_per_job(store: JobStore) -> None:
     assert [a.seq for a in store.attempts_for(other.id)] == [1]
 
 
-def test_a_finished_attempt_cannot_go_back_in_flight(store: JobStore) -> None:
+def test_a_finished_attempt_cannot_go_back_in_flight(store: Store) -> None:
     job, _ = store.create_job(REQUEST)
     attempt = store.start_attempt(job.id, offer_id="o", provider="krea", model="m", estimated_cost=Decimal(0))
     store.finish_attempt(attempt.id, status="failed", error="krea: 422 bad size")
@@ -199,7 +189,7 @@ def test_a_finished_attempt_cannot_go_back_in_flight(store: JobStore) -> None:
     assert store.attempts_for(job.id)[0].error == "krea: 422 bad size"
 
 
-def test_finish_attempt_refuses_an_unfinished_status_and_unknown_attempts(store: JobStore) -> None:
+def test_finish_attempt_refuses_an_unfinished_status_and_unknown_attempts(store: Store) -> None:
     job, _ = store.create_job(REQUEST)
     attempt = store.start_attempt(job.id, offer_id="o", provider="fal", model="m", estimated_cost=Decimal(0))
 
