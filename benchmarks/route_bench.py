@@ -1,10 +1,9 @@
 """Validate + plan latency over a realistic request mix (sizes, aspect ratios, usages, budgets, pins), fresh
 requests every call (each plan is computed, none served from the plan cache).
 
-Run: python benchmarks/route_bench.py [--calls 20000] [--offers N ...]
-Prints p50/p99 for validation alone, planning alone, and both together (the tool-call path). With --offers, the
-catalog is grown to N offers (copies of the built-in ones under new ids) and benchmarks/plan_scale.py's figures
-are printed per size (plan_scale.py itself prints them with their header, GC pauses and more).
+Run: python benchmarks/route_bench.py [--calls 20000]
+Prints p50/p99 for validation alone, planning alone, and both together (the tool-call path). Plan latency with the
+catalog grown to more offers is benchmarks/plan_scale.py, which reuses this module's request mix and catalog.
 """
 
 from __future__ import annotations
@@ -96,13 +95,7 @@ def router_with(offers: int, repriced: bool = False) -> Router:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--offers", type=int, nargs="*", help="plan latency with the catalog grown to these sizes")
     args = parser.parse_args()
-    if args.offers:  # the scale run lives in plan_scale.py (it imports this module's mix and catalog)
-        from plan_scale import run
-
-        run(args.offers, min(args.calls, 2_000))
-        return
     router = router_with(0)
     mix = request_mix(args.calls)
     for item in mix[:500]:  # warm-up: imports, compiled validators
