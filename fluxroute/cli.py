@@ -38,6 +38,7 @@ from fluxroute.types import PROVIDER_NAMES, GenerationResult, ImageRequest, Plan
 if TYPE_CHECKING:
     from fluxroute.providers.base import Progress
     from fluxroute.router import Router
+    from fluxroute.router.drafts import DraftSet, FinalImage
     from fluxroute.settings import Settings
 
 # Every exit code, in the one place it is decided; the README's table says the same (a test compares them).
@@ -271,6 +272,80 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_draft(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.router import Router
+
+    request = _request_from(args, settings)
+    router = Router(settings)
+    if args.dry_run:
+        planned = router.plan_round(request, args.n)
+        if args.json:
+            _print_json(
+                {
+                    "drafts_cost_usd": str(planned.drafts.cost_usd),
+                    "final_cost_usd": str(planned.final_cost_usd),
+                    "summary": planned.summary,
+                    "drafts": planned.drafts.explanation,
+                    "final": planned.final.reason,
+                }
+            )
+        else:
+            print(f"{planned.summary}\n{planned.drafts.explanation}\nfinal: {planned.final.reason}")
+        return 0
+    line = ProgressLine(enabled=sys.stderr.isatty() and not args.json)
+
+    async def draft() -> DraftSet:
+        try:
+            return await router.draft(request, args.n, progress=line, out_dir=args.out)
+        finally:
+            line.done()
+            await router.aclose()
+
+    drafts = asyncio.run(draft())
+    if args.json:
+        _print_json(drafts.model_dump(mode="json"))
+        return 0
+    print(f"draft set {drafts.id}: {len(drafts.drafts)} drafts on {drafts.label}")
+    for d in drafts.drafts:
+        print(f"  {d.number}. seed {d.seed}  ${d.cost_usd:g}  {d.path}")
+    print(f"contact sheet: {drafts.contact_sheet or '(none: no draft was saved)'}")
+    print(f"total: ${drafts.total_cost_usd:g}")
+    for warning in drafts.warnings:
+        print(f"  note: {warning}")
+    print(f"next: fluxroute finalize {drafts.id} <number>")
+    return 0
+
+
+def cmd_finalize(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.router import Router
+
+    router = Router(settings)
+    line = ProgressLine(enabled=sys.stderr.isatty() and not args.json)
+
+    async def finalize() -> FinalImage:
+        try:
+            return await router.finalize(
+                args.draft_set_id,
+                args.index,
+                strength=args.strength,
+                method=args.method,
+                idempotency_key=args.idempotency_key,
+                progress=line,
+                out_dir=args.out,
+            )
+        finally:
+            line.done()
+            await router.aclose()
+
+    final = asyncio.run(finalize())
+    if args.json:
+        _print_json(final.model_dump(mode="json"))
+        return 0
+    print(f"draft {final.draft_number} of {final.draft_set_id}, {final.method.replace('_', ' ')}: {final.reason}")
+    _print_result(final.result)
+    return 0
+
+
 def cmd_jobs_resume(args: argparse.Namespace, settings: Settings) -> int:
     from fluxroute.router import Router
 
@@ -341,22 +416,24 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     from fluxroute.tools import ModelsOutput
 
     router = Router(settings)
-    listing = ModelsOutput.from_catalog(
-        router.catalog, router.availability, local_commercial_license=settings.local_commercial_license
-    )
+    listing = ModelsOutput.from_catalog(router.catalog, router.availability, settings=settings)
     if args.json:
         _print_json(listing.model_dump(mode="json"))
         return 0
     for model in listing.models:
         print(f"{model.id}  {model.name} - {model.summary}")
         for offer in model.offers:
-            use = "commercial ok" if offer.commercial_use else "non-commercial only"
+            # licenses that do not always allow commercial use: whether it is allowed as declared now
+            use = "" if "— commercial use allowed" in offer.license else "commercial use: "
+            if use:
+                use += "allowed as declared" if offer.commercial_use else "not allowed as declared"
             if offer.available:
                 state = "available" + (f" ({offer.reason})" if offer.reason else "")
             else:
                 state = f"unavailable: {offer.reason}"
             price = f"${offer.price_usd:g} {offer.price_unit}"
-            print(f"  {offer.offer_id:<20} {price:<44} {use:<20} {state}")
+            print(f"  {offer.offer_id:<20} {price:<44} {state}")
+            print(f"  {'':<20} license: {offer.license}" + (f" ({use})" if use else ""))
     return 0
 
 
@@ -380,6 +457,13 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     for job in jobs:
         prompt = str(job.request.get("prompt", ""))[:50]
         print(f"{job.id}  {job.created_at:%Y-%m-%d %H:%M}  {job.status:<10} {prompt}")
+    draft_sets = store.list_draft_sets(limit=args.limit) if store is not None else []
+    if draft_sets:
+        print("draft sets (fluxroute finalize ID NUMBER):")
+    for drafts in draft_sets:
+        prompt = str(drafts.request.get("prompt", ""))[:50]
+        count, total = len(drafts.drafts), drafts.total_cost
+        print(f"{drafts.id}  {drafts.created_at:%Y-%m-%d %H:%M}  {count} drafts  ${total:g}  {prompt}")
     _print_at_risk(settings)
     return 0
 
@@ -416,6 +500,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Start-up makes hundreds of thousands of long-lived objects (the MCP SDK's and pydantic's models, the tool
     # schemas): each full collection over them costs tens of milliseconds and frees next to nothing. No
     # collection runs until the server is built; then what was made is frozen out of later collections.
+    if args.http and args.allow_remote:
+        # others may reach this server: licenses that require content filtering where end users can reach a
+        # deployment (Krea 2 Community) then refuse local offers without a content checker
+        settings = settings.model_copy(update={"remote_reachable": True})
     gc.disable()
     try:
         from fluxroute.server import build_server, serve_http
@@ -475,7 +563,35 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--idempotency-key", help="the same key never pays for a second generation")
     generate.set_defaults(handler=cmd_generate)
 
-    jobs = sub.add_parser("jobs", help="recent generation jobs; `jobs resume` collects interrupted ones")
+    draft = sub.add_parser(
+        "draft", help="n cheap variants as a draft set with a numbered contact sheet (spends money on hosted providers)"
+    )
+    _add_request_options(draft)
+    draft.add_argument("-n", type=_positive_int, default=4, help="how many drafts, 1-8 (default 4)")
+    draft.add_argument("--out", type=Path, help="directory for the drafts (default: FLUXROUTE_HOME/images)")
+    draft.add_argument("--json", action="store_true")
+    draft.add_argument(
+        "--dry-run", action="store_true", help="only plan the drafts and their finalize, with both costs"
+    )
+    draft.add_argument("--idempotency-key", help="the same key never pays for the same drafts twice")
+    draft.set_defaults(handler=cmd_draft)
+
+    finalize = sub.add_parser("finalize", help="the chosen draft of a draft set at full quality")
+    finalize.add_argument("draft_set_id", help="the id `fluxroute draft` printed")
+    finalize.add_argument("index", type=_positive_int, help="the draft's number on the contact sheet")
+    finalize.add_argument("--strength", type=float, help="image-conditioned finals: 0.01-1 (default 0.5)")
+    finalize.add_argument(
+        "--method",
+        choices=["auto", "same_seed", "image_conditioned"],
+        default="auto",
+        help="auto (default): same model, size and seed where the draft allows it, else from the draft image",
+    )
+    finalize.add_argument("--out", type=Path, help="directory for the image (default: FLUXROUTE_HOME/images)")
+    finalize.add_argument("--json", action="store_true")
+    finalize.add_argument("--idempotency-key", help="the same key never pays for a second final")
+    finalize.set_defaults(handler=cmd_finalize)
+
+    jobs = sub.add_parser("jobs", help="recent generation jobs and draft sets; `jobs resume` collects interrupted ones")
     jobs.add_argument("--limit", type=_positive_int, default=20, help="how many jobs to list (default 20)")
     jobs.add_argument("--json", action="store_true")
     jobs.set_defaults(handler=cmd_jobs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from fluxroute.errors import ConfigError
 from fluxroute.types import Usage
@@ -28,6 +29,7 @@ ENV_FIELDS: dict[str, str] = {
     "FLUXROUTE_HOME": "home",
     "FLUXROUTE_USAGE": "usage",
     "FLUXROUTE_LOCAL_MODEL": "local_model",
+    "FLUXROUTE_LOCAL_MODELS": "local_models",
     "FLUXROUTE_LOCAL_DEVICE": "local_device",
     "FLUXROUTE_LOCAL_MEMORY_PLAN": "local_memory_plan",
     "FLUXROUTE_LOCAL_COMPILE": "local_compile",
@@ -35,6 +37,8 @@ ENV_FIELDS: dict[str, str] = {
     "FLUXROUTE_LOCAL_FP8": "local_fp8",
     "FLUXROUTE_LOCAL_CONTENT_CHECKER": "local_content_checker",
     "FLUXROUTE_LOCAL_COMMERCIAL_LICENSE": "local_commercial_license",
+    "FLUXROUTE_ORGANIZATION_REVENUE_USD_TTM": "organization_revenue_usd_ttm",
+    "FLUXROUTE_REVENUE_UNDER_1M": "revenue_under_1m",
     "FLUXROUTE_BUDGET_PER_CALL_USD": "budget_per_call_usd",
     "FLUXROUTE_BUDGET_DAILY_USD": "budget_daily_usd",
     "FLUXROUTE_CONFIRM_ABOVE_USD": "confirm_above_usd",
@@ -81,7 +85,15 @@ class Settings(BaseModel):
     )
     home: Path = Field(default_factory=default_home)
     usage: Usage = "commercial"
-    local_model: Path | None = None
+    local_model: Path | None = Field(
+        default=None,
+        description="diffusers folder of FLUX.1 Krea [dev] or FLUX.1 [dev] weights (the local offers of those models)",
+    )
+    local_models: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Hugging Face repo id (a local offer's endpoint) -> diffusers folder of its weights, e.g. "
+        '{"krea/Krea-2-Turbo": "/models/krea-2-turbo"}; a JSON object in FLUXROUTE_LOCAL_MODELS',
+    )
     local_device: Literal["auto", "cuda", "cpu"] = "auto"
     local_memory_plan: Literal["auto", "gpu", "model_offload", "sequential_offload"] = Field(
         default="auto",
@@ -100,6 +112,21 @@ class Settings(BaseModel):
     local_commercial_license: bool = Field(
         default=False,
         description="Set true only if you hold your own commercial license for the FLUX.1 [dev] weights.",
+    )
+    organization_revenue_usd_ttm: Decimal | None = Field(
+        default=None,
+        ge=0,
+        description="your organisation's revenue over the trailing twelve months, in USD: revenue-gated licenses "
+        "(Krea 2 Community: below US$1M) allow commercial use only when it is declared and below their limit",
+    )
+    revenue_under_1m: bool | None = Field(
+        default=None,
+        description="declare instead of organization_revenue_usd_ttm: true if that revenue is below US$1M",
+    )
+    remote_reachable: bool = Field(
+        default=False,
+        description="others can reach this server (set by `fluxroute serve --http --allow-remote`): local offers "
+        "whose license requires content filtering then need local_content_checker",
     )
     budget_per_call_usd: Decimal | None = Field(default=None, ge=0)
     budget_daily_usd: Decimal | None = Field(default=None, ge=0)
@@ -162,6 +189,25 @@ class Settings(BaseModel):
         description="'host' or 'host:port' whose provider result URLs may resolve to non-public addresses; the "
         "hosts of krea_base_url and fal_base_url are trusted too. Without a port: 80 and 443",
     )
+
+    @model_validator(mode="after")
+    def _revenue_agrees(self) -> Settings:
+        revenue, under = self.organization_revenue_usd_ttm, self.revenue_under_1m
+        if revenue is not None and under is not None and (revenue < 1_000_000) != under:
+            raise ValueError(
+                f"organization_revenue_usd_ttm {revenue} and revenue_under_1m = {str(under).lower()} disagree"
+            )
+        return self
+
+    @field_validator("local_models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError('not a JSON object (e.g. {"krea/Krea-2-Turbo": "/path/to/weights"})') from None
 
     @field_validator("server_allowed_hosts", mode="before")
     @classmethod

@@ -53,9 +53,11 @@ def test_commercial_route_lists_local_weights_as_rejected_for_license(capsys: py
     plan = json.loads(out)
     assert code == 0
     chosen = [*plan["candidates"], *plan["unavailable"]]
-    assert all(c["provider"] != "local" for c in chosen)
+    # with nothing declared no local weights auto may pick serve commercial use (schnell is asked for by name)
+    assert {c["offer_id"] for c in chosen if c["provider"] == "local"} == set()
     reasons = {r["offer_id"]: r["reasons"] for r in plan["rejections"]}
-    assert "FLUX.1 [dev] Non-Commercial License and usage=commercial" in reasons["local-flux-krea-dev"]
+    assert reasons["local-flux-krea-dev"][0].startswith("FLUX.1 [dev] Non-Commercial License and usage=commercial;")
+    assert "declare organization_revenue_usd_ttm" in reasons["local-krea-2-turbo"][0]
 
 
 def test_six_megapixels_are_refused_with_reasons_and_exit_code_3(capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,7 +67,9 @@ def test_six_megapixels_are_refused_with_reasons_and_exit_code_3(capsys: pytest.
 
 
 def test_krea_2_gets_the_wide_aspect_ratio_from_its_enum(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "route", "a lighthouse", "--model", "krea-2", "--aspect-ratio", "2.35:1", "--json")
+    code, out, _ = run(
+        capsys, "route", "a lighthouse", "--model", "krea-2", "--provider", "krea", "--aspect-ratio", "2.35:1", "--json"
+    )
     plan = json.loads(out)
     assert code == 0
     assert plan["unavailable"][0]["params"]["aspect_ratio"] == "2.35:1"
@@ -251,3 +255,21 @@ def test_every_command_given_bad_input_says_which_and_exits_with_the_readme_code
     assert names in err and "Traceback" not in out + err, err
     text = README.read_text(encoding="utf-8")
     assert f"| {code} |" in text[text.index("| exit code | meaning |") :]
+
+
+def test_models_show_each_offers_license_in_one_actionable_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("FLUXROUTE_REVENUE_UNDER_1M", "FLUXROUTE_ORGANIZATION_REVENUE_USD_TTM"):
+        monkeypatch.delenv(var, raising=False)
+    code, out, _ = run(capsys, "models")
+    assert code == 0
+    krea_2 = (
+        "license: Krea 2 Community License v1 — commercial use below US$1M revenue; declare "
+        "organization_revenue_usd_ttm; local_content_checker required when others can reach the server"
+    )
+    assert f"{krea_2} (commercial use: not allowed as declared)" in out
+    assert "license: Apache-2.0 — commercial use allowed\n" in out
+    monkeypatch.setenv("FLUXROUTE_REVENUE_UNDER_1M", "true")
+    code, out, _ = run(capsys, "models")
+    assert f"{krea_2} (commercial use: allowed as declared)" in out

@@ -12,6 +12,7 @@ from fluxroute.cli import main
 NO_GPU = "no CUDA GPU found (set FLUXROUTE_LOCAL_DEVICE=cpu to force the CPU: only for tiny models)"
 LOCAL_ENV = (
     "FLUXROUTE_LOCAL_MODEL",
+    "FLUXROUTE_LOCAL_MODELS",
     "FLUXROUTE_LOCAL_DEVICE",
     "FLUXROUTE_LOCAL_CONTENT_CHECKER",
     "FLUXROUTE_LOCAL_COMMERCIAL_LICENSE",
@@ -56,7 +57,8 @@ def test_generate_for_commercial_use_refuses_local_weights_with_the_license_reas
 ) -> None:
     monkeypatch.setenv("FLUXROUTE_LOCAL_MODEL", str(tiny_flux_path))
     monkeypatch.setenv("FLUXROUTE_LOCAL_DEVICE", "cpu")
-    code = main(["generate", "a lighthouse", "--provider", "local", "--width", "64", "--height", "64"])
+    argv = ["generate", "a lighthouse", "--provider", "local", "--model", "flux-krea-dev"]
+    code = main([*argv, "--width", "64", "--height", "64"])
     assert code == 3
     assert "FLUX.1 [dev] Non-Commercial License and usage=commercial" in capsys.readouterr().err
 
@@ -67,9 +69,10 @@ def test_models_says_which_setting_points_at_the_weights(
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     offer = local_offers(capsys)["local-flux-dev"]
     assert offer["available"] is False
-    assert offer["reason"] == (
-        "FLUXROUTE_LOCAL_MODEL is not set (path to FLUX weights in diffusers format) and the Hugging Face cache "
-        "holds none of: black-forest-labs/FLUX.1-Krea-dev, black-forest-labs/FLUX.1-dev"
+    assert offer["reason"].startswith(
+        "no local weights configured (FLUXROUTE_LOCAL_MODELS maps a repo id to a diffusers folder; "
+        "FLUXROUTE_LOCAL_MODEL names FLUX.1 Krea [dev] / [dev] weights) and the Hugging Face cache holds none of: "
+        "black-forest-labs/FLUX.1-Krea-dev, black-forest-labs/FLUX.1-dev"
     )
 
 
@@ -79,7 +82,7 @@ def test_models_says_when_the_folder_holds_no_pipeline(
     monkeypatch.setenv("FLUXROUTE_LOCAL_MODEL", str(env))
     offer = local_offers(capsys)["local-flux-krea-dev"]
     assert offer["available"] is False
-    assert offer["reason"] == f"no diffusers pipeline at {env} (model_index.json missing)"
+    assert offer["reason"] == f"no diffusers pipeline at {env} (FLUXROUTE_LOCAL_MODEL; model_index.json missing)"
 
 
 def test_models_without_a_gpu_says_how_to_use_the_cpu(

@@ -88,7 +88,7 @@ def test_building_the_server_and_listing_its_tools_loads_none_of_them(tmp_path: 
         "from fluxroute.server import build_server\n"
         "from fluxroute.settings import Settings\n"
         "server = build_server(Settings.load())\n"
-        "assert len(asyncio.run(server.list_tools())) == 6"
+        "assert len(asyncio.run(server.list_tools())) == 8"
     )
     assert added_by_fluxroute(code, tmp_path) == []
 
@@ -118,7 +118,9 @@ def test_looking_for_local_weights_loads_huggingface_hub_only_where_its_cache_ho
     repo = "black-forest-labs/FLUX.1-dev"
     folder = cache / f"models--{repo.replace('/', '--')}"
     (folder / "snapshots" / ("0" * 40)).mkdir(parents=True)
-    (folder / "snapshots" / ("0" * 40) / "model_index.json").write_text("{}", encoding="utf-8")
+    (folder / "snapshots" / ("0" * 40) / "model_index.json").write_text(
+        '{"_class_name": "FluxPipeline"}', encoding="utf-8"
+    )
     (folder / "refs").mkdir()
     (folder / "refs" / "main").write_text("0" * 40, encoding="utf-8")
     find = (

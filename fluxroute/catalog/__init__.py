@@ -15,7 +15,19 @@ from fluxroute.errors import ConfigError
 from fluxroute.settings import Settings, summarize
 from fluxroute.types import ProviderName
 
-__all__ = ["Catalog", "License", "ModelInfo", "Offer", "Price", "Range", "SizeRule", "load_catalog"]
+__all__ = [
+    "Catalog",
+    "License",
+    "ModelInfo",
+    "Offer",
+    "Price",
+    "Range",
+    "SizeRule",
+    "license_duty",
+    "license_line",
+    "license_refusal",
+    "load_catalog",
+]
 
 Mode = Literal["text-to-image", "image-to-image"]
 Wire = Literal["fal", "krea-flux", "krea-2", "local"]
@@ -28,9 +40,35 @@ class _Data(BaseModel):
 
 
 class License(_Data):
+    """Terms of use, as data: whether commercial use is allowed and on what condition, and the content-filter duty.
+
+    `commercial`: "always" (Apache-2.0, hosted terms); "never" unless the user declares their own license
+    (settings.local_commercial_license, local offers only); "revenue_below": only for organisations whose
+    trailing-twelve-month revenue is below `revenue_limit_usd` (declared as settings.organization_revenue_usd_ttm,
+    or settings.revenue_under_1m for a US$1M limit). A boolean (the old form) reads as "always" / "never".
+    `content_filter`: "none"; "checker_or_review" (outputs go through local_content_checker, or are marked for
+    manual review); "required_when_public" (as checker_or_review, and a local offer is refused outright while the
+    server is reachable by others, settings.remote_reachable, with no checker configured).
+    """
+
     name: str
-    commercial: bool
+    commercial: Literal["always", "never", "revenue_below"]
+    revenue_limit_usd: Decimal | None = Field(default=None, gt=0)
+    content_filter: Literal["none", "checker_or_review", "required_when_public"] = "none"
     url: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _boolean_commercial(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("commercial"), bool):
+            data = {**data, "commercial": "always" if data["commercial"] else "never"}
+        return data
+
+    @model_validator(mode="after")
+    def _limit_given(self) -> License:
+        if (self.commercial == "revenue_below") != (self.revenue_limit_usd is not None):
+            raise ValueError('revenue_limit_usd goes with commercial = "revenue_below", and only with it')
+        return self
 
 
 class ModelInfo(_Data):
@@ -38,6 +76,9 @@ class ModelInfo(_Data):
     name: str
     summary: str
     guidance_distilled: bool
+    # whether `model: auto` may pick it; false for models a caller should ask for by name (a fast distilled model
+    # is cheaper than any full-quality one, and `auto` must not trade quality away silently)
+    auto: bool = True
 
 
 class Range(_Data):
@@ -113,6 +154,13 @@ class Offer(_Data):
     negative_prompt: bool = False
     max_prompt_chars: int | None = None
     max_style_references: int = 0
+    # the draft policy (fluxroute.router.drafts): `draft` marks a fast, cheap offer that makes drafts as it is;
+    # `draft_steps` makes drafts on this offer at that many steps (the same model, so a finalize at full steps with
+    # the same size and seed usually keeps the composition); `seeds_per_image`: in one call of n images, image i
+    # uses seed + i (documented by the endpoint), so a draft set is one call instead of one call per image
+    draft: bool = False
+    draft_steps: int | None = Field(default=None, ge=1)
+    seeds_per_image: bool = False
 
     @model_validator(mode="after")
     def _output_follows_an_input(self) -> Offer:
@@ -152,6 +200,81 @@ class Catalog(_Data):
             if o.id == offer_id:
                 return o
         raise KeyError(offer_id)
+
+
+def _usd(amount: Decimal) -> str:
+    """US$1M, US$250K, US$1,234: amounts as a license states them."""
+    if amount >= 1_000_000 and amount % 100_000 == 0:
+        return f"US${amount / 1_000_000:g}M"
+    if amount >= 1_000 and amount % 100 == 0:
+        return f"US${amount / 1_000:g}K"
+    return f"US${amount:,}"
+
+
+def license_refusal(license_: License, offer: Offer, settings: Settings, usage: str) -> str | None:
+    """Why `offer` may not serve a request of `usage` under `license_` and the user's declarations in `settings`,
+    naming what to declare or configure; None when it may."""
+    reasons = []
+    if (
+        license_.content_filter == "required_when_public"
+        and offer.provider == "local"
+        and settings.remote_reachable
+        and settings.local_content_checker is None
+    ):
+        reasons.append(
+            f"{license_.name} requires content filtering wherever end users can reach the deployment, and this "
+            "server is reachable by others (serve --allow-remote); configure local_content_checker"
+        )
+    if usage == "commercial":
+        if license_.commercial == "never" and not (offer.provider == "local" and settings.local_commercial_license):
+            reason = f"{license_.name} and usage=commercial"
+            if offer.provider == "local":
+                reason += "; set local_commercial_license = true only if you hold your own commercial license"
+            reasons.append(reason)
+        elif license_.commercial == "revenue_below":
+            limit = license_.revenue_limit_usd
+            assert limit is not None
+            revenue = settings.organization_revenue_usd_ttm
+            under = f"{license_.name} allows commercial use only below {_usd(limit)} revenue (TTM)"
+            if revenue is not None:
+                if revenue >= limit:
+                    reasons.append(f"{under}; declared organization_revenue_usd_ttm {_usd(revenue)} is not below it")
+            elif settings.revenue_under_1m is None or limit < 1_000_000:
+                declare = " (or revenue_under_1m = true)" if limit >= 1_000_000 else ""
+                reasons.append(f"{under}; declare organization_revenue_usd_ttm{declare}")
+            elif not settings.revenue_under_1m:
+                reasons.append(f"{under}; declared revenue_under_1m = false")
+    return "; ".join(reasons) or None
+
+
+def license_duty(license_: License, offer: Offer, settings: Settings) -> str | None:
+    """The content-filter duty `offer`'s outputs carry under `license_` (local offers only; None: none)."""
+    if offer.provider != "local" or license_.content_filter == "none":
+        return None
+    if settings.local_content_checker is not None:
+        return f"{license_.name}: outputs screened by content checker {settings.local_content_checker}"
+    return (
+        f"{license_.name} asks for a content filter or manual review; no local_content_checker is configured, "
+        "so results are marked for manual review"
+    )
+
+
+def license_line(license_: License, offer: Offer) -> str:
+    """`license_` in one line a person can act on: what it allows, and what to declare for more."""
+    if license_.commercial == "always":
+        use = "commercial use allowed"
+    elif license_.commercial == "never":
+        use = "non-commercial only"
+        if offer.provider == "local":
+            use += "; set local_commercial_license = true if you hold your own license"
+    else:
+        assert license_.revenue_limit_usd is not None
+        use = f"commercial use below {_usd(license_.revenue_limit_usd)} revenue; declare organization_revenue_usd_ttm"
+    if offer.provider == "local" and license_.content_filter == "checker_or_review":
+        use += "; outputs need local_content_checker or manual review"
+    elif offer.provider == "local" and license_.content_filter == "required_when_public":
+        use += "; local_content_checker required when others can reach the server"
+    return f"{license_.name} — {use}"
 
 
 @functools.cache

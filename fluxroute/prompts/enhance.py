@@ -36,6 +36,9 @@ VOICES: dict[FamilyId, _Voice] = {
     "krea-2": _Voice(
         medium="photograph", lighting="soft natural light", detail_photo="crisp, fine detail", palette=None
     ),
+    "flux-schnell": _Voice(
+        medium="photograph", lighting="soft directional light", detail_photo="crisp detail", palette=None
+    ),
 }
 DETAIL_ART = "fine detail"
 LENSES: dict[Scene, str] = {
@@ -63,7 +66,7 @@ def enhance_prompt(prompt: str, model: str = "flux-krea-dev", style: str | None 
 
     Args:
         prompt: what the user wrote.
-        model: a family id: flux-krea-dev, flux-dev or krea-2.
+        model: a family id: flux-krea-dev, flux-dev, krea-2 or flux-schnell.
         style: a medium or look to add (e.g. "35mm film", "watercolor"), unless the prompt already has it
             or names a medium of the other kind (photo against art), which is reported as skipped.
 

@@ -7,8 +7,8 @@ from typing import Literal
 
 from fluxroute.catalog import Catalog, Offer, load_catalog
 
-FamilyId = Literal["flux-krea-dev", "flux-dev", "krea-2"]
-FAMILIES: tuple[FamilyId, ...] = ("flux-krea-dev", "flux-dev", "krea-2")
+FamilyId = Literal["flux-krea-dev", "flux-dev", "krea-2", "flux-schnell"]
+FAMILIES: tuple[FamilyId, ...] = ("flux-krea-dev", "flux-dev", "krea-2", "flux-schnell")
 
 
 @functools.cache

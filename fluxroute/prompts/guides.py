@@ -16,7 +16,7 @@ _SHORT = re.compile(r"^## In short\n(?P<text>.+?)(?:\n\n|\n#|\Z)", re.MULTILINE 
 
 @functools.cache
 def guide(model: str) -> str:
-    """The full guide for `model` (flux-krea-dev, flux-dev or krea-2), as markdown.
+    """The full guide for `model` (flux-krea-dev, flux-dev, krea-2 or flux-schnell), as markdown.
 
     Raises:
         ValueError: unknown model.

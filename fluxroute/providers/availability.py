@@ -41,6 +41,12 @@ def local_packages_missing() -> str | None:
     return None
 
 
+def local_availability_by_repo(settings: Settings, repos: Sequence[str]) -> dict[str, Availability]:
+    """Availability of each local offer's weights, by its endpoint (Hugging Face repo id): an offer is available
+    only where its own weights are present (configured in local_models / local_model, or in the HF cache)."""
+    return {repo: local_availability(settings, [repo]) for repo in dict.fromkeys(repos)}
+
+
 def local_availability(settings: Settings, repos: Sequence[str] = ()) -> Availability:
     """Local diffusers inference: the extra installed, weights on disk, a usable device with memory enough."""
     missing = local_packages_missing()

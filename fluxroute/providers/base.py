@@ -58,6 +58,8 @@ class ProviderResult:
     warnings: list[str] = field(default_factory=list)
     # how the outputs were screened (e.g. "unfiltered — review before distribution"), embedded in each image
     review: str | None = None
+    # the seed of each image, where the provider reports one per image (local: image i uses seed + i)
+    seeds: list[int] = field(default_factory=list)
 
 
 # What a provider answered to a cancel. Only "cancelled" proves the job will not be billed; after the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -17,6 +18,7 @@ from fluxroute.errors import (
 )
 from fluxroute.providers.base import CancelAnswer, Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import ResultDownloads
+from fluxroute.providers.image_inputs import FAL_INLINE_MAX_BYTES, decode, place_images, upload_failed
 from fluxroute.providers.polling import Pace, Poller, expected
 from fluxroute.providers.submission import CappedTransport, error_for_status, post_once, read_json
 from fluxroute.redact import header_secrets, redact
@@ -24,6 +26,7 @@ from fluxroute.settings import Settings
 from fluxroute.types import Candidate
 
 NAME = "fal"
+UPLOAD_TIMEOUT_S = 120.0
 USER_AGENT = "fluxroute (fal-client)"
 _SERVER_ERROR = re.compile(r"\bstatus code:? 5\d\d\b", re.IGNORECASE)
 
@@ -96,6 +99,8 @@ class FalProvider:
 
     def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
         key = settings.fal_key.get_secret_value() if settings.fal_key else ""
+        self._key = key
+        self._uploads: fal_client.AsyncClient | None = None  # made on the first upload
         self._queue = settings.fal_base_url.rstrip("/") + "/"
         # the queue client carries the key; result images are fetched without it (they live on a CDN)
         self._http = client or httpx.AsyncClient(
@@ -124,6 +129,8 @@ class FalProvider:
         )
 
     async def submit(self, candidate: Candidate, *, webhook_url: str | None = None) -> str:
+        # input images first (see providers/image_inputs.py): a failed upload stops here, nothing submitted
+        params = await place_images(candidate.params, self.place_image)
         # Not fal-client's submit: it repeats a POST whose answer was lost, which can create (and bill)
         # a second job. Same queue URL and auth; status and cancel go through fal-client.
         answer = await post_once(
@@ -132,7 +139,7 @@ class FalProvider:
             provider=NAME,
             map_error=map_error,
             never_arrived=_ingress_error,
-            json=candidate.params,
+            json=params,
             params={"fal_webhook": webhook_url} if webhook_url else None,
         )
         request_id = answer.get("request_id")
@@ -141,6 +148,44 @@ class FalProvider:
                 "the answer to the job submission has no request_id", provider=NAME, billing="at_risk"
             )
         return request_id
+
+    async def place_image(self, uri: str) -> str:
+        """A data: URI input image as the request carries it: itself when within `FAL_INLINE_MAX_BYTES`, else
+        the URL of its copy in fal's storage (fal-client's upload).
+
+        fal-client's upload has its own fixed policy: it repeats a request after a transport error, a 408/409/429
+        or an ingress 5xx, which at worst stores the same unbilled file twice; fluxroute does not repeat it and
+        uses no fallback storage.
+
+        Raises:
+            ProviderError: billing "unbilled" — the upload failed; nothing was submitted.
+        """
+        image = decode(uri, NAME)
+        if len(image.data) <= FAL_INLINE_MAX_BYTES:
+            return uri
+        what = "fal storage upload"
+        if self._uploads is None:
+            self._uploads = fal_client.AsyncClient(key=self._key, default_timeout=UPLOAD_TIMEOUT_S)
+        try:
+            async with asyncio.timeout(UPLOAD_TIMEOUT_S):  # fal-client's own repeats included
+                url = await self._uploads.upload(
+                    image.data, image.media_type, image.file_name, repository="fal_v3", fallback_repository=[]
+                )
+        except TimeoutError:
+            raise upload_failed(NAME, what, f"no upload URL within {UPLOAD_TIMEOUT_S:g} s") from None
+        except fal_client.FalClientHTTPError as exc:
+            cause = redact(str(map_error(exc.response)).removeprefix(f"{NAME}: "), self._secrets)
+            raise upload_failed(NAME, what, cause, status_code=exc.status_code) from None
+        except httpx.HTTPStatusError as exc:
+            message = redact(exc.response.text[:200], self._secrets)
+            raise upload_failed(
+                NAME, what, f"HTTP {exc.response.status_code}: {message}", status_code=exc.response.status_code
+            ) from None
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            raise upload_failed(NAME, what, f"{type(exc).__name__}") from None
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise upload_failed(NAME, what, "the answer has no URL")
+        return url
 
     async def _status(self, handle: fal_client.AsyncRequestHandle, pace: Pace, *, with_logs: bool) -> fal_client.Status:
         """The request's status, with the runner's logs when someone follows the progress (every answer repeats

@@ -16,6 +16,14 @@ from fluxroute.errors import (
 )
 from fluxroute.providers.base import CancelAnswer, Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import ResultDownloads
+from fluxroute.providers.image_inputs import (
+    KREA_ASSET_MAX_BYTES,
+    KREA_ASSET_TYPES,
+    decode,
+    place_images,
+    post_upload,
+    upload_failed,
+)
 from fluxroute.providers.polling import Pace, Poller, expected
 from fluxroute.providers.submission import CappedTransport, error_for_status, post_once, read_json
 from fluxroute.redact import header_secrets, redact
@@ -65,12 +73,14 @@ class KreaProvider:
         await self._downloads.aclose()
 
     async def submit(self, candidate: Candidate, *, webhook_url: str | None = None) -> str:
+        # input images first (see providers/image_inputs.py): a failed upload stops here, nothing submitted
+        params = await place_images(candidate.params, self.upload_asset)
         answer = await post_once(
             self._client,
             f"/generate/image/{candidate.endpoint}",
             provider=NAME,
             map_error=map_error,
-            json=candidate.params,
+            json=params,
             headers={"X-Webhook-URL": webhook_url} if webhook_url else {},
         )
         job_id = answer.get("job_id")
@@ -79,6 +89,31 @@ class KreaProvider:
                 "the answer to the job submission has no job_id", provider=NAME, billing="at_risk"
             )
         return job_id
+
+    async def upload_asset(self, uri: str) -> str:
+        """A data: URI input image uploaded with `POST /assets` (multipart `file`); the asset's `image_url`.
+
+        Raises:
+            ProviderError: billing "unbilled" — the upload was refused or failed (it is not sent again blindly).
+        """
+        what = "Krea POST /assets"
+        image = decode(uri, NAME)
+        if image.media_type not in KREA_ASSET_TYPES:
+            raise upload_failed(NAME, what, f"{image.media_type} is not one of {', '.join(KREA_ASSET_TYPES)}")
+        if len(image.data) > KREA_ASSET_MAX_BYTES:
+            raise upload_failed(NAME, what, f"{len(image.data)} bytes, more than Krea's {KREA_ASSET_MAX_BYTES}")
+        asset = await post_upload(
+            self._client,
+            "/assets",
+            provider=NAME,
+            what=what,
+            map_error=map_error,
+            files={"file": (image.file_name, image.data, image.media_type)},
+        )
+        url = asset.get("image_url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise upload_failed(NAME, what, "the answer has no image_url")
+        return url
 
     async def _get_job(self, job_id: str, pace: Pace) -> dict[str, Any]:
         """The job's current state. Failures that may pass (transport errors, 5xx, 429, a 404 while the job

@@ -1,4 +1,7 @@
-"""Local diffusers inference behind the Provider protocol: FLUX.1 Krea [dev] / FLUX.1 [dev] on this machine.
+"""Local diffusers inference behind the Provider protocol: FLUX.1 Krea [dev], FLUX.1 [dev], FLUX.1 [schnell]
+(FluxPipeline) and Krea 2 Raw / Turbo (Krea2Pipeline) on this machine. Each offer's weights folder is found by its
+endpoint (a Hugging Face repo id): the local_models setting, local_model for the FLUX.1 [dev] family, or the
+Hugging Face cache; the folder's model_index.json decides the pipeline class.
 
 The work happens in providers/local_worker.py (one thread per device, the pipeline kept warm), the diffusers
 calls in local_pipeline.py, weights and memory plans in local_weights.py, the license's review duty in

@@ -1,4 +1,5 @@
-"""The diffusers side of local inference: load a FluxPipeline offline, place it by memory plan, speed it up, run it.
+"""The diffusers side of local inference: load the pipeline a weights folder declares (FluxPipeline for FLUX.1
+[dev] / Krea [dev] / [schnell], Krea2Pipeline for Krea 2) offline, place it by memory plan, speed it up, run it.
 
 Imported only inside the local worker thread (and by benchmarks/local_gpu.py): torch takes seconds to import.
 """
@@ -6,6 +7,7 @@ Imported only inside the local worker thread (and by benchmarks/local_gpu.py): t
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -16,9 +18,9 @@ from typing import Any
 import diffusers  # type: ignore[import-not-found, unused-ignore]
 import torch  # type: ignore[import-not-found, unused-ignore]
 import transformers  # type: ignore[import-not-found, unused-ignore]
-from diffusers import FluxPipeline  # type: ignore[import-not-found, unused-ignore]
 
-from fluxroute.providers.local_weights import MemoryPlan
+from fluxroute.errors import ConfigError
+from fluxroute.providers.local_weights import SUPPORTED_PIPELINES, MemoryPlan, declared_pipeline, unsupported_pipeline
 from fluxroute.settings import Settings
 
 log = logging.getLogger("fluxroute.local")
@@ -63,11 +65,24 @@ class LoadedPipeline:
     warmed: set[tuple[int, int]] = field(default_factory=set)
 
 
+def pipeline_class(path: Path) -> Any:
+    """The diffusers class the folder's model_index.json declares, if fluxroute runs it.
+
+    Raises:
+        ConfigError: the folder declares another class (or none).
+    """
+    name = declared_pipeline(path)
+    if name not in SUPPORTED_PIPELINES:
+        raise ConfigError(unsupported_pipeline(path, name))
+    return getattr(diffusers, name)
+
+
 def load_pipeline(path: Path, device: str, plan: MemoryPlan, options: PipelineOptions) -> LoadedPipeline:
-    """from_pretrained(path) with local files only; bf16 on CUDA, float32 on the CPU; then placed and configured."""
+    """from_pretrained(path) of the declared class with local files only; bf16 on CUDA, float32 on the CPU; then
+    placed and configured."""
     started = time.perf_counter()
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    pipe = FluxPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)  # type: ignore[no-untyped-call, unused-ignore]
+    pipe = pipeline_class(path).from_pretrained(str(path), dtype=dtype, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     if plan.name == "gpu":
         pipe.to("cuda")
@@ -124,24 +139,41 @@ def _quantize_fp8(transformer: Any) -> str:
     return "fp8 linears (torchao dynamic float8)"
 
 
-def pipeline_arguments(params: dict[str, object], seed: int) -> dict[str, Any]:
-    """A candidate's wire parameters (providers/wire.py local_kwargs) as FluxPipeline.__call__ arguments."""
+def image_seeds(params: dict[str, object], seed: int) -> list[int]:
+    """The seed of each image of a call: image i uses seed + i (as fal's krea-2 and Krea's own code do)."""
+    count = params.get("num_images_per_prompt")
+    return [seed + i for i in range(count if isinstance(count, int) and count > 0 else 1)]
+
+
+def accepted_arguments(pipe: Any) -> set[str]:
+    return set(inspect.signature(pipe.__call__).parameters)
+
+
+def pipeline_arguments(params: dict[str, object], seed: int, accepted: set[str] | None = None) -> dict[str, Any]:
+    """A candidate's wire parameters (providers/wire.py local_kwargs) as the pipeline's __call__ arguments: only
+    those in `accepted` (its signature) are passed (Krea2Pipeline takes no true_cfg_scale, for one)."""
     skip = {"seed", "output_format"}
     kwargs: dict[str, Any] = {k: v for k, v in params.items() if k not in skip and v is not None}
-    # a CPU generator gives the same starting noise on every device
-    kwargs["generator"] = torch.Generator(device="cpu").manual_seed(seed)
+    if accepted is not None:
+        dropped = sorted(set(kwargs) - accepted)
+        if dropped:
+            log.debug("not passed (the pipeline does not take them): %s", ", ".join(dropped))
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    # one CPU generator per image: each image is reproducible alone, and the noise is the same on every device
+    kwargs["generator"] = [torch.Generator(device="cpu").manual_seed(s) for s in image_seeds(params, seed)]
     return kwargs
 
 
 def run_pipeline(loaded: LoadedPipeline, params: dict[str, object], seed: int, on_step: StepCallback) -> list[Any]:
-    """One generation; PIL images. `on_step` returning True interrupts before the next step (diffusers' flag)."""
+    """One generation; PIL images, image i from seed + i. `on_step` returning True interrupts before the next step
+    (diffusers' flag)."""
 
     def step_end(pipe: Any, index: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         if on_step(index + 1, int(pipe.num_timesteps)):
             pipe._interrupt = True
         return {}
 
-    kwargs = pipeline_arguments(params, seed)
+    kwargs = pipeline_arguments(params, seed, accepted_arguments(loaded.pipe))
     with torch.inference_mode():
         output = loaded.pipe(**kwargs, callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=[])
     images: list[Any] = list(output.images)

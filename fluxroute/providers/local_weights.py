@@ -1,4 +1,4 @@
-"""Where local FLUX weights are (a directory or the Hugging Face cache), their size, and the memory plan they fit."""
+"""Where local weights are (configured folders or the Hugging Face cache), their size, and the memory plan they fit."""
 
 from __future__ import annotations
 
@@ -75,23 +75,86 @@ def hf_cached_pipeline(repo_id: str) -> Path | None:
     return Path(found).parent if isinstance(found, str) else None
 
 
+# the repos FLUXROUTE_LOCAL_MODEL (settings.local_model) stands for: the FLUX.1 [dev] family it always served
+LOCAL_MODEL_REPOS = ("black-forest-labs/FLUX.1-Krea-dev", "black-forest-labs/FLUX.1-dev")
+
+
 def find_weights(settings: Settings, repo_ids: Sequence[str]) -> tuple[Path | None, str]:
     """The pipeline folder to load for one of `repo_ids`, or None and the reason in words a user can act on.
 
-    FLUXROUTE_LOCAL_MODEL wins; without it, the first of `repo_ids` found in the Hugging Face cache.
+    For each repo in order: its folder in `local_models` (FLUXROUTE_LOCAL_MODELS); for FLUX.1 Krea [dev] and
+    FLUX.1 [dev], FLUXROUTE_LOCAL_MODEL; else its snapshot in the Hugging Face cache. A folder configured but
+    without model_index.json, or declaring a pipeline class fluxroute does not run, is reported, not skipped
+    silently.
     """
-    if settings.local_model is not None:
-        if (settings.local_model / "model_index.json").is_file():
-            return settings.local_model, ""
-        return None, f"no diffusers pipeline at {settings.local_model} (model_index.json missing)"
-    for repo_id in repo_ids:
-        path = hf_cached_pipeline(repo_id)
+    problems: list[str] = []
+    # without repo ids (no catalog at hand), FLUXROUTE_LOCAL_MODEL is the folder asked about, as it always was
+    asked = list(repo_ids) or (list(LOCAL_MODEL_REPOS[:1]) if settings.local_model is not None else [])
+    for repo_id in asked:
+        path, problem = _configured(settings, repo_id)
         if path is not None:
             return path, ""
-    unset = "FLUXROUTE_LOCAL_MODEL is not set (path to FLUX weights in diffusers format)"
+        if problem:
+            problems.append(problem)
+            continue
+        path = hf_cached_pipeline(repo_id)
+        if path is not None:
+            problem = check_pipeline(path)
+            if not problem:
+                return path, ""
+            problems.append(problem)
+    if problems:
+        return None, "; ".join(dict.fromkeys(problems))
+    unset = "no local weights configured (FLUXROUTE_LOCAL_MODELS maps a repo id to a diffusers folder"
+    if any(repo in LOCAL_MODEL_REPOS for repo in repo_ids):
+        unset += "; FLUXROUTE_LOCAL_MODEL names FLUX.1 Krea [dev] / [dev] weights"
     if not repo_ids:
-        return None, unset
-    return None, f"{unset} and the Hugging Face cache holds none of: {', '.join(repo_ids)}"
+        return None, unset + ")"
+    return None, f"{unset}) and the Hugging Face cache holds none of: {', '.join(repo_ids)}"
+
+
+def _configured(settings: Settings, repo_id: str) -> tuple[Path | None, str]:
+    """The folder the settings name for `repo_id` (None, "" when they name none), or why it cannot be used."""
+    if repo_id in settings.local_models:
+        path, where = settings.local_models[repo_id], f"local_models[{repo_id!r}]"
+    elif settings.local_model is not None and repo_id in LOCAL_MODEL_REPOS:
+        path, where = settings.local_model, "FLUXROUTE_LOCAL_MODEL"
+    else:
+        return None, ""
+    if not (path / "model_index.json").is_file():
+        return None, f"no diffusers pipeline at {path} ({where}; model_index.json missing)"
+    problem = check_pipeline(path)
+    return (None, f"{problem} ({where})") if problem else (path, "")
+
+
+# model_index.json `_class_name` -> what it runs; both are text-to-image, one transformer pass per step
+SUPPORTED_PIPELINES = {
+    "FluxPipeline": "FLUX.1 [dev], FLUX.1 Krea [dev], FLUX.1 [schnell]",
+    "Krea2Pipeline": "Krea 2 Raw, Krea 2 Turbo",
+}
+
+
+def unsupported_pipeline(path: Path, name: str) -> str:
+    supported = "; ".join(f"{cls} ({what})" for cls, what in SUPPORTED_PIPELINES.items())
+    declared = f"declare {name}" if name else "declare no pipeline class"
+    return f"the weights at {path} {declared} (model_index.json _class_name); fluxroute runs: {supported}"
+
+
+def declared_pipeline(path: Path) -> str:
+    """The pipeline class a weights folder declares (model_index.json `_class_name`), e.g. FluxPipeline; "" when
+    the file names none or cannot be read."""
+    try:
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    name = index.get("_class_name") if isinstance(index, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def check_pipeline(path: Path) -> str:
+    """Why fluxroute cannot run the weights at `path` (a class it does not know), or "" when it can."""
+    name = declared_pipeline(path)
+    return "" if name in SUPPORTED_PIPELINES else unsupported_pipeline(path, name)
 
 
 def weight_sizes(path: Path) -> WeightSizes:

@@ -1,5 +1,9 @@
 """The local worker: one thread per device owns the warm pipeline and runs queued jobs one at a time.
 
+One pipeline is kept warm per device: a job naming another weights folder (another local offer: FLUX.1 [schnell]
+after Krea 2 Turbo, say) releases the warm one before loading its own, since two full-size pipelines rarely fit
+in one GPU's memory together; jobs for the same folder reuse it.
+
 The event loop only enqueues jobs and reads their events; loading, denoising, screening and encoding all run
 on the worker thread. torch and diffusers are imported there, on first use.
 """
@@ -165,7 +169,10 @@ class LocalWorker:
                 timings["warm_up_s"] = round(module.warm_up(loaded, *size), 3)
             self._raise_if_cancelled(job)
             given = job.params.get("seed")
-            seed = given if isinstance(given, int) else secrets.randbelow(MAX_SEED + 1)
+            count = job.params.get("num_images_per_prompt")
+            # image i uses seed + i: a drawn seed leaves room for every image's seed within MAX_SEED
+            room = count if isinstance(count, int) and count > 0 else 1
+            seed = given if isinstance(given, int) else secrets.randbelow(MAX_SEED + 2 - room)
             began = time.monotonic()
             images = module.run_pipeline(loaded, job.params, seed, lambda step, total: self._on_step(job, step, total))
             timings["inference_s"] = round(time.monotonic() - began, 3)
@@ -223,7 +230,10 @@ class LocalWorker:
         screened = screen(images, str(job.params.get("prompt", "")), self._checker, self.settings.local_content_checker)
         output_format = str(job.params.get("output_format") or "png")
         encoded = [encode(image, output_format, flagged) for image, flagged in zip(images, screened.flags, strict=True)]
-        return ProviderResult(job.id, encoded, seed=seed, warnings=screened.warnings, review=screened.review)
+        seeds = [seed + i for i in range(len(encoded))]
+        return ProviderResult(
+            job.id, encoded, seed=seed, warnings=screened.warnings, review=screened.review, seeds=seeds
+        )
 
     def _map_error(self, job: LocalJob, exc: Exception) -> ProviderError:
         """Everything the pipeline can raise -> the error tree, in one place."""

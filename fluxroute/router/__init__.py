@@ -5,12 +5,24 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Literal
 
 from fluxroute.catalog import Catalog, load_catalog
-from fluxroute.errors import FluxrouteError, JobBusy, JobNotFound
+from fluxroute.errors import FluxrouteError, JobBusy, JobNotFound, NoRouteError
 from fluxroute.providers import create_provider
-from fluxroute.providers.availability import check_availability
+from fluxroute.providers.availability import check_availability, local_availability_by_repo
 from fluxroute.providers.base import Availability, ProgressCallback, Provider
+from fluxroute.router.drafts import (
+    DEFAULT_DRAFTS,
+    DraftSet,
+    FinalImage,
+    FinalizeRoute,
+    RoundPlan,
+    make_drafts,
+    make_final,
+    plan_round,
+    route_final,
+)
 from fluxroute.router.execute import CancelReport, Executor
 from fluxroute.router.input_images import check_input_images, input_urls, resolve_references
 from fluxroute.router.input_size import probe_input_size
@@ -43,6 +55,9 @@ class Router:
         if availability is None:
             local_repos = [offer.endpoint for offer in self.catalog.offers if offer.provider == "local"]
             availability = check_availability(settings, local_repos)
+            if availability["local"].ok:  # each local offer runs only where its own weights are
+                by_repo = local_availability_by_repo(settings, local_repos)
+                availability = {**availability, **{f"local:{repo}": a for repo, a in by_repo.items()}}
         self.availability: dict[str, Availability] = dict(availability)
         self.planner = Planner(self.catalog, settings, self.availability)
         # plans depend only on the request, the settings, the catalog and availability, all fixed here
@@ -116,9 +131,12 @@ class Router:
         progress: ProgressCallback | None = None,
         out_dir: Path | None = None,
         on_job: Callable[[str], None] | None = None,
+        *,
+        offer_id: str | None = None,
     ) -> GenerationResult:
         """Plan, then run the candidates in order until one succeeds. `on_job` hears the job id as soon as
-        the job is recorded (before any provider call), so a caller can hand out a handle to it.
+        the job is recorded (before any provider call), so a caller can hand out a handle to it. `offer_id` runs
+        only that offer's candidate (no fallback): the draft → final workflow pins the route it planned.
 
         Raises:
             InvalidRequest: an image URL is refused (see `input_size`), or init_image cannot be fetched or read
@@ -130,7 +148,74 @@ class Router:
         """
         request = self.resolve_references(request)
         plan = self.plan(request, await self.input_size(request))  # before anything is recorded or reserved
+        if offer_id is not None:
+            pinned = [c for c in plan.candidates if c.offer_id == offer_id]
+            if not pinned:
+                reasons = [str(r) for r in plan.rejections if r.offer_id == offer_id]
+                reasons += [f"{c.label}: not available ({c.unavailable_reason})" for c in plan.unavailable]
+                raise NoRouteError(f"offer {offer_id} cannot serve this request", reasons)
+            plan = plan.model_copy(update={"candidates": pinned})
         return await self._executor().run(request, plan, progress, out_dir, on_job)
+
+    async def draft(
+        self,
+        request: ImageRequest,
+        n: int = DEFAULT_DRAFTS,
+        progress: ProgressCallback | None = None,
+        out_dir: Path | None = None,
+    ) -> DraftSet:
+        """n cheap variants of `request` as one draft set (per-image seeds, costs, a numbered contact sheet),
+        routed by the catalog's draft policy (see fluxroute.router.drafts).
+
+        Raises:
+            InvalidRequest: n out of range, an input image, or what generate refuses.
+            NoRouteError: no draft offer can serve the request (each one's reasons listed).
+            FluxrouteError: what generate raises for a draft call.
+        """
+        return await make_drafts(self, request, n, out_dir, progress)
+
+    def plan_round(self, request: ImageRequest, n: int = DEFAULT_DRAFTS) -> RoundPlan:
+        """A draft set of `request` and its finalize, planned with both costs; nothing runs."""
+        return plan_round(self, request, n)
+
+    def plan_finalize(self, draft_set_id: str, index: int, *, strength: float | None = None) -> FinalizeRoute:
+        """How draft `index` of set `draft_set_id` would become the final: method, reason, plan and cost.
+
+        Raises:
+            JobNotFound: no such draft set.
+            InvalidRequest: no draft `index`.
+        """
+        return route_final(self, draft_set_id, index, strength)[1]
+
+    async def finalize(
+        self,
+        draft_set_id: str,
+        index: int,
+        *,
+        strength: float | None = None,
+        method: Literal["auto", "same_seed", "image_conditioned"] = "auto",
+        idempotency_key: str | None = None,
+        progress: ProgressCallback | None = None,
+        out_dir: Path | None = None,
+    ) -> FinalImage:
+        """Draft `index` (from 1) of set `draft_set_id` at full quality: the same model, size and seed at full
+        steps where the draft ran on that model, else the draft as init image at `strength` (default 0.5).
+
+        Raises:
+            JobNotFound: no such draft set.
+            InvalidRequest: no draft `index`, or a method the draft's route cannot take.
+            FluxrouteError: what generate raises.
+        """
+        return await make_final(
+            self,
+            draft_set_id,
+            index,
+            strength=strength,
+            method=method,
+            idempotency_key=idempotency_key,
+            out_dir=out_dir,
+            progress=progress,
+        )
 
     async def resume_in_flight(
         self, progress: ProgressCallback | None = None

@@ -573,6 +573,8 @@ class Executor:
         }
         if result.review is not None:
             parameters["review"] = result.review
+        # each image's own seed where the provider reports one per image (image i: seed + i), else the call's
+        seeds = result.seeds if len(result.seeds) == len(result.images) else [seed] * len(result.images)
         saved = [
             images.save(
                 image,
@@ -580,8 +582,8 @@ class Executor:
                 index=i,
                 prompt=request.prompt,
                 output_format=request.output_format,
-                seed=seed,
-                parameters=parameters,
+                seed=seeds[i],
+                parameters=parameters | {"seed": seeds[i]},
             )
             for i, image in enumerate(result.images)
         ]

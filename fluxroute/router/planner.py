@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from fluxroute.catalog import Catalog, Offer, Range
+from fluxroute.catalog import Catalog, Offer, Range, license_duty, license_refusal
 from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.providers.base import Availability
 from fluxroute.providers.wire import WIRE_BUILDERS, ResolvedCall
@@ -20,12 +20,13 @@ from fluxroute.settings import Settings
 from fluxroute.types import Adjustment, Candidate, ImageRequest, Plan, Rejection, Usage, rejection_line
 
 AUTO = "auto"
+USAGES: tuple[Usage, ...] = ("commercial", "non-commercial")
 _M = TypeVar("_M", bound=BaseModel)
 
 
 # sizing.fit answers kept per Planner, by (distinct size rule, target); cleared when full
 FIT_CACHE_SIZE = 4096
-# scopes kept per Planner, by (model, mode, providers allowed, commercial use): a few per model in practice
+# scopes kept per Planner, by (model, mode, providers allowed, usage): a few per model in practice
 SCOPE_CACHE_SIZE = 1024
 
 NOT_REGISTERED = Availability(False, "provider not registered")
@@ -110,6 +111,7 @@ class Planner:
         self.catalog = catalog
         self.settings = settings
         self.availability = dict(availability)
+        self._in_auto = {info.id: info.auto for info in catalog.models}
         self._model_ids = [m.id for m in catalog.models]
         # for each offer: the index of the first offer equal to it but for id and label (its cost too is the
         # same), of the first equal to it but for id, label, endpoint and price amounts (everything but its
@@ -125,16 +127,20 @@ class Planner:
             kind = offer.model_dump_json(exclude={"id", "label", "endpoint", "price"}) + offer.price.unit
             self._kind.append(kinds.setdefault(kind, i))
             self._rule.append(rules.setdefault(offer.size.model_dump_json(), len(rules)))
-        # the index: offers by (model, mode, provider, whether its license allows commercial use)
-        self._classes: dict[tuple[str, str, str, bool], list[int]] = {}
+        # the index: offers by (model, mode, provider, license class: the usages its license allows under the
+        # user's declarations), and the content-filter duty of each offer's outputs, by offer id
+        self._classes: dict[tuple[str, str, str, tuple[bool, ...]], list[int]] = {}
+        self._duties: dict[str, str] = {}
         for i, offer in enumerate(catalog.offers):
-            commercial = catalog.licenses[offer.license].commercial or (
-                offer.provider == "local" and settings.local_commercial_license
-            )
+            license_ = catalog.licenses[offer.license]
+            allows = tuple(license_refusal(license_, offer, settings, usage) is None for usage in USAGES)
             for mode in offer.modes:
-                self._classes.setdefault((offer.model, mode, offer.provider, commercial), []).append(i)
+                self._classes.setdefault((offer.model, mode, offer.provider, allows), []).append(i)
+            duty = license_duty(license_, offer, settings)
+            if duty is not None:
+                self._duties[offer.id] = duty
         self._providers = sorted({offer.provider for offer in catalog.offers})
-        self._scopes: dict[tuple[str, str, tuple[str, ...], bool], _Scope] = {}
+        self._scopes: dict[tuple[str, str, tuple[str, ...], int], _Scope] = {}
         self._fits: dict[tuple[int, int, int, str | None, str | None], _Fit] = {}
         # what a candidate of an offer shares with every plan: its fields in Candidate's order, the
         # request-dependent ones to be filled in
@@ -193,7 +199,6 @@ class Planner:
             if shared is None:
                 sized = assessed.size
                 assert sized is not None
-                availability = self.availability.get(offers[alike].provider, NOT_REGISTERED)
                 shared = {
                     "width": sized.width,
                     "height": sized.height,
@@ -201,16 +206,17 @@ class Planner:
                     "latency_s": round(assessed.latency, 2),
                     "adjustments": list(assessed.adjustments),
                     "params": WIRE_BUILDERS[offers[alike].wire](self._call(request, assessed)),
-                    "available": availability.ok,
-                    "unavailable_reason": None if availability.ok else availability.reason,
                 }
                 kinds[kind] = (assessed, shared)
             cost, latency = float(price), round(assessed.latency, 2)
             first, second = (cost, latency) if by_cost else (latency, cost)
-            out = ranked if shared["available"] else unranked
+            availability = self._availability_of(offers[alike])  # offers of one kind may differ in endpoint
+            out = ranked if availability.ok else unranked
             for i in members:
                 fields = templates[i].copy()  # the fields in Candidate's order: updates keep it
                 fields.update(shared)
+                fields["available"] = availability.ok
+                fields["unavailable_reason"] = None if availability.ok else availability.reason
                 fields["cost_usd"] = cost
                 out.append((first, second, i, _trusted(Candidate, fields, CANDIDATE_FIELDS)))
         ranked.sort()
@@ -232,6 +238,13 @@ class Planner:
         object.__setattr__(plan, "__pydantic_private__", {"_draft": draft})
         return plan
 
+    def _availability_of(self, offer: Offer) -> Availability:
+        """Whether `offer` can run here: its own entry ("local:<repo>": that offer's weights) when there is one,
+        else its provider's."""
+        return self.availability.get(f"{offer.provider}:{offer.endpoint}") or self.availability.get(
+            offer.provider, NOT_REGISTERED
+        )
+
     def needs_input_size(self, request: ImageRequest) -> bool:
         """Whether an offer that may serve `request` outputs at its input image's size, so that planning it
         needs that size (model, mode and provider pins decide "may"; the rest is left to plan)."""
@@ -239,13 +252,17 @@ class Planner:
             return False
         return any(
             offer.size.output == "input"
-            and request.model in (AUTO, offer.model)
+            and self._asks_for(request.model, offer.model)
             and request.mode in offer.modes
             and (request.provider is None or offer.provider == request.provider)
             and (request.providers is None or offer.provider in request.providers)
             and offer.provider not in request.exclude_providers
             for offer in self.catalog.offers
         )
+
+    def _asks_for(self, requested: str, model: str) -> bool:
+        """Whether a request for `requested` (a model id or auto) is one for `model`'s offers."""
+        return requested == model or (requested == AUTO and self._in_auto[model])
 
     def _scope(self, request: ImageRequest, usage: Usage) -> _Scope:
         """The offers `request` lists and those it can match (by the index), kept per kind of request."""
@@ -256,25 +273,22 @@ class Planner:
             and (request.providers is None or name in request.providers)
             and name not in request.exclude_providers
         )
-        key = (request.model, request.mode, providers, usage == "commercial")
+        key = (request.model, request.mode, providers, USAGES.index(usage))
         scope = self._scopes.get(key)
         if scope is None:
             if len(self._scopes) >= SCOPE_CACHE_SIZE:
                 self._scopes.clear()
-            model, mode, _, commercial = key
+            model, mode, _, use = key
             matching = sorted(
                 i
                 for (offer_model, offer_mode, provider, allows), members in self._classes.items()
-                if model in (AUTO, offer_model)
-                and offer_mode == mode
-                and provider in providers
-                and (allows or not commercial)
+                if self._asks_for(model, offer_model) and offer_mode == mode and provider in providers and allows[use]
                 for i in members
             )
             groups: dict[int, list[int]] = {}
             for i in matching:
                 groups.setdefault(self._alike[i], []).append(i)
-            listed = tuple(i for i, offer in enumerate(self.catalog.offers) if model in (AUTO, offer.model))
+            listed = tuple(i for i, offer in enumerate(self.catalog.offers) if self._asks_for(model, offer.model))
             scope = self._scopes[key] = _Scope(listed, tuple((a, tuple(m)) for a, m in groups.items()))
         return scope
 
@@ -372,10 +386,9 @@ class Planner:
             reasons.append(f"provider {offer.provider} not in providers={list(request.providers)}")
         if offer.provider in request.exclude_providers:
             reasons.append(f"provider {offer.provider} excluded")
-        license_ = self.catalog.licenses[offer.license]
-        own_license = offer.provider == "local" and self.settings.local_commercial_license
-        if usage == "commercial" and not license_.commercial and not own_license:
-            reasons.append(f"{license_.name} and usage=commercial")
+        refusal = license_refusal(self.catalog.licenses[offer.license], offer, self.settings, usage)
+        if refusal is not None:
+            reasons.append(refusal)
         if request.mode not in offer.modes:
             reasons.append(f"{' and '.join(offer.modes)} only; request is {request.mode}")
         return reasons
@@ -538,7 +551,9 @@ class _Draft:
 
     def head(self) -> str:
         if self._head is None:
-            self._head = _explain(self._request, self._usage, self._target, self._candidates, self._unavailable)
+            self._head = _explain(
+                self._request, self._usage, self._target, self._candidates, self._unavailable, self._planner._duties
+            )
         return self._head
 
     def rejections(self, limit: int) -> list[Rejection]:
@@ -583,8 +598,10 @@ def _explain(
     target: Target,
     candidates: list[Candidate],
     unavailable: list[Candidate],
+    duties: Mapping[str, str],
 ) -> str:
-    """The explanation up to its rejection lines (types.rejection_line, one per rejection, follow it)."""
+    """The explanation up to its rejection lines (types.rejection_line, one per rejection, follow it); `duties`:
+    the license duty of an offer's outputs, by offer id, stated for the chosen offer."""
     lines = [f"size: {target.derivation}; usage={usage}; prefer={request.prefer}"]
     if candidates:
         best = candidates[0]
@@ -594,6 +611,8 @@ def _explain(
             f"{why} of {len(candidates)} usable offer(s)"
         )
         lines.extend(f"  adjusted {adj}" for adj in best.adjustments)
+        if best.offer_id in duties:
+            lines.append(f"  license duty: {duties[best.offer_id]}")
         lines.extend(f"  fallback {c.label} at ${c.cost_usd:g}{_resized(c)}" for c in candidates[1:])
     else:
         lines.append("no configured offer can serve this request")

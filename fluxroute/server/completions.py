@@ -56,6 +56,11 @@ STYLES: dict[str, tuple[str, ...]] = {
         "cel shading",
         "anamorphic lens flare",
     ),
+    "flux-schnell": (
+        "35mm film photograph",
+        "isometric 3D render",
+        "muted green palette",
+    ),
 }
 
 GUIDE_TEMPLATE = "fluxroute://guides/{model}"

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 # The output models are imported where a result is built: by then the tool library that made it has loaded them,
 # and a server that only lists its tools never needs them.
 if TYPE_CHECKING:
-    from fluxroute.tools.outputs import GenerateOutput, ImageOutput
+    from fluxroute.tools.outputs import DraftSetOutput, GenerateOutput, ImageOutput
 
 # raw JPEG bytes for all inline previews of one result (base64 makes it 4/3 of this on the wire)
 INLINE_BUDGET = 240_000
@@ -45,12 +45,20 @@ MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 def tool_result(output: BaseModel) -> CallToolResult:
     """The MCP result for a tool's output model: content blocks for people and models, structured content
     for programs. A failed or cancelled job is a tool error (isError) that says why."""
-    from fluxroute.tools.outputs import GenerateOutput
+    from fluxroute.tools.outputs import DraftSetOutput, FinalOutput, GenerateOutput
 
     structured = output.model_dump(mode="json")
     if isinstance(output, GenerateOutput):
         failed = output.status in ("failed", "cancelled")
         return CallToolResult(content=generation_content(output), structured_content=structured, is_error=failed)
+    if isinstance(output, DraftSetOutput):
+        return CallToolResult(content=draft_set_content(output), structured_content=structured)
+    if isinstance(output, FinalOutput):
+        blocks = generation_content(output.generation())
+        reason = TextContent(
+            type="text", text=f"Finalized from draft {output.draft} ({output.method}): {output.reason}"
+        )
+        return CallToolResult(content=[reason, *blocks], structured_content=structured)
     text = summary(output)
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
@@ -64,6 +72,41 @@ def generation_content(output: GenerateOutput) -> list[ContentBlock]:
             blocks.append(ImageContent(type="image", data=base64.b64encode(preview).decode(), mime_type="image/jpeg"))
         blocks.append(image_link(output.job_id, index, image))
     return blocks
+
+
+def draft_set_content(output: DraftSetOutput) -> list[ContentBlock]:
+    """A draft set: the summary, the numbered contact sheet as the one inline preview (made within the budget,
+    fluxroute.router.contact_sheet), and a link per full-size draft."""
+    blocks: list[ContentBlock] = [TextContent(type="text", text=summary(output))]
+    sheet = _sheet_or_none(output.contact_sheet)
+    if sheet is not None:
+        blocks.append(ImageContent(type="image", data=base64.b64encode(sheet).decode(), mime_type="image/jpeg"))
+    for draft in output.drafts:
+        job_id, _, index = draft.image.removeprefix("job:").partition("/")
+        fmt = "jpeg" if draft.path and draft.path.endswith((".jpg", ".jpeg")) else "png"
+        blocks.append(
+            ResourceLink(
+                type="resource_link",
+                uri=image_uri(job_id, int(index or 0), fmt),
+                name=Path(draft.path).name if draft.path else f"draft-{draft.number}.{fmt}",
+                description=f"draft {draft.number}, seed {draft.seed}, full size",
+                mime_type=MIME_TYPES[fmt],
+            )
+        )
+    return blocks
+
+
+def _sheet_or_none(path: str | None) -> bytes | None:
+    """The contact sheet's bytes if it is a regular file within the inline budget; None otherwise."""
+    if path is None:
+        return None
+    from fluxroute.store.files import read_regular
+
+    try:
+        data = read_regular(Path(path))
+    except OSError:
+        return None
+    return data if len(data) <= INLINE_BUDGET else None
 
 
 def image_uri(job_id: str, index: int, fmt: str) -> str:
@@ -181,10 +224,18 @@ def _shrink(data: bytes, scale: float) -> bytes:
 def summary(output: BaseModel) -> str:
     """The result in a few lines, for the model reading it and the person watching."""
     from fluxroute.prompts.rewrite import RewriteOutput
-    from fluxroute.tools.outputs import GenerateOutput, JobStatusOutput, PlanOutput
+    from fluxroute.tools.outputs import DraftSetOutput, GenerateOutput, JobStatusOutput, PlanOutput
 
     if isinstance(output, GenerateOutput):
         return _generation_summary(output)
+    if isinstance(output, DraftSetOutput):
+        lines = [f"Draft set {output.draft_set_id}: {len(output.drafts)} drafts, ${output.total_cost_usd:.4f} in all."]
+        lines += [f"{d.number}. seed {d.seed}, ${d.cost_usd:.4f}: {d.path or d.image}" for d in output.drafts]
+        lines.append(f"Contact sheet: {output.contact_sheet or '(none)'}")
+        lines.append(f"Why here: {output.explanation}")
+        lines.extend(f"Note: {warning}" for warning in output.warnings)
+        lines.append(f"Pick a number, then call finalize_image with draft_set_id={output.draft_set_id}.")
+        return "\n".join(lines)
     if isinstance(output, JobStatusOutput):
         return f"Job {output.job_id}: {output.status}." + (f" {output.error}" if output.error else "")
     if isinstance(output, PlanOutput):
@@ -216,5 +267,6 @@ def _generation_summary(output: GenerateOutput) -> str:
             lines.append("   flagged by the safety checker")
     if output.explanation:
         lines.append(f"Why here: {output.explanation}")
+    lines.extend(f"Lineage: {line}" for line in output.lineage)
     lines.extend(f"Note: {warning}" for warning in output.warnings)
     return "\n".join(lines)

@@ -51,7 +51,7 @@ def add_resources(server: MCPServer, backend: Backend) -> None:
         "fluxroute://jobs/{job_id}",
         name="job",
         title="Image job",
-        description="One job: its request, status, result, error and every provider attempt.",
+        description="One job: its request, status, result, error, every provider attempt and its images' lineage.",
         mime_type="application/json",
     )
     async def job(job_id: str) -> str:
@@ -59,6 +59,7 @@ def add_resources(server: MCPServer, backend: Backend) -> None:
         try:
             record = store.get_job(job_id)
             attempts = store.attempts_for(job_id)
+            lineage = store.lineage(job_id)
         except JobNotFound as exc:
             raise ResourceError(str(exc)) from None
         return json.dumps(
@@ -76,6 +77,17 @@ def add_resources(server: MCPServer, backend: Backend) -> None:
                         "error": a.error,
                     }
                     for a in attempts
+                ],
+                # where its images came from (draft_of: the parent is a draft set) and what came from them
+                "lineage": [
+                    {
+                        "job_id": link.job_id,
+                        "image_index": link.image_index,
+                        "parent_job_id": link.parent_job_id,
+                        "parent_index": link.parent_index,
+                        "relation": link.relation,
+                    }
+                    for link in lineage
                 ],
             },
             indent=1,

@@ -3,6 +3,7 @@
 `Store` is the interface; `JobStore` keeps it in one SQLite file (the embedded default)."""
 
 from fluxroute.store.jobstore import JobStore
+from fluxroute.store.lineage import DraftSetRecord, LineageLink, Relation
 from fluxroute.store.protocol import Store
 from fluxroute.store.records import (
     AttemptRecord,
@@ -21,10 +22,13 @@ __all__ = [
     "AttemptStart",
     "AttemptStatus",
     "CallStart",
+    "DraftSetRecord",
     "JobChange",
     "JobRecord",
     "JobStatus",
     "JobStore",
+    "LineageLink",
+    "Relation",
     "Reservation",
     "SpendSummary",
     "Store",

@@ -212,6 +212,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX attempts_open ON attempts (status, started_at) WHERE status IN ('submitting', 'in_flight')",
     ),
+    (
+        # A draft set: n cheap variants of one request, made as normal jobs (their money is in the ledger); the
+        # set keeps the request, its drafts (job, image, seed, cost, path), the plan's explanation and the total.
+        """
+        CREATE TABLE draft_sets (
+            id TEXT PRIMARY KEY,
+            idempotency_key TEXT UNIQUE,
+            created_at TEXT NOT NULL,
+            request_json TEXT NOT NULL,
+            drafts_json TEXT NOT NULL,
+            detail_json TEXT,
+            total_cost_micros INTEGER NOT NULL CHECK (total_cost_micros >= 0)
+        )
+        """,
+        "CREATE INDEX draft_sets_by_created ON draft_sets (created_at)",
+        # Where an image came from, for every tool that makes an image from another: (job, image) has the parent
+        # (job, image) by `relation`. For draft_of the parent is the draft set (its id, and the draft's number).
+        """
+        CREATE TABLE image_lineage (
+            job_id TEXT NOT NULL,
+            image_index INTEGER NOT NULL CHECK (image_index >= 0),
+            parent_job_id TEXT NOT NULL,
+            parent_index INTEGER NOT NULL CHECK (parent_index >= 0),
+            relation TEXT NOT NULL
+                CHECK (relation IN ('draft_of', 'finalized_from', 'edited_from', 'upscaled_from')),
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (job_id, image_index, parent_job_id, parent_index, relation)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX image_lineage_by_parent ON image_lineage (parent_job_id, parent_index)",
+    ),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION, "every schema version has its SQLite migration"
 

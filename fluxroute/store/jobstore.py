@@ -17,6 +17,15 @@ from fluxroute.store import ledger
 from fluxroute.store.database import Database
 from fluxroute.store.files import private_dir
 from fluxroute.store.leases import LEASE, Owner, lease_free
+from fluxroute.store.lineage import (
+    DraftSetRecord,
+    LineageLink,
+    insert_draft_set,
+    insert_link,
+    select_draft_set,
+    select_draft_sets,
+    select_links,
+)
 from fluxroute.store.money import from_micros
 from fluxroute.store.records import (
     FINISHED_ATTEMPT_STATUSES,
@@ -607,6 +616,45 @@ class JobStore:
             .fetchone()
         )
         return None if row is None else LatencyStats(int(row[0]), float(row[1]), float(row[2]))
+
+    # draft sets and image lineage (fluxroute.store.lineage)
+
+    def record_draft_set(
+        self,
+        request: dict[str, object],
+        drafts: list[dict[str, object]],
+        total_cost: Decimal,
+        detail: dict[str, object] | None = None,
+        idempotency_key: str | None = None,
+    ) -> DraftSetRecord:
+        """Record a draft set and, for each draft, its draft_of link to the set (one transaction); under an
+        `idempotency_key` already used, the set recorded with it is returned and nothing is written.
+
+        Raises:
+            ValueError: a negative total, or a draft without an integer number or image_index.
+        """
+        with self._db.write() as conn:
+            return insert_draft_set(conn, request, drafts, total_cost, detail, idempotency_key)
+
+    def get_draft_set(self, draft_set_id: str) -> DraftSetRecord:
+        """The draft set with this id. Raises JobNotFound if there is none."""
+        return select_draft_set(self._db.connection(), draft_set_id)
+
+    def list_draft_sets(self, limit: int = 50) -> list[DraftSetRecord]:
+        """Up to `limit` draft sets, newest first."""
+        return select_draft_sets(self._db.connection(), limit)
+
+    def record_lineage(
+        self, job_id: str, image_index: int, parent_job_id: str, parent_index: int, relation: str
+    ) -> LineageLink:
+        """Record that image `image_index` of `job_id` came from image `parent_index` of `parent_job_id` by
+        `relation` (draft_of, finalized_from, edited_from, upscaled_from); recording it again changes nothing."""
+        with self._db.write() as conn:
+            return insert_link(conn, job_id, image_index, parent_job_id, parent_index, relation)
+
+    def lineage(self, job_id: str) -> list[LineageLink]:
+        """The links of `job_id`'s images: to their parents and from their children, oldest first."""
+        return select_links(self._db.connection(), job_id)
 
 
 def _create_job(

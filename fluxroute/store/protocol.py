@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from fluxroute.store.leases import Owner
+from fluxroute.store.lineage import DraftSetRecord, LineageLink
 from fluxroute.store.records import (
     AttemptRecord,
     AttemptStart,
@@ -36,7 +37,8 @@ from fluxroute.store.records import (
 
 
 class Store(Protocol):
-    """Jobs, their provider attempts with their leases, the spend ledger and learned latencies."""
+    """Jobs, their provider attempts with their leases, the spend ledger, learned latencies, draft sets and image
+    lineage."""
 
     def close(self) -> None: ...
 
@@ -143,3 +145,19 @@ class Store(Protocol):
     # learned latency
     def observe_latency(self, offer_id: str, log_ratio: float, now: datetime | None = None) -> LatencyStats: ...
     def latency_stats(self, offer_id: str) -> LatencyStats | None: ...
+
+    # draft sets and image lineage
+    def record_draft_set(
+        self,
+        request: dict[str, object],
+        drafts: list[dict[str, object]],
+        total_cost: Decimal,
+        detail: dict[str, object] | None = None,
+        idempotency_key: str | None = None,
+    ) -> DraftSetRecord: ...
+    def get_draft_set(self, draft_set_id: str) -> DraftSetRecord: ...
+    def list_draft_sets(self, limit: int = 50) -> list[DraftSetRecord]: ...
+    def record_lineage(
+        self, job_id: str, image_index: int, parent_job_id: str, parent_index: int, relation: str
+    ) -> LineageLink: ...
+    def lineage(self, job_id: str) -> list[LineageLink]: ...

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from decimal import Decimal
 
 from fluxroute.catalog import Catalog
@@ -14,7 +13,7 @@ def request_fields(catalog: Catalog) -> dict[str, str]:
     schema's own bounds are the syntax; these are the facts). plan_image_route takes the same arguments."""
     return {
         "prompt": "What to draw, in sentences. fal and local read the first ~400 words (512 T5 tokens).",
-        "model": "auto: the cheapest model that fits.",
+        "model": "auto: the cheapest full-quality model that fits (never flux-schnell: name it).",
         "size": f"auto (1:1, 1 MP), WxH, W:H, W:H@MP (16:9@2MP) or a fal preset; up to {largest_mp(catalog):g} "
         "MP; snapped to what the offer takes.",
         "num_images": "1-4; Krea makes one per call.",
@@ -86,8 +85,33 @@ def plan_description(catalog: Catalog) -> str:
     return (
         "Dry run of generate_image, same arguments: the offer that would run it, why, its cost, the fallbacks "
         f"and why every other offer was rejected. Spends nothing; use it first if the user mentions budget, "
-        f"license or provider. Models: {names}."
+        f"license or provider. drafts=n: plan draft_images and its finalize, with both costs. Models: {names}."
     )
+
+
+def draft_description() -> str:
+    return (
+        "Cheap first: n variants (seeds seed..seed+n-1) on the cheapest draft route the license allows, with a "
+        "numbered contact sheet, per-draft seed/cost/path and the total. Show the sheet, let the user pick a "
+        "number, then call finalize_image. plan_image_route with drafts=n gives both costs first."
+    )
+
+
+def finalize_description() -> str:
+    return (
+        "Full-quality image from draft `index` (1..n) of a draft_images set: same model, size and seed at full "
+        "steps where the draft ran on that model (composition usually but not always carries over), else the "
+        "draft as init image at strength (0.5). Says which and why."
+    )
+
+
+DRAFT_FIELDS: dict[str, str] = {"n": "How many drafts (1-8).", "confirm_spend": "The user approved this cost."}
+FINALIZE_FIELDS: dict[str, str] = {
+    "draft_set_id": "From draft_images.",
+    "index": "The draft's number on the sheet.",
+    "strength": "Image-conditioned finals only. null: 0.5.",
+    "confirm_spend": "The user approved this cost.",
+}
 
 
 def models_description(catalog: Catalog) -> str:
@@ -104,19 +128,28 @@ def _prompting(catalog: Catalog) -> list[str]:
 
 
 def price_line(catalog: Catalog) -> str:
-    """Prices from the catalog, offers sharing a provider and price said once: 'fal $0.025/MP...'."""
-    groups: dict[tuple[str, str, Decimal], list[str]] = {}
+    """Prices from the catalog by provider, models sharing a price said once and a model's prices in one unit
+    together: 'fal flux-krea-dev, flux-dev $0.025/MP, krea-2 $0.008/MP; krea ..., krea-2 $0.03/image, $0.06/image'."""
+    by_price: dict[tuple[str, str, Decimal], list[str]] = {}
     for offer in catalog.offers:
-        groups.setdefault((offer.provider, offer.price.unit, offer.price.usd), []).append(offer.label)
-    per_provider = Counter(provider for provider, _, _ in groups)
+        models = by_price.setdefault((offer.provider, offer.price.unit, offer.price.usd), [])
+        if offer.model not in models:
+            models.append(offer.model)
+    by_models: dict[str, dict[tuple[str, tuple[str, ...]], list[Decimal]]] = {}
+    for (provider, unit, usd), models in by_price.items():
+        by_models.setdefault(provider, {}).setdefault((unit, tuple(models)), []).append(usd)
     parts = []
-    for (provider, unit, usd), labels in groups.items():
-        who = provider if per_provider[provider] == 1 else ", ".join(labels)
-        if unit == "gpu_second" and usd == 0:
-            parts.append(f"{who} free (own GPU)")
-        else:
-            parts.append(f"{who} ${usd}{_UNIT_SUFFIX[unit]}")
-    return "Prices: " + "; ".join(parts) + "."
+    for provider, groups in by_models.items():
+        if all(unit == "gpu_second" and usds == [0] for (unit, _), usds in groups.items()):
+            parts.append(f"{provider} free (own GPU)")
+            continue
+        prices = []
+        for (unit, names), usds in groups.items():
+            amounts = ", ".join(f"${usd}{_UNIT_SUFFIX[unit]}" for usd in sorted(usds))
+            prices.append(f"{', '.join(names)} {amounts}")
+        parts.append(f"{provider} {', '.join(prices)}")
+    rounding = " (MP rounded up)" if any(o.price.unit == "megapixel_ceil" for o in catalog.offers) else ""
+    return "Prices: " + "; ".join(parts) + rounding + "."
 
 
-_UNIT_SUFFIX = {"image": "/image", "megapixel_ceil": "/MP, rounded up", "gpu_second": "/GPU-s"}
+_UNIT_SUFFIX = {"image": "/image", "megapixel_ceil": "/MP", "gpu_second": "/GPU-s"}

@@ -127,7 +127,7 @@ class ImageArgs(BaseModel):
             InvalidRequest: `size` is not one of its forms, or the request breaks a rule of ImageRequest.
         """
         data = self.model_dump(
-            exclude={"size", "wait_s", "confirm_spend", *DEPRECATED}, exclude_none=True, exclude_defaults=True
+            exclude={"size", "wait_s", "confirm_spend", "drafts", *DEPRECATED}, exclude_none=True, exclude_defaults=True
         )
         data["prompt"] = self.prompt
         try:
@@ -148,4 +148,47 @@ class GenerateArgs(ImageArgs):
     """generate_image's arguments: the image, how long to wait for it, whether the user approved the spend."""
 
     wait_s: float = Field(default=45.0, ge=0, le=3600)
+    confirm_spend: bool = False
+
+
+class PlanArgs(ImageArgs):
+    """plan_image_route's arguments: the image, and optionally a draft → final round to plan instead."""
+
+    drafts: int | None = Field(default=None, ge=1, le=8)
+
+
+class DraftArgs(BaseModel):
+    """draft_images' arguments: the image wanted and how many cheap variants of it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    prompt: PromptText
+    n: int = Field(default=4, ge=1, le=8)
+    model: ModelId = "auto"
+    size: str = Field(default="auto", min_length=1, max_length=40)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    usage: Usage | None = None
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    provider: Literal["auto", "krea", "fal", "local"] = "auto"
+    idempotency_key: IdempotencyKey | None = None
+    confirm_spend: bool = False
+
+    def request(self) -> ImageRequest:
+        """The library request the drafts vary.
+
+        Raises:
+            InvalidRequest: `size` is not one of its forms, or the request breaks a rule of ImageRequest.
+        """
+        return ImageArgs.model_validate(self.model_dump(exclude={"n", "confirm_spend"}, exclude_none=True)).request()
+
+
+class FinalizeArgs(BaseModel):
+    """finalize_image's arguments: which draft of which set, and how far an image-conditioned final may move."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    draft_set_id: str = Field(min_length=1, max_length=64)
+    index: int = Field(ge=1, le=8)
+    strength: float | None = Field(default=None, ge=0.01, le=1)
+    idempotency_key: IdempotencyKey | None = None
     confirm_spend: bool = False

@@ -13,10 +13,18 @@ from fluxroute.catalog import Catalog
 from fluxroute.errors import ConsentRequired, InvalidRequest, UnsafeURL
 from fluxroute.prompts import RewriteQuery, rewrite_image_prompt
 from fluxroute.providers.base import Availability, ProgressCallback
+from fluxroute.router.drafts import DraftSet, FinalImage, FinalizeRoute, RoundPlan
 from fluxroute.settings import Settings
-from fluxroute.tools.image_args import GenerateArgs, ImageArgs
+from fluxroute.tools.image_args import DraftArgs, FinalizeArgs, GenerateArgs, ImageArgs, PlanArgs
 from fluxroute.tools.jobs import BackgroundJobs, JobRunner
-from fluxroute.tools.outputs import GenerateOutput, JobStatusOutput, ModelsOutput, PlanOutput
+from fluxroute.tools.outputs import (
+    DraftSetOutput,
+    FinalOutput,
+    GenerateOutput,
+    JobStatusOutput,
+    ModelsOutput,
+    PlanOutput,
+)
 from fluxroute.tools.specs import JobQuery, JobRef, ModelsQuery, get_tool
 from fluxroute.tools.validation import validate
 from fluxroute.types import ImageRequest, Plan
@@ -36,6 +44,22 @@ class ImageRouter(JobRunner, Protocol):
     def resolve_references(self, request: ImageRequest) -> ImageRequest: ...
 
     async def input_size(self, request: ImageRequest) -> tuple[int, int] | None: ...
+
+    def plan_round(self, request: ImageRequest, n: int = 4) -> RoundPlan: ...
+
+    async def draft(self, request: ImageRequest, n: int = 4, progress: ProgressCallback | None = None) -> DraftSet: ...
+
+    def plan_finalize(self, draft_set_id: str, index: int, *, strength: float | None = None) -> FinalizeRoute: ...
+
+    async def finalize(
+        self,
+        draft_set_id: str,
+        index: int,
+        *,
+        strength: float | None = None,
+        idempotency_key: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> FinalImage: ...
 
 
 @dataclass(frozen=True)
@@ -90,12 +114,20 @@ class ToolLibrary:
         match spec.handler, parsed:
             case "generate", GenerateArgs():
                 return await self.generate(parsed, progress, approved_usd)
+            case "plan", PlanArgs() if parsed.drafts is not None:
+                planned = self.router.plan_round(self.image_request(parsed), parsed.drafts)
+                return PlanOutput.from_round(planned).model_copy(update={"warnings": parsed.deprecations()})
             case "plan", ImageArgs():
                 request = self.image_request(parsed)
                 output = PlanOutput.from_plan(self.router.plan(request, await self.router.input_size(request)))
                 return output.model_copy(update={"warnings": parsed.deprecations()})
             case "job", JobQuery():
-                return GenerateOutput.from_view(await self.jobs.wait(parsed.job_id, parsed.wait_s, progress))
+                job = GenerateOutput.from_view(await self.jobs.wait(parsed.job_id, parsed.wait_s, progress))
+                return job.with_lineage(self.router.store.lineage(parsed.job_id))
+            case "draft", DraftArgs():
+                return await self.draft(parsed, progress, approved_usd)
+            case "finalize", FinalizeArgs():
+                return await self.finalize(parsed, progress, approved_usd)
             case "cancel", JobRef():
                 return JobStatusOutput.from_view(await self.jobs.cancel(parsed.job_id))
             case "models", ModelsQuery():
@@ -117,6 +149,42 @@ class ToolLibrary:
         job_id = await self.jobs.start(request)
         output = GenerateOutput.from_view(await self.jobs.wait(job_id, args.wait_s, progress))
         return output.model_copy(update={"warnings": [*args.deprecations(), *output.warnings]})
+
+    async def draft(
+        self, args: DraftArgs, progress: ProgressCallback | None = None, approved_usd: Decimal | None = None
+    ) -> DraftSetOutput:
+        """draft_images: the set planned, its cost put to the approval thresholds, then made."""
+        request = self.router.resolve_references(args.request())
+        planned = self.router.plan_round(request, args.n)
+        self._check_spend(planned.drafts.cost_usd, f"{args.n} drafts", args.confirm_spend, approved_usd)
+        return DraftSetOutput.from_set(await self.router.draft(request, args.n, progress))
+
+    async def finalize(
+        self, args: FinalizeArgs, progress: ProgressCallback | None = None, approved_usd: Decimal | None = None
+    ) -> FinalOutput:
+        """finalize_image: the chosen draft at full quality; its cost is put to the thresholds from the set's
+        own request (the final costs about what one image of it does)."""
+        if not args.confirm_spend and approved_usd is None:
+            route = self.router.plan_finalize(args.draft_set_id, args.index, strength=args.strength)
+            if route.plan.chosen is not None:
+                self._check_spend(Decimal(str(route.plan.chosen.cost_usd)), "the final", False, None)
+        final = await self.router.finalize(
+            args.draft_set_id, args.index, strength=args.strength, idempotency_key=args.idempotency_key,
+            progress=progress,
+        )  # fmt: skip
+        return FinalOutput.from_final(final)
+
+    def _check_spend(self, estimate: Decimal, what: str, confirmed: bool, approved_usd: Decimal | None) -> None:
+        """Refuse (ConsentRequired) a spend above the approval thresholds that the user has not approved."""
+        if confirmed or (approved_usd is not None and approved_usd >= estimate):
+            return
+        settings = self.router.settings
+        if settings.confirm_above_usd is not None and estimate > settings.confirm_above_usd:
+            raise ConsentRequired(
+                f"{what}: estimated at {usd(estimate)}, more than {usd(settings.confirm_above_usd)}, the amount a "
+                "call may spend without asking. Nothing was spent. Ask the user; if they agree, call again with "
+                "confirm_spend=true."
+            )
 
     def image_request(self, args: ImageArgs, max_cost_usd: float | None = None) -> ImageRequest:
         """The library request for tool arguments, with `job:<id>/<n>` image references read from the store.
@@ -163,7 +231,7 @@ class ToolLibrary:
         return ModelsOutput.from_catalog(
             self.router.catalog,
             self.router.availability,
-            local_commercial_license=self.router.settings.local_commercial_license,
+            settings=self.router.settings,
             model=query.model,
             include_unavailable=query.include_unavailable,
         )

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
-from fluxroute.catalog import Catalog, Offer
+from fluxroute.catalog import Catalog, Offer, license_line, license_refusal
 from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.providers.base import Availability, Progress
+from fluxroute.settings import Settings
 from fluxroute.tools.jobs import JobStatus, JobView
 from fluxroute.types import Candidate, GenerationResult, Plan, ProviderName
+
+if TYPE_CHECKING:
+    from fluxroute.router.drafts import DraftSet, FinalImage, RoundPlan
+    from fluxroute.store import LineageLink
 
 # rejected offers a tool result lists (in its rejections and its explanation); the rest are counted
 MAX_LISTED_REJECTIONS = 20
@@ -81,6 +87,24 @@ class PlanOutput(_Output):
     rejections: list[RejectedOffer]
     explanation: str
     warnings: list[str] = []
+    drafts_cost_usd: float | None = None
+    final_cost_usd: float | None = None
+
+    @classmethod
+    def from_round(cls, planned: RoundPlan) -> PlanOutput:
+        """A draft → final round: the final's plan, both costs, and how the drafts and the final are routed."""
+        output = cls.from_plan(planned.final.plan)
+        explanation = (
+            f"{planned.summary}.\nDrafts: {planned.drafts.explanation}\nFinal: {planned.final.reason}.\n"
+            f"{output.explanation}"
+        )
+        return output.model_copy(
+            update={
+                "explanation": explanation,
+                "drafts_cost_usd": float(planned.drafts.cost_usd),
+                "final_cost_usd": float(planned.final_cost_usd),
+            }
+        )
 
     @classmethod
     def from_plan(cls, plan: Plan) -> PlanOutput:
@@ -144,6 +168,11 @@ class GenerateOutput(_Output):
     explanation: str = ""
     progress: JobProgress | None = None
     error: str | None = None
+    lineage: list[str] = []
+
+    def with_lineage(self, links: list[LineageLink]) -> GenerateOutput:
+        """This output with its images' lineage in words ("image 0 finalized_from job:<id>/<n>")."""
+        return self.model_copy(update={"lineage": lineage_lines(self.job_id, links)}) if links else self
 
     @classmethod
     def from_view(cls, view: JobView) -> GenerateOutput:
@@ -180,6 +209,102 @@ class GenerateOutput(_Output):
             seed=result.seed,
             warnings=result.warnings,
             explanation=result.plan.explain(MAX_LISTED_REJECTIONS),
+        )
+
+
+def lineage_lines(job_id: str, links: list[LineageLink]) -> list[str]:
+    """Each link of job `job_id`'s images in words: what they came from, and what came from them."""
+    lines = []
+    for link in links:
+        if link.job_id == job_id and link.relation == "draft_of":
+            lines.append(
+                f"image {link.image_index} draft_of draft set {link.parent_job_id} (draft {link.parent_index})"
+            )
+        elif link.job_id == job_id:
+            lines.append(f"image {link.image_index} {link.relation} job:{link.parent_job_id}/{link.parent_index}")
+        else:
+            lines.append(f"image {link.parent_index} -> {link.relation} by job:{link.job_id}/{link.image_index}")
+    return lines
+
+
+class DraftOutput(_Output):
+    """One draft of a set: its number on the contact sheet, reference, seed, cost and path."""
+
+    number: int
+    image: str
+    seed: int | None
+    cost_usd: float
+    path: str | None
+
+
+class DraftSetOutput(_Output):
+    """A draft set: the drafts, their route and why, the total cost and the contact sheet's path."""
+
+    draft_set_id: str
+    drafts: list[DraftOutput]
+    offer_id: str
+    total_cost_usd: float
+    contact_sheet: str | None
+    explanation: str
+    warnings: list[str] = []
+
+    @classmethod
+    def from_set(cls, drafts: DraftSet) -> DraftSetOutput:
+        return cls(
+            draft_set_id=drafts.id,
+            drafts=[
+                DraftOutput(number=d.number, image=d.reference, seed=d.seed, cost_usd=d.cost_usd, path=d.path)
+                for d in drafts.drafts
+            ],
+            offer_id=drafts.offer_id,
+            total_cost_usd=drafts.total_cost_usd,
+            contact_sheet=drafts.contact_sheet,
+            explanation=drafts.explanation,
+            warnings=drafts.warnings,
+        )
+
+
+class FinalOutput(_Output):
+    """The final made from a draft: how (same_seed or image_conditioned) and why, where it ran and what it cost."""
+
+    draft_set_id: str
+    draft: int
+    method: str
+    reason: str
+    job_id: str
+    offer_id: str
+    cost_usd: float
+    seed: int | None
+    images: list[ImageOutput]
+    warnings: list[str]
+
+    @classmethod
+    def from_final(cls, final: FinalImage) -> FinalOutput:
+        generated = GenerateOutput.from_result(final.result)
+        return cls(
+            draft_set_id=final.draft_set_id,
+            draft=final.draft_number,
+            method=final.method,
+            reason=final.reason,
+            job_id=generated.job_id,
+            offer_id=final.result.offer_id,
+            cost_usd=final.result.cost_usd,
+            seed=final.result.seed,
+            images=generated.images,
+            warnings=generated.warnings,
+        )
+
+    def generation(self) -> GenerateOutput:
+        """The final as a generation result (what delivery shows for any image)."""
+        return GenerateOutput(
+            job_id=self.job_id,
+            status="succeeded",
+            images=self.images,
+            offer_id=self.offer_id,
+            cost_usd=self.cost_usd,
+            seed=self.seed,
+            warnings=self.warnings,
+            explanation=self.reason,
         )
 
 
@@ -227,22 +352,26 @@ class ModelsOutput(_Output):
         catalog: Catalog,
         availability: Mapping[str, Availability],
         *,
-        local_commercial_license: bool = False,
+        settings: Settings | None = None,
         model: str | None = None,
         include_unavailable: bool = True,
     ) -> ModelsOutput:
-        """Raises:
-        InvalidRequest: `model` names no model in the catalog.
+        """Each offer's license as one line a person can act on, and whether commercial use is allowed under the
+        declarations in `settings` (none: the defaults, nothing declared).
+
+        Raises:
+            InvalidRequest: `model` names no model in the catalog.
         """
         known = [m.id for m in catalog.models]
         if model is not None and model not in known:
             raise InvalidRequest([FieldError("model", model, f"one of: {', '.join(known)}")])
+        declared = Settings() if settings is None else settings
         models = []
         for info in catalog.models:
             if model not in (None, info.id):
                 continue
             offers = [
-                _offer_output(catalog, offer, availability, local_commercial_license)
+                _offer_output(catalog, offer, availability, declared)
                 for offer in catalog.offers
                 if offer.model == info.id
             ]
@@ -253,10 +382,12 @@ class ModelsOutput(_Output):
 
 
 def _offer_output(
-    catalog: Catalog, offer: Offer, availability: Mapping[str, Availability], local_commercial_license: bool
+    catalog: Catalog, offer: Offer, availability: Mapping[str, Availability], settings: Settings
 ) -> OfferOutput:
     license_ = catalog.licenses[offer.license]
-    state = availability.get(offer.provider, Availability(False, "provider not registered"))
+    state = availability.get(f"{offer.provider}:{offer.endpoint}") or availability.get(
+        offer.provider, Availability(False, "provider not registered")
+    )
     return OfferOutput(
         offer_id=offer.id,
         label=offer.label,
@@ -265,8 +396,8 @@ def _offer_output(
         price_usd=float(offer.price.usd),
         price_unit=PRICE_UNITS[offer.price.unit],
         price_as_of=offer.price.as_of,
-        license=license_.name,
-        commercial_use=license_.commercial or (offer.provider == "local" and local_commercial_license),
+        license=license_line(license_, offer),
+        commercial_use=license_refusal(license_, offer, settings, "commercial") is None,
         available=state.ok,
         reason=state.reason or None,
     )

@@ -13,19 +13,30 @@ from fluxroute.catalog import load_catalog
 from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.prompts import REWRITE_DESCRIPTION, REWRITE_FIELDS, RewriteOutput, RewriteQuery
 from fluxroute.tools.descriptions import (
+    DRAFT_FIELDS,
+    FINALIZE_FIELDS,
     JOB_FIELDS,
     cancel_description,
+    draft_description,
+    finalize_description,
     generate_description,
     job_description,
     models_description,
     plan_description,
     request_fields,
 )
-from fluxroute.tools.image_args import GenerateArgs, ImageArgs
-from fluxroute.tools.outputs import GenerateOutput, JobStatusOutput, ModelsOutput, PlanOutput
+from fluxroute.tools.image_args import DraftArgs, FinalizeArgs, GenerateArgs, PlanArgs
+from fluxroute.tools.outputs import (
+    DraftSetOutput,
+    FinalOutput,
+    GenerateOutput,
+    JobStatusOutput,
+    ModelsOutput,
+    PlanOutput,
+)
 from fluxroute.tools.schema import JsonSchema, input_schema, output_schema, strict_schema
 
-Handler = Literal["generate", "plan", "models", "job", "cancel", "rewrite"]
+Handler = Literal["generate", "plan", "models", "job", "cancel", "rewrite", "draft", "finalize"]
 
 # A client's request timeout is often 60 s; a generation still running after this comes back as a job handle.
 DEFAULT_WAIT_S = 45.0
@@ -125,7 +136,7 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             name="plan_image_route",
             title="Plan image route",
             description=plan_description(catalog),
-            input_model=ImageArgs,
+            input_model=PlanArgs,
             output_model=PlanOutput,
             hints=ToolHints(read_only=True, destructive=False, idempotent=True, open_world=False),
             handler="plan",
@@ -159,6 +170,27 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             output_model=JobStatusOutput,
             hints=ToolHints(read_only=False, destructive=True, idempotent=True, open_world=True),
             handler="cancel",
+        ),
+        ToolSpec(
+            name="draft_images",
+            title="Draft images",
+            description=draft_description(),
+            input_model=DraftArgs,
+            output_model=DraftSetOutput,
+            hints=ToolHints(read_only=False, destructive=False, idempotent=False, open_world=True),
+            handler="draft",
+            field_descriptions=DRAFT_FIELDS,
+            enums=models,
+        ),
+        ToolSpec(
+            name="finalize_image",
+            title="Finalize image",
+            description=finalize_description(),
+            input_model=FinalizeArgs,
+            output_model=FinalOutput,
+            hints=ToolHints(read_only=False, destructive=False, idempotent=False, open_world=True),
+            handler="finalize",
+            field_descriptions=FINALIZE_FIELDS,
         ),
         ToolSpec(
             name="rewrite_image_prompt",

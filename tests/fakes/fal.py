@@ -201,6 +201,7 @@ class FalFake(FakeService):
         meta = {
             "base": str(request.base_url).rstrip("/"),
             "owner_app": model.owner_app,
+            "default_steps": model.default_steps,
             "size": size,
             "seed": int(seed) if isinstance(seed, int | float) else random.randrange(2**31),
             "webhook_url": request.query_params.get("fal_webhook"),

@@ -21,14 +21,17 @@ MAX_PIXELS = 2048 * 2048  # "up to 4 megapixels": 2048x2048 is the largest squar
 
 @dataclass(frozen=True)
 class FalModel:
-    """One fal endpoint id with its step range, defaults and per-megapixel price."""
+    """One fal endpoint id with its step range, defaults and per-megapixel price. `steps` None: the endpoint
+    has no num_inference_steps field (it runs `default_steps`); `default_guidance` None: no guidance_scale field
+    (fields an endpoint does not have are ignored, as fal ignores extra input)."""
 
     id: str
     kind: Literal["t2i", "i2i"]
-    steps: tuple[int, int]
+    steps: tuple[int, int] | None
     default_steps: int
-    default_guidance: float
+    default_guidance: float | None
     price_per_mp: Decimal = Decimal("0.025")
+    accelerations: tuple[str, ...] = ("none", "regular", "high")
 
     @property
     def owner_app(self) -> str:
@@ -41,6 +44,11 @@ MODELS: dict[str, FalModel] = {
         FalModel("fal-ai/flux/krea", "t2i", (1, 50), 28, 4.5),
         FalModel("fal-ai/flux/dev", "t2i", (1, 50), 28, 3.5),
         FalModel("fal-ai/flux/krea/image-to-image", "i2i", (10, 50), 40, 4.5),
+        # fal llms.txt fal-ai/flux/schnell: steps 1-12 (default 4), no guidance_scale, $0.003 per megapixel
+        FalModel("fal-ai/flux/schnell", "t2i", (1, 12), 4, None, Decimal("0.003")),
+        # fal llms.txt fal-ai/krea-2/turbo: the 8-step distilled weights (no steps or guidance fields),
+        # acceleration none/regular, image i uses seed + i, $0.008 per megapixel
+        FalModel("fal-ai/krea-2/turbo", "t2i", None, 8, None, Decimal("0.008"), ("none", "regular")),
     )
 }
 
@@ -194,16 +202,19 @@ def validate(model: FalModel, body: Any) -> tuple[dict[str, Any], list[dict[str,
         check.field("strength", integer=False, ge=0.01, le=1)
     else:
         check.image_size()
-    check.field("num_inference_steps", integer=True, ge=model.steps[0], le=model.steps[1])
-    check.field("guidance_scale", integer=False, ge=1, le=20)
+    if model.steps is not None:
+        check.field("num_inference_steps", integer=True, ge=model.steps[0], le=model.steps[1])
+    if model.default_guidance is not None:
+        check.field("guidance_scale", integer=False, ge=1, le=20)
     check.field("num_images", integer=True, ge=1, le=4)
     check.field("seed", integer=True)
     check.choice("output_format", ("jpeg", "png"))
-    check.choice("acceleration", ("none", "regular", "high"))
+    check.choice("acceleration", model.accelerations)
     for flag in ("enable_safety_checker", "sync_mode"):
         check.boolean(flag)
     if check.errors:
         return dict(body), check.errors
+    body = {key: value for key, value in body.items() if key not in _absent(model)}
     defaults: dict[str, Any] = {
         "num_inference_steps": model.default_steps,
         "guidance_scale": model.default_guidance,
@@ -213,11 +224,20 @@ def validate(model: FalModel, body: Any) -> tuple[dict[str, Any], list[dict[str,
         "sync_mode": False,
         "acceleration": "none",
     }
+    for name in _absent(model):
+        del defaults[name]
     if model.kind == "i2i":
         defaults["strength"] = 0.95
     else:
         defaults["image_size"] = "landscape_4_3"
     return {**defaults, **body}, []
+
+
+def _absent(model: FalModel) -> tuple[str, ...]:
+    """The common fields `model`'s endpoint does not have (dropped from its input, as fal ignores them)."""
+    return (("num_inference_steps",) if model.steps is None else ()) + (
+        ("guidance_scale",) if model.default_guidance is None else ()
+    )
 
 
 def output_size(image_size: Any) -> tuple[int, int]:

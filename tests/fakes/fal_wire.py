@@ -43,7 +43,7 @@ def logs(job: Job, now: float) -> list[dict[str, Any]]:
     if window is None:
         return []
     started, duration = window
-    steps = int(job.input.get("num_inference_steps", 28))
+    steps = int(job.input.get("num_inference_steps", job.meta.get("default_steps", 28)))
     if job.outcome is Outcome.COMPLETED or duration <= 0:
         done = steps
     elif job.manual and not job.terminal:

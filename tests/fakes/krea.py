@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import time
+import uuid
 from collections import deque
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.images import ImageSpec
+from tests.fakes.images import ImageSpec, size_of
 from tests.fakes.jobs import Job, Outcome, iso
 from tests.fakes.krea_schema import ENDPOINTS, KreaBadRequest, output_size, validate
 from tests.fakes.server import ASGIApp
@@ -37,6 +38,11 @@ KREA_STATUSES = (
 )
 CONCURRENCY_ERROR = "You have reached the maximum number of concurrent jobs."
 CANCELLABLE = ("queued", "processing")  # docs job-lifecycle: "only ... queued or processing"
+# POST /assets: "JPEG, PNG, WebP, HEIC, MP4, MOV, WebM, GLB, WAV, MP3 ... Maximum size: 75MB" (the image ones here)
+ASSET_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "image/heic": "heic"}
+ASSET_MAX_BYTES = 75 * 1000 * 1000
+# request fields whose values the API fetches (OpenAPI `"format": "uri"`): image_url, and the `url` of items
+IMAGE_URL_FIELDS = ("image_url", "imageUrl", "style_images", "styleImages", "image_style_references", "imageStyleRefs")
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -84,6 +90,8 @@ class KreaFake(FakeService):
         self.status_rate_limit: tuple[int, float] | None = None
         self.status_retry_after = "1"
         self._status_polls: deque[float] = deque()  # when admitted ``GET /jobs/{id}`` polls arrived
+        self.asset_max_bytes = ASSET_MAX_BYTES
+        self.assets: dict[str, dict[str, Any]] = {}  # id -> the asset object ``POST /assets`` answered
 
     # --- wiring -----------------------------------------------------------------------------
     def build_app(self) -> ASGIApp:
@@ -93,6 +101,8 @@ class KreaFake(FakeService):
             Route("/jobs/{job_id}", self._get, methods=["GET"]),
             Route("/jobs/{job_id}", self._delete, methods=["DELETE"]),
             Route("/files/{name}", self._file, methods=["GET"]),
+            Route("/assets", self._upload_asset, methods=["POST"]),
+            Route("/assets/{asset_id}", self._get_asset, methods=["GET"]),
         ]
         return Starlette(routes=routes, exception_handlers={HTTPException: self._http_exception})
 
@@ -101,6 +111,10 @@ class KreaFake(FakeService):
             return "create"
         if path.startswith("/files/"):
             return "download"
+        if path.rstrip("/") == "/assets":
+            return "upload_asset" if method == "POST" else "list_assets"
+        if path.startswith("/assets/"):
+            return "get_asset"
         if path.rstrip("/") == "/jobs":
             return "list_jobs"
         if path.startswith("/jobs/"):
@@ -159,6 +173,7 @@ class KreaFake(FakeService):
             return _error(400, "body: invalid JSON")
         try:
             body = validate(endpoint, raw)
+            self._check_image_urls(body)
         except KreaBadRequest as exc:
             return _error(400, str(exc))
         webhook_url = request.headers.get("x-webhook-url")
@@ -194,6 +209,76 @@ class KreaFake(FakeService):
                 failure=self.faults.take_job_failure("create"),
             )
             return JSONResponse(self.job_json(job))
+
+    def _check_image_urls(self, body: dict[str, Any]) -> None:
+        """Image fields are URLs the API fetches (``"format": "uri"``): a ``data:`` URI is refused (images are
+        uploaded with ``POST /assets`` first), and a URL on this fake must name a file it serves."""
+        urls: list[tuple[str, Any]] = []
+        for name in IMAGE_URL_FIELDS:
+            value = body.get(name)
+            if isinstance(value, list):
+                urls += [
+                    (f"{name}[{i}].url", item.get("url")) for i, item in enumerate(value) if isinstance(item, dict)
+                ]
+            else:
+                urls.append((name, value))
+        own = self.base_url + "/files/"
+        for field, url in urls:
+            if url is None:
+                continue
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise KreaBadRequest(f"{field}: must be an http(s) URL (upload images with POST /assets)")
+            if url.startswith(own) and self.files.get(url[len(own) :]) is None:
+                raise KreaBadRequest(f"{field}: the image could not be fetched")
+
+    async def _upload_asset(self, request: Request) -> Response:
+        """``POST /assets``: multipart ``file`` (required) and optional ``description``; 400 for a missing
+        file, another type or a larger one than ``asset_max_bytes``; the file is then served at ``image_url``."""
+        if not self._authorized(request):
+            return _error(401, "Unauthorized: missing or invalid API token")
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return _error(400, "Invalid file type or size: expected multipart/form-data")
+        try:
+            form = await request.form(max_part_size=self.asset_max_bytes + 1)
+        except Exception:
+            return _error(400, "Invalid file type or size")
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            return _error(400, "file: required")
+        data = await upload.read()
+        media_type = (upload.content_type or "").lower()
+        if media_type not in ASSET_TYPES:
+            return _error(400, f"Invalid file type: {media_type or 'unknown'}")
+        if len(data) > self.asset_max_bytes:
+            return _error(400, f"Invalid file size: larger than {self.asset_max_bytes} bytes")
+        asset_id = str(uuid.uuid4())
+        name = f"asset-{asset_id}.{ASSET_TYPES[media_type]}"
+        self.files.add_blob(name, data, media_type)
+        width, height = size_of(data) or (None, None)
+        asset: dict[str, Any] = {
+            "id": asset_id,
+            "image_url": f"{self.base_url}/files/{name}",
+            "uploaded_at": iso(datetime.now(UTC)),
+            "width": width,
+            "height": height,
+            "size_bytes": len(data),
+            "mime_type": media_type,
+        }
+        description = form.get("description")
+        if isinstance(description, str):
+            asset["description"] = description
+        with self.lock:
+            self.assets[asset_id] = asset
+        return JSONResponse(asset)
+
+    async def _get_asset(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, "Unauthorized: missing or invalid API token")
+        with self.lock:
+            asset = self.assets.get(request.path_params["asset_id"])
+        if asset is None:
+            return _error(404, "Asset not found")
+        return JSONResponse(asset)
 
     def _lookup(self, request: Request) -> Job | None:
         self.sync()

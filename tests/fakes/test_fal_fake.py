@@ -419,3 +419,46 @@ async def test_requests_over_the_concurrency_limit_wait_in_queue(
     assert isinstance(status, fal_client.InProgress) and status.logs is not None
     assert [line["message"] for line in status.logs] == ["step 1/28", "step 2/28", "step 3/28"]
     assert (await second.status(with_logs=False)) == fal_client.InProgress(logs=None)
+
+
+async def test_flux_schnell_takes_1_to_12_steps_defaults_to_4_and_bills_0_003_per_megapixel(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    fal_fake.image_scale = 1 / 16
+    handle = await fal.submit("fal-ai/flux/schnell", {"prompt": "a fox", "seed": 3, "num_images": 2})
+    events = [event async for event in handle.iter_events(with_logs=True, interval=0.005)]
+    result = await handle.get()
+    assert isinstance(events[-1], fal_client.Completed)
+    assert events[-1].logs is not None and events[-1].logs[-1]["message"] == "step 4/4"
+    assert [(i["width"], i["height"]) for i in result["images"]] == [(1024, 768)] * 2
+    assert fal_fake.billed == Decimal("0.006")  # 0.79 MP rounds up to 1, per image
+    job = fal_fake.jobs[-1]
+    assert "guidance_scale" not in job.input  # schnell has no guidance
+
+    fal_fake.validate_at_submit = True
+    refused = await raw.post("/fal-ai/flux/schnell", json={"prompt": "a fox", "num_inference_steps": 13})
+    assert refused.status_code == 422
+    (detail,) = refused.json()["detail"]
+    assert detail["loc"] == ["body", "num_inference_steps"] and detail["ctx"] == {"le": 12}
+
+
+async def test_krea_2_turbo_runs_8_steps_bills_0_008_per_megapixel_and_takes_two_accelerations(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    fal_fake.image_scale = 1 / 16
+    arguments = {"prompt": "a fox", "image_size": {"width": 1536, "height": 1024}, "acceleration": "regular"}
+    handle = await fal.submit("fal-ai/krea-2/turbo", {**arguments, "seed": 11, "num_images": 2})
+    events = [event async for event in handle.iter_events(with_logs=True, interval=0.005)]
+    result = await handle.get()
+    assert isinstance(events[-1], fal_client.Completed)
+    assert events[-1].logs is not None and events[-1].logs[-1]["message"] == "step 8/8"
+    assert result["seed"] == 11 and len(result["images"]) == 2  # image i uses seed + i
+    assert (result["images"][0]["width"], result["images"][0]["height"]) == (1536, 1024)
+    assert fal_fake.billed == Decimal("0.032")  # 1.57 MP rounds up to 2, per image
+    assert not {"num_inference_steps", "guidance_scale"} & set(fal_fake.jobs[-1].input)
+
+    fal_fake.validate_at_submit = True
+    refused = await raw.post("/fal-ai/krea-2/turbo", json={"prompt": "a fox", "acceleration": "high"})
+    assert refused.status_code == 422
+    (detail,) = refused.json()["detail"]
+    assert detail["loc"] == ["body", "acceleration"] and detail["type"] == "literal_error"

@@ -438,3 +438,89 @@ async def test_faults_record_every_hit_after_leaving_the_queue(krea: httpx.Async
     assert krea_fake.faults.fired["http_error:get_job"] == 1
     krea_fake.faults.clear()
     assert krea_fake.faults.fired == {}
+
+
+# --- assets (POST /assets, GET /assets/{id}) ---------------------------------------------------------------------
+
+
+def png_bytes(width: int = 40, height: int = 24) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 120, 200)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+async def test_an_uploaded_asset_is_described_served_and_usable_as_an_init_image(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    data = png_bytes()
+    uploaded = await krea.post("/assets", files={"file": ("in.png", data, "image/png")}, data={"description": "d"})
+    assert uploaded.status_code == 200
+    asset = uploaded.json()
+    assert set(asset) >= {"id", "image_url", "uploaded_at", "width", "height", "size_bytes", "mime_type"}
+    assert (asset["width"], asset["height"], asset["size_bytes"]) == (40, 24, len(data))
+    assert asset["mime_type"] == "image/png" and asset["description"] == "d"
+    assert (await krea.get(f"/assets/{asset['id']}")).json() == asset
+    served = await krea.get(asset["image_url"])
+    assert served.status_code == 200 and served.content == data
+
+    created = await krea.post(FLUX, json={"prompt": "x", "image_url": asset["image_url"], "strength": 0.5})
+    assert created.status_code == 200
+    assert krea_fake.job(created.json()["job_id"]).input["image_url"] == asset["image_url"]
+    assert krea_fake.billed == 0  # uploads are not billed
+
+
+@pytest.mark.parametrize(
+    ("files", "says"),
+    [
+        (None, "file: required"),
+        ({"file": ("a.gif", b"GIF89a", "image/gif")}, "Invalid file type"),
+        ({"file": ("a.svg", b"<svg/>", "image/svg+xml")}, "Invalid file type"),
+    ],
+)
+async def test_an_upload_without_a_file_or_of_another_type_is_400(
+    krea: httpx.AsyncClient, krea_fake: KreaFake, files: dict[str, Any] | None, says: str
+) -> None:
+    response = await krea.post("/assets", files=files or {"other": ("x", b"x", "text/plain")})
+    assert response.status_code == 400 and response.json()["error"].startswith(says)
+    assert krea_fake.assets == {}
+
+
+async def test_an_upload_over_the_size_limit_is_400(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    krea_fake.asset_max_bytes = 20  # stands for the documented 75 MB
+    response = await krea.post("/assets", files={"file": ("in.png", png_bytes(), "image/png")})
+    assert response.status_code == 400 and "size" in response.json()["error"]
+    assert krea_fake.assets == {}
+
+
+async def test_uploads_need_the_token_and_unknown_assets_are_404(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    async with httpx.AsyncClient(base_url=krea_fake.base_url) as anonymous:
+        assert (await anonymous.post("/assets", files={"file": ("a.png", png_bytes(), "image/png")})).status_code == 401
+    assert (await krea.get("/assets/00000000-0000-0000-0000-000000000000")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("image_url", "data:image/png;base64,iVBORw0KGgo="),
+        ("image_style_references", [{"url": "data:image/png;base64,iVBORw0KGgo=", "strength": 1}]),
+    ],
+)
+async def test_a_data_uri_in_an_image_field_is_400_and_creates_nothing(
+    krea: httpx.AsyncClient, krea_fake: KreaFake, field: str, value: object
+) -> None:
+    response = await krea.post(FLUX, json={"prompt": "x", field: value})
+    assert response.status_code == 400 and "must be an http(s) URL" in response.json()["error"]
+    assert krea_fake.jobs == []
+
+
+async def test_an_image_url_naming_no_file_of_the_fake_is_400(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    response = await krea.post(FLUX, json={"prompt": "x", "image_url": f"{krea_fake.base_url}/files/missing.png"})
+    assert response.status_code == 400 and "could not be fetched" in response.json()["error"]
+
+
+@pytest.mark.parametrize("status", [500, 413])
+async def test_injected_upload_faults_store_nothing(krea: httpx.AsyncClient, krea_fake: KreaFake, status: int) -> None:
+    krea_fake.faults.http_error(status, route="upload_asset")
+    response = await krea.post("/assets", files={"file": ("in.png", png_bytes(), "image/png")})
+    assert response.status_code == status and krea_fake.assets == {}
+    assert krea_fake.faults.fired["http_error:upload_asset"] == 1

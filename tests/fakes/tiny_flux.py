@@ -4,6 +4,7 @@ fixtures that share it: the provider loads it through the same from_pretrained(p
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from fluxroute.providers.local import LocalWorker
 from fluxroute.settings import Settings
 
 LOCAL_EXTRA = "the local extra is not installed (pip install torch==2.13.0 -e '.[local]')"
+IN_CI = os.environ.get("CI", "").lower() == "true"
 TOKENIZER_TEXT = [
     "a lighthouse at dusk",
     "a cat on a mat",
@@ -61,8 +63,21 @@ def _t5_tokenizer(folder: Path) -> object:
     )
 
 
-def build_tiny_flux(directory: Path) -> Path:
-    """Random weights, same architecture family as FLUX.1 [dev] (guidance-embedded), ~0.1 M transformer params."""
+def require_local_extra() -> None:
+    """Skip the calling test or fixture without torch, diffusers or transformers; under CI=true (which installs
+    the local extra) fail instead: a missing package there is a broken install, not a reason to pass."""
+    for module in ("torch", "diffusers", "transformers"):
+        try:
+            __import__(module)
+        except ImportError:
+            if IN_CI:
+                pytest.fail(f"{module}: {LOCAL_EXTRA}; CI=true, so this is a failure", pytrace=False)
+            pytest.skip(LOCAL_EXTRA)
+
+
+def build_tiny_flux(directory: Path, *, schnell: bool = False) -> Path:
+    """Random weights, same architecture family as FLUX.1 [dev] (guidance-embedded), ~0.1 M transformer params;
+    `schnell` mirrors FLUX.1 [schnell] instead: no guidance embedding (guidance_scale has no effect)."""
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
@@ -78,7 +93,7 @@ def build_tiny_flux(directory: Path) -> Path:
         joint_attention_dim=32,  # T5 d_model
         pooled_projection_dim=32,  # CLIP hidden size
         axes_dims_rope=(4, 6, 6),  # sums to attention_head_dim
-        guidance_embeds=True,
+        guidance_embeds=not schnell,
     )
     vae = AutoencoderKL(
         down_block_types=("DownEncoderBlock2D",) * 4,
@@ -130,7 +145,7 @@ def build_tiny_flux(directory: Path) -> Path:
         tokenizer_2=_t5_tokenizer(tokens),
         transformer=transformer,
     )
-    target = directory / "tiny-flux"
+    target = directory / ("tiny-flux-schnell" if schnell else "tiny-flux")
     pipe.save_pretrained(target)
     return target
 
@@ -158,10 +173,26 @@ class StepGate:
 
 @pytest.fixture(scope="session")
 def tiny_flux_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A saved tiny FLUX pipeline folder (model_index.json and components); skipped without the local extra."""
-    for module in ("torch", "diffusers", "transformers"):
-        pytest.importorskip(module, reason=LOCAL_EXTRA)
+    """A saved tiny FLUX pipeline folder (model_index.json and components); skipped without the local extra,
+    except under CI=true, where that fails."""
+    require_local_extra()
     return build_tiny_flux(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="session")
+def tiny_schnell_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny FLUX.1 [schnell]-style folder (FluxPipeline without guidance embedding)."""
+    require_local_extra()
+    return build_tiny_flux(tmp_path_factory.mktemp("schnell-weights"), schnell=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_krea2_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny Krea 2 Turbo-style folder (Krea2Pipeline, distilled); see tests/fakes/tiny_krea2.py."""
+    require_local_extra()
+    from tests.fakes.tiny_krea2 import build_tiny_krea2
+
+    return build_tiny_krea2(tmp_path_factory.mktemp("krea2-weights"))
 
 
 @pytest.fixture(scope="session")

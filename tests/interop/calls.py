@@ -15,6 +15,7 @@ from fluxroute.types import ImageRequest, Plan
 from tests.interop.strict_fill import JsonSchema, fill
 
 IMAGE_TOOLS = ("generate_image", "plan_image_route")
+FINALIZE = "finalize_image"
 
 
 def mcp_input_schemas() -> dict[str, JsonSchema]:
@@ -71,9 +72,15 @@ async def exercise(settings: Settings, converted: Mapping[str, JsonSchema]) -> d
         assert outputs["generate_image"]["images"], outputs["generate_image"]
         job_id = outputs["generate_image"]["job_id"]
         for name, schema in converted.items():
-            if name != "generate_image":
+            if name not in ("generate_image", FINALIZE):
                 output = await library.dispatch(name, fill(schema, originals[name], job_id=job_id))
                 outputs[name] = conforms(name, output)
+        # finalize_image takes the draft set draft_images made (a model copies its id from that result)
+        args = {
+            **fill(converted[FINALIZE], originals[FINALIZE]),
+            "draft_set_id": outputs["draft_images"]["draft_set_id"],
+        }
+        outputs[FINALIZE] = conforms(FINALIZE, await library.dispatch(FINALIZE, args))
     finally:
         await library.aclose()
     assert outputs["plan_image_route"]["chosen"] is not None, outputs["plan_image_route"]

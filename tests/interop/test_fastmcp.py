@@ -42,8 +42,11 @@ async def test_fastmcp_client_lists_and_runs_every_tool(
         results["generate_image"] = generated
         job_id = generated.structured_content["job_id"] if generated.structured_content else ""
         for name, tool in listed.items():
-            if name != "generate_image":
+            if name not in ("generate_image", "finalize_image"):
                 results[name] = await client.call_tool(name, fill(tool.input_schema, job_id=job_id))
+        drafts = results["draft_images"].structured_content or {}
+        finalize = {**fill(listed["finalize_image"].input_schema), "draft_set_id": drafts.get("draft_set_id", "")}
+        results["finalize_image"] = await client.call_tool("finalize_image", finalize)
 
     for name, result in results.items():
         assert not result.is_error, (name, result.content)

@@ -18,8 +18,9 @@ def test_budgets_per_model() -> None:
     assert "krea flux-1-dev" in budget_for("flux-dev").source
     assert (budget_for("krea-2").tokens, budget_for("krea-2").chars) == (None, 1800)
     assert (budget_for("auto").tokens, budget_for("auto").chars) == (512, 1800)
-    with pytest.raises(ValueError, match="flux-schnell"):
-        budget_for("flux-schnell")
+    assert (budget_for("flux-schnell").tokens, budget_for("flux-schnell").chars) == (512, None)
+    with pytest.raises(ValueError, match="sdxl"):
+        budget_for("sdxl")
 
 
 def test_an_added_offer_with_a_tighter_limit_tightens_the_budget() -> None:

@@ -107,10 +107,13 @@ async def test_weights_in_the_hugging_face_cache_serve_their_own_offer_only(
         small = {"prompt": "a cat", "provider": "local", "width": 64, "height": 64, "steps": 1}
         result = await router.generate(ImageRequest.parse({**small, "model": "flux-dev"}))
         assert result.offer_id == "local-flux-dev"
-        krea_dev = router.plan(ImageRequest.parse({**small, "model": "flux-krea-dev"})).chosen
-        assert krea_dev is not None
+        # the Krea [dev] weights are not there: its offer is planned as unavailable, saying why, never submitted
+        plan = router.plan(ImageRequest.parse({**small, "model": "flux-krea-dev"}))
+        assert plan.chosen is None
+        [krea_dev] = [c for c in plan.unavailable if c.offer_id == "local-flux-krea-dev"]
+        assert krea_dev.unavailable_reason and "FLUX.1-Krea-dev" in krea_dev.unavailable_reason
         with pytest.raises(ProviderUnavailable, match=r"holds none of: black-forest-labs/FLUX\.1-Krea-dev"):
-            await router.provider("local").submit(krea_dev)
+            await router.provider("local").submit(krea_dev)  # and the provider itself refuses it too
     finally:
         await router.aclose()
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
-from fluxroute.catalog import Catalog, Offer, Range
+from fluxroute.catalog import Catalog, Offer, Range, license_duty, license_refusal
 from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.providers.base import Availability
 from fluxroute.providers.wire import WIRE_BUILDERS, ResolvedCall
@@ -25,6 +25,14 @@ class Planner:
         self.settings = settings
         self.availability = dict(availability)
         self._model_ids = [m.id for m in catalog.models]
+        self._in_auto = {m.id: m.auto for m in catalog.models}
+
+    def _duty(self, offer_id: str) -> str | None:
+        offer = self.catalog.offer(offer_id)
+        return license_duty(self.catalog.licenses[offer.license], offer, self.settings)
+
+    def _asks_for(self, requested: str, model: str) -> bool:
+        return requested == model or (requested == AUTO and self._in_auto[model])
 
     def plan(self, request: ImageRequest, input_size: tuple[int, int] | None = None) -> Plan:
         """The plan for `request`. `input_size` is the pixel size of `request.init_image` (see
@@ -40,7 +48,7 @@ class Planner:
         unavailable: list[Candidate] = []
         rejections: list[Rejection] = []
         for offer in self.catalog.offers:
-            if request.model not in (AUTO, offer.model):
+            if not self._asks_for(request.model, offer.model):
                 continue
             outcome = self._consider(offer, request, usage, target, input_size)
             if isinstance(outcome, Rejection):
@@ -65,7 +73,7 @@ class Planner:
             candidates=candidates,
             unavailable=unavailable,
             rejections=rejections,
-            explanation=_explain(request, usage, target, candidates, unavailable, rejections),
+            explanation=_explain(request, usage, target, candidates, unavailable, rejections, self._duty),
         )
 
     def needs_input_size(self, request: ImageRequest) -> bool:
@@ -75,7 +83,7 @@ class Planner:
             return False
         return any(
             offer.size.output == "input"
-            and request.model in (AUTO, offer.model)
+            and self._asks_for(request.model, offer.model)
             and request.mode in offer.modes
             and (request.provider is None or offer.provider == request.provider)
             and (request.providers is None or offer.provider in request.providers)
@@ -93,10 +101,9 @@ class Planner:
             reasons.append(f"provider {offer.provider} not in providers={list(request.providers)}")
         if offer.provider in request.exclude_providers:
             reasons.append(f"provider {offer.provider} excluded")
-        license_ = self.catalog.licenses[offer.license]
-        own_license = offer.provider == "local" and self.settings.local_commercial_license
-        if usage == "commercial" and not license_.commercial and not own_license:
-            reasons.append(f"{license_.name} and usage=commercial")
+        refusal = license_refusal(self.catalog.licenses[offer.license], offer, self.settings, usage)
+        if refusal is not None:
+            reasons.append(refusal)
         if request.mode not in offer.modes:
             reasons.append(f"{' and '.join(offer.modes)} only; request is {request.mode}")
         if request.negative_prompt is not None and not offer.negative_prompt:
@@ -167,7 +174,7 @@ class Planner:
             num_images=request.num_images,
             cost_usd=float(cost),
             latency_s=round(latency, 2),
-            license=license_.name,
+            license=self.catalog.licenses[offer.license].name,
             adjustments=adjustments,
             params=WIRE_BUILDERS[offer.wire](call),
             available=availability.ok,
@@ -243,6 +250,7 @@ def _explain(
     candidates: list[Candidate],
     unavailable: list[Candidate],
     rejections: list[Rejection],
+    duty: Callable[[str], str | None],
 ) -> str:
     lines = [f"size: {target.derivation}; usage={usage}; prefer={request.prefer}"]
     if candidates:
@@ -253,6 +261,8 @@ def _explain(
             f"{why} of {len(candidates)} usable offer(s)"
         )
         lines.extend(f"  adjusted {adj}" for adj in best.adjustments)
+        if (stated := duty(best.offer_id)) is not None:
+            lines.append(f"  license duty: {stated}")
         lines.extend(f"  fallback {c.label} at ${c.cost_usd:g}{_resized(c)}" for c in candidates[1:])
     else:
         lines.append("no configured offer can serve this request")

@@ -57,7 +57,7 @@ async def test_commercial_use_never_routes_to_the_non_commercial_weights(
 ) -> None:
     router = local_router(local_settings, local_worker)
     with pytest.raises(NoRouteError) as info:
-        await generate(router, usage="commercial")
+        await generate(router, usage="commercial", model="flux-krea-dev")
     assert "local flux-krea-dev: FLUX.1 [dev] Non-Commercial License and usage=commercial" in str(info.value)
 
 
@@ -105,3 +105,22 @@ async def test_cancelling_a_generation_stops_the_local_job_and_the_next_one_runs
     assert len(result.images) == 1
     stopped = local_worker.job(str(attempts[0].provider_job_id))
     assert stopped is not None and isinstance(stopped.outcome, Cancelled)
+
+
+async def test_each_saved_image_carries_its_own_seed(local_settings: Settings, local_worker: LocalWorker) -> None:
+    router = local_router(local_settings, local_worker)
+    result = await generate(router, seed=21, model="flux-krea-dev", num_images=2)
+    assert [image.seed for image in result.images] == [21, 22]
+    assert [read_parameters(Path(str(image.path)))["seed"] for image in result.images] == [21, 22]
+    assert result.seed == 21
+
+
+def test_a_local_offer_is_available_only_where_its_own_weights_are(local_settings: Settings) -> None:
+    # local_model serves FLUX.1 Krea [dev] and FLUX.1 [dev]; nothing is configured or cached for schnell
+    router = Router(local_settings)
+    asked = {"prompt": "a heron", "provider": "local", "width": 64, "height": 64}
+    plan = router.plan(ImageRequest.parse(asked))
+    assert "local-flux-krea-dev" in {c.offer_id for c in plan.candidates}
+    schnell = router.plan(ImageRequest.parse({**asked, "model": "flux-schnell"}))
+    assert schnell.chosen is None
+    assert [(c.offer_id, bool(c.unavailable_reason)) for c in schnell.unavailable] == [("local-flux-schnell", True)]

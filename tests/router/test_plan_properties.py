@@ -70,8 +70,8 @@ def test_chosen_offer_never_breaks_license_resolution_budget_or_pins(request: Im
     for c in p.candidates:
         offer = ROUTER.catalog.offer(c.offer_id)
         license_ = ROUTER.catalog.licenses[offer.license]
-        if p.usage == "commercial":
-            assert license_.commercial, c
+        if p.usage == "commercial":  # nothing declared in ROUTER's settings: only licenses that always allow it
+            assert license_.commercial == "always", c
         rule = offer.size
         if rule.aspect_sizes:
             assert (c.width, c.height) in rule.aspect_sizes.values()
@@ -105,9 +105,12 @@ def test_with_prefer_cost_no_feasible_offer_is_cheaper(request: ImageRequest) ->
     p = ROUTER.plan(request.model_copy(update={"prefer": "cost"}))
     if p.chosen is None:
         return
-    # every offer the request allows, pinned on its own, that fits the same request costs at least as much
+    # every offer the request allows (auto: the models the catalog lets auto pick), pinned on its own, that fits
+    # the same request costs at least as much
+    in_auto = {info.id for info in ROUTER.catalog.models if info.auto}
     for offer in ROUTER.catalog.offers:
-        if request.model not in ("auto", offer.model) or request.provider not in (None, offer.provider):
+        asked = request.model == offer.model or (request.model == "auto" and offer.model in in_auto)
+        if not asked or request.provider not in (None, offer.provider):
             continue
         alone = ROUTER.plan(request.model_copy(update={"model": offer.model, "provider": offer.provider}))
         for c in alone.candidates:

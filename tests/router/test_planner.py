@@ -30,7 +30,10 @@ def test_commercial_use_never_routes_to_noncommercial_weights(router: Router) ->
 def test_commercial_is_the_default_usage(router: Router) -> None:
     p = plan(router)
     assert p.usage == "commercial"
-    assert all(c.provider != "local" for c in p.candidates)
+    assert not [c for c in p.candidates if c.provider == "local"]  # no local weights allow it with nothing declared
+    # of the local weights, only FLUX.1 [schnell] (Apache-2.0) may serve commercial use with nothing declared
+    schnell = plan(router, model="flux-schnell")
+    assert {c.offer_id for c in schnell.candidates if c.provider == "local"} == {"local-flux-schnell"}
 
 
 def test_non_commercial_use_picks_free_local_weights(router: Router) -> None:
@@ -53,7 +56,7 @@ def test_six_megapixels_rejects_fal_flux_krea_with_the_reason(router: Router) ->
 
 
 def test_wide_aspect_ratio_maps_to_the_krea_2_enum(router: Router) -> None:
-    p = plan(router, model="krea-2", aspect_ratio="2.35:1")
+    p = plan(router, model="krea-2", provider="krea", aspect_ratio="2.35:1")
     assert p.chosen is not None
     assert p.chosen.params["aspect_ratio"] == "2.35:1"
     assert p.chosen.params["resolution"] == "1K"
@@ -61,7 +64,7 @@ def test_wide_aspect_ratio_maps_to_the_krea_2_enum(router: Router) -> None:
 
 
 def test_krea_2_snaps_to_nearest_ratio_and_says_so(router: Router) -> None:
-    p = plan(router, model="krea-2", width=1200, height=800)
+    p = plan(router, model="krea-2", provider="krea", width=1200, height=800)
     assert p.chosen is not None and p.chosen.params["aspect_ratio"] == "3:2"
     assert [a.field for a in p.chosen.adjustments] == ["aspect_ratio", "size"]
 
@@ -86,14 +89,14 @@ def test_steps_out_of_endpoint_range_are_clamped_and_recorded(router: Router) ->
 
 
 def test_max_cost_rejects_offers_above_it(router: Router) -> None:
-    p = plan(router, model="krea-2", max_cost_usd=0.05)
+    p = plan(router, model="krea-2", provider="krea", max_cost_usd=0.05)
     assert p.chosen is not None and p.chosen.offer_id == "krea-2-medium"
     assert "costs $0.06 > max_cost_usd $0.05" in rejection(p, "krea-2-large")
 
 
 def test_per_call_budget_from_settings_rejects_expensive_offers(tmp_path: Path) -> None:
     router = make_router(tmp_path, budget_per_call_usd="0.01")
-    p = plan(router, model="krea-2")
+    p = plan(router, model="krea-2", provider="krea")
     assert p.chosen is None
     assert "per-call budget $0.01" in rejection(p, "krea-2-medium")
 
@@ -102,7 +105,7 @@ def test_provider_pin_and_exclusion(router: Router) -> None:
     pinned = plan(router, provider="fal")
     assert pinned.chosen is not None and pinned.chosen.provider == "fal"
     assert "pinned to provider=fal" in rejection(pinned, "krea-flux-1-dev")
-    excluded = plan(router, exclude_providers=["krea"])
+    excluded = plan(router, model="flux-dev", exclude_providers=["krea"])
     assert excluded.chosen is not None and excluded.chosen.provider == "fal"
 
 
@@ -116,7 +119,7 @@ def test_prefer_speed_reverses_the_ranking(router: Router) -> None:
 
 
 def test_several_images_rule_out_one_image_per_job_endpoints(router: Router) -> None:
-    p = plan(router, num_images=4)
+    p = plan(router, model="flux-dev", num_images=4)
     assert "one image per job; num_images=4" in rejection(p, "krea-flux-1-dev")
     assert p.chosen is not None and p.chosen.params["num_images"] == 4
 
@@ -143,7 +146,7 @@ def test_long_prompts_rule_out_krea_flux(router: Router) -> None:
 
 def test_without_keys_the_plan_still_says_what_would_run(tmp_path: Path) -> None:
     router = make_router(tmp_path, available=False)
-    p = plan(router)
+    p = plan(router, model="flux-dev")
     assert p.chosen is None
     assert p.unavailable[0].offer_id == "krea-flux-1-dev"
     assert "KREA_API_TOKEN is not set" in (p.unavailable[0].unavailable_reason or "")
@@ -166,3 +169,13 @@ def test_exact_parameters_are_in_the_plan(router: Router) -> None:
         "guidance_scale": 2.5,
         "seed": 7,
     }
+
+
+def test_auto_never_trades_full_quality_for_a_model_asked_for_by_name(router: Router) -> None:
+    # FLUX.1 [schnell] is the cheapest fit for a commercial 1 MP image, and the catalog says auto may not pick it
+    auto = router.plan(ImageRequest.parse({"prompt": "a heron at dawn"}))
+    named = router.plan(ImageRequest.parse({"prompt": "a heron at dawn", "model": "flux-schnell"}))
+    assert auto.chosen is not None and auto.chosen.model != "flux-schnell"
+    assert all(c.model != "flux-schnell" for c in [*auto.candidates, *auto.unavailable])
+    assert named.chosen is not None and named.chosen.model == "flux-schnell"
+    assert named.chosen.cost_usd < auto.chosen.cost_usd

@@ -28,7 +28,14 @@ from .test_plan_properties import PROPERTY_SETTINGS, requests
 HOME = Path("/nonexistent-fluxroute-home")
 ALL = {name: Availability(True) for name in ("krea", "fal", "local")}
 AVAILABILITIES = [ALL, {"krea": Availability(True), "fal": Availability(False, "no FAL_KEY")}, {}]
-SETTINGS = [{}, {"local_commercial_license": True}, {"budget_per_call_usd": "0.02"}, {"usage": "non-commercial"}]
+SETTINGS = [
+    {},
+    {"local_commercial_license": True},
+    {"budget_per_call_usd": "0.02"},
+    {"usage": "non-commercial"},
+    {"revenue_under_1m": True},  # license classes: Krea 2 local weights allowed commercially
+    {"organization_revenue_usd_ttm": "300000", "remote_reachable": True},  # ... but refused without a checker
+]
 INPUT_SIZES = [None, None, (2048, 1024), (800, 600), (6000, 5000), (1000, 1000)]
 
 
@@ -72,7 +79,7 @@ def random_request(rng: random.Random) -> ImageRequest:
     elif size < 0.7:
         fields["image_size"] = rng.choice(["square_hd", "square", "landscape_16_9", "portrait_4_3"])
     for name, chance, values in (
-        ("model", 0.4, ["auto", "flux-krea-dev", "flux-dev", "krea-2"]),
+        ("model", 0.4, ["auto", "flux-krea-dev", "flux-dev", "krea-2", "flux-schnell"]),
         ("usage", 0.3, ["commercial", "non-commercial"]),
         ("max_cost_usd", 0.3, [0, 0.01, 0.03, 0.05, 0.1]),
         ("provider", 0.15, ["krea", "fal", "local"]),

@@ -39,14 +39,15 @@ async def test_the_server_advertises_completions(connect: Connect) -> None:
         assert client.server_capabilities.completions is not None
 
 
-async def test_krea_2_aspect_ratios_are_its_fixed_table_filtered_by_what_was_typed(connect: Connect) -> None:
+async def test_krea_2_aspect_ratios_are_its_fixed_table_first_filtered_by_what_was_typed(connect: Connect) -> None:
     async with connect() as client:
         every = await complete(client, prompt("krea-2"), "aspect_ratio")
         twos = await complete(client, prompt("krea-2"), "aspect_ratio", "2")
         none = await complete(client, prompt("krea-2"), "aspect_ratio", "7:")
 
-    assert every.values == KREA_2_SHAPES
-    assert every.total == len(KREA_2_SHAPES) and every.has_more is False
+    # the Krea API's fixed table, then the shapes of the free-size routes (open weights on fal and locally)
+    assert every.values == [*KREA_2_SHAPES, "3:4"]
+    assert every.total == len(KREA_2_SHAPES) + 1 and every.has_more is False
     assert twos.values == ["2.35:1", "2:3"] and twos.total == 2
     assert none.values == [] and none.total == 0
 
@@ -97,7 +98,7 @@ async def test_the_guide_template_completes_model_families(connect: Connect) -> 
         krea = await complete(client, template("fluxroute://guides/{model}"), "model", "KREA")
 
     assert every.values == FAMILIES
-    assert flux.values == ["flux-krea-dev", "flux-dev"]
+    assert flux.values == ["flux-krea-dev", "flux-dev", "flux-schnell"]
     assert krea.values == ["krea-2"]
 
 

@@ -17,7 +17,10 @@ from fluxroute.tools import GenerateOutput, ModelsOutput, PlanOutput, ToolLibrar
 from fluxroute.types import GeneratedImage, GenerationResult, ImageRequest
 
 EVERYTHING_AVAILABLE = {"krea": Availability(True), "fal": Availability(True), "local": Availability(True)}
-LICENSE_REASON = "FLUX.1 [dev] Non-Commercial License and usage=commercial"
+LICENSE_REASON = (
+    "FLUX.1 [dev] Non-Commercial License and usage=commercial; "
+    "set local_commercial_license = true only if you hold your own commercial license"
+)
 
 
 class RecordingRouter(Router):
@@ -86,10 +89,11 @@ async def test_plan_image_route_returns_the_offer_the_router_would_choose(
     assert_matches_output_schema("plan_image_route", output)
 
 
-async def test_commercial_use_never_routes_to_local_weights_and_says_why(library: ToolLibrary) -> None:
+async def test_commercial_use_never_routes_to_non_commercial_local_weights_and_says_why(library: ToolLibrary) -> None:
     output = await library.dispatch("plan_image_route", {"prompt": "a fox", "usage": "commercial"})
 
     assert isinstance(output, PlanOutput)
+    # model auto never picks FLUX.1 [schnell]; no other local weights allow commercial use undeclared
     assert output.chosen is not None and output.chosen.provider != "local"
     rejected = {r.label: r.reasons for r in output.rejections}
     assert rejected["local flux-dev"] == [LICENSE_REASON]
@@ -135,7 +139,7 @@ async def test_list_image_models_lists_every_offer_with_availability_and_reason(
     assert isinstance(output, ModelsOutput)
     offers = {offer.offer_id: offer for model in output.models for offer in model.offers}
     assert set(offers) == {offer.id for offer in router.catalog.offers}
-    assert [m.id for m in output.models] == ["flux-krea-dev", "flux-dev", "krea-2"]
+    assert [m.id for m in output.models] == ["flux-krea-dev", "flux-dev", "krea-2", "flux-schnell"]
     local = offers["local-flux-dev"]
     assert (local.available, local.reason, local.commercial_use) == (False, "no CUDA GPU found", False)
     krea = offers["krea-flux-1-dev"]
@@ -173,7 +177,11 @@ async def test_list_image_models_refuses_an_unknown_model_filter(library: ToolLi
         await library.dispatch("list_image_models", {"model": "sdxl"})
 
     (error,) = caught.value.errors
-    assert (error.field, error.value, error.allowed) == ("model", "sdxl", "one of: flux-krea-dev, flux-dev, krea-2")
+    assert (error.field, error.value, error.allowed) == (
+        "model",
+        "sdxl",
+        "one of: flux-krea-dev, flux-dev, krea-2, flux-schnell",
+    )
 
 
 async def test_an_unknown_tool_name_is_an_invalid_request(library: ToolLibrary) -> None:
@@ -202,11 +210,11 @@ async def test_generate_image_hands_the_request_and_progress_to_the_router_and_r
         heard.append(event)
 
     output = await library.dispatch(
-        "generate_image", {"prompt": "a fox", "seed": None, "usage": "commercial"}, progress=listen
+        "generate_image", {"prompt": "a fox", "model": "flux-dev", "seed": None, "usage": "commercial"}, progress=listen
     )
 
     assert [event.message for event in heard] == ["step 1/25"]
-    assert router.generated == [ImageRequest(prompt="a fox", usage="commercial")]
+    assert router.generated == [ImageRequest(prompt="a fox", model="flux-dev", usage="commercial")]
     assert isinstance(output, GenerateOutput)
     assert (output.job_id, output.provider, output.seed, output.warnings) == ("job-1", "krea", 7, ["prompt rewritten"])
     assert output.images[0].path == "/images/a.png"

@@ -199,8 +199,9 @@ def test_all_tool_definitions_a_model_reads_stay_within_the_budget() -> None:
     assert total <= BUDGET
 
 
-def test_the_whole_mcp_tool_listing_with_output_schemas_stays_within_16000_characters() -> None:
-    assert len(json.dumps(export("mcp"))) <= 16_000
+def test_the_whole_mcp_tool_listing_with_output_schemas_stays_within_18000_characters() -> None:
+    # 16,000 for six tools; draft_images and finalize_image (input and output schemas) add about 3,400
+    assert len(json.dumps(export("mcp"))) <= 18_000
 
 
 @pytest.mark.parametrize("format", EXPORT_FORMATS)
