@@ -450,8 +450,10 @@ class JobStore:
         flight; "recent" when a check was claimed less than `window_s` seconds ago; otherwise "due", and this
         claim is recorded (wall-clock seconds, in the attempt's detail). Checked and written in one transaction,
         so every thread and process sharing the store together gets at most one "due" per job per window."""
-        moment = time.time() if now is None else now
         with self._db.write() as conn:
+            # the time is read holding the write lock: a claim that waited for the lock behind a later one must not
+            # count as older than it (that made a second "due" in one window under load)
+            moment = time.time() if now is None else now
             row = conn.execute(
                 "SELECT * FROM attempts WHERE provider = ? AND provider_job_id = ? AND status = 'in_flight'",
                 (provider, provider_job_id),
@@ -461,7 +463,7 @@ class JobStore:
             attempt = attempt_from_row(row)
             detail = attempt.detail or {}
             last = detail.get(WEBHOOK_CHECK_KEY)
-            if isinstance(last, int | float) and 0 <= moment - last < window_s:
+            if isinstance(last, int | float) and abs(moment - last) < window_s:
                 return "recent"
             conn.execute(
                 "UPDATE attempts SET detail_json = ? WHERE id = ?",
