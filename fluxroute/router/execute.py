@@ -257,8 +257,8 @@ class Executor:
                     continue
                 if held:
                     continue
-                now = next((a for a in self.store.attempts_for(attempt.job_id) if a.id == attempt.id), None)
-                if now is not None and now.status in ("submitting", "in_flight") and now.lease_owner is not None:
+                now = self._reread(attempt)
+                if now.status in ("submitting", "in_flight") and now.lease_owner is not None:
                     lost = True
                     assert body is not None
                     body.cancel(DETACH)
@@ -272,7 +272,7 @@ class Executor:
                 raise
             assert body is not None
             body.uncancel()
-            holder = Owner.parse(str(self.store.attempts_for(attempt.job_id)[attempt.seq - 1].lease_owner))
+            holder = Owner.parse(str(self._reread(attempt).lease_owner))
             raise JobBusy(
                 f"job {attempt.job_id} was taken up by {holder.describe()} after this process's lease on it ran "
                 "out; that process saves and bills the result"
@@ -297,11 +297,11 @@ class Executor:
                 self.store.finish_call(attempt.id, run.reservation, status="failed", cost=None, error=_safe(exc))
                 raise
             await self._find_submission(run, attempt, exc)
-            attempt = self.store.attempts_for(run.job.id)[attempt.seq - 1]
+            attempt = self._reread(attempt)
         except Exception as exc:  # a fault in our own submit code: the POST may have left
             cause = ProviderUnavailable(f"submission failed: {_safe(exc, self.secrets)}", provider=candidate.provider)
             await self._find_submission(run, attempt, cause)
-            attempt = self.store.attempts_for(run.job.id)[attempt.seq - 1]
+            attempt = self._reread(attempt)
         else:
             attempt = await asyncio.to_thread(self.store.mark_submitted, attempt.id, provider_job_id)
         if cancelled:
@@ -654,12 +654,16 @@ class Executor:
             self._at_risk(run, attempt, cause, "it cannot be found in the provider's records")
             return None
         self.store.let_go(attempt.id, self.owner)  # adopted: whoever resumes it takes it up
+        return self._reread(attempt)
+
+    def _reread(self, attempt: AttemptRecord) -> AttemptRecord:
+        """`attempt` as the store holds it now (its provider job id, lease and status may have changed)."""
         return self.store.attempts_for(attempt.job_id)[attempt.seq - 1]
 
     def _claim(self, attempt: AttemptRecord) -> AttemptRecord:
         claimed = self.store.claim_attempt(attempt.id, self.owner)
         if claimed is None:
-            current = self.store.attempts_for(attempt.job_id)[attempt.seq - 1]
+            current = self._reread(attempt)
             where = Owner.parse(current.lease_owner).describe() if current.lease_owner else "another process"
             raise JobBusy(f"job {attempt.job_id} is being followed by {where}; it saves and bills the result")
         return claimed
