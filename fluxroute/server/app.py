@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from fluxroute.providers.webhooks import FAL_JWKS_URL
+from fluxroute.server.apps import apps_gate, views_extension
 from fluxroute.server.backend import Backend
 from fluxroute.server.completions import add_completions
 from fluxroute.server.prompts import add_prompts
@@ -69,6 +70,8 @@ def build_server(
         instructions=INSTRUCTIONS,
         tools=mcp_tools(backend),
         lifespan=lifespan,
+        extensions=[views_extension()],
+        middleware=[apps_gate],
         log_level="WARNING",  # stderr is the stdio client's log pane: failures only
     )
     add_resources(server, backend)

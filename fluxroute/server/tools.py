@@ -17,6 +17,7 @@ from decimal import Decimal
 from importlib import resources
 from typing import Annotated, Any
 
+from mcp.server.apps import client_supports_apps
 from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
 from mcp.server.mcpserver import Context, Elicit, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fluxroute.errors import FluxrouteError
 from fluxroute.providers.base import Progress, ProgressCallback
 from fluxroute.redact import redact, settings_secrets
+from fluxroute.server.apps import with_view_data
 from fluxroute.server.backend import Backend
 from fluxroute.server.delivery import tool_result
 
@@ -84,6 +86,7 @@ def _tool(definition: dict[str, Any], backend: Backend) -> Tool:
         structured_output=False,
     )
     tool.parameters = definition["inputSchema"]
+    tool.meta = definition.get("_meta")  # an MCP Apps view, shown only to hosts that declare them (server/apps.py)
     tool.fn_metadata.arg_model = _RawArguments
     # published; the spec's output model builds the result
     tool.fn_metadata.output_schema = definition["outputSchema"]
@@ -145,7 +148,8 @@ async def _dispatch(
         output = await library.dispatch(name, arguments, _progress_relay(ctx), approved_usd=approved_usd)
     except FluxrouteError as exc:
         raise ToolError(redact(str(exc), settings_secrets(backend.settings))) from None
-    return tool_result(output)
+    result = tool_result(output)
+    return with_view_data(result, output) if client_supports_apps(ctx) else result
 
 
 def _progress_relay(ctx: Context) -> ProgressCallback:

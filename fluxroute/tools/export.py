@@ -15,9 +15,11 @@ EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
 
 
 def to_mcp() -> list[dict[str, Any]]:
-    """MCP `Tool` objects (tools/list), with output schemas and behaviour hints."""
-    return [
-        {
+    """MCP `Tool` objects (tools/list), with output schemas, behaviour hints and, where a tool has one, its MCP
+    Apps view (`_meta.ui.resourceUri`)."""
+    tools: list[dict[str, Any]] = []
+    for spec in tool_specs():
+        tool = {
             "name": spec.name,
             "title": spec.title,
             "description": spec.description,
@@ -25,8 +27,10 @@ def to_mcp() -> list[dict[str, Any]]:
             "outputSchema": copy.deepcopy(spec.output_schema),
             "annotations": spec.hints.to_mcp(),
         }
-        for spec in tool_specs()
-    ]
+        if spec.view is not None:
+            tool["_meta"] = {"ui": {"resourceUri": spec.view}}
+        tools.append(tool)
+    return tools
 
 
 def to_openai(strict: bool = False) -> list[dict[str, Any]]:

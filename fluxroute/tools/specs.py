@@ -100,6 +100,8 @@ class ToolSpec:
     field_descriptions: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
     # top-level string fields whose allowed values come from data (the catalog's model ids)
     enums: Mapping[str, list[str]] = field(default_factory=dict, hash=False, compare=False)
+    # the MCP Apps view (a ui:// resource the server serves) that shows this tool's result, for hosts that have them
+    view: str | None = None
 
     @functools.cached_property
     def input_schema(self) -> JsonSchema:
@@ -181,6 +183,7 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             handler="draft",
             field_descriptions=DRAFT_FIELDS,
             enums=models,
+            view="ui://fluxroute/draft-set.html",
         ),
         ToolSpec(
             name="finalize_image",
