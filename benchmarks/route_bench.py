@@ -79,7 +79,7 @@ def grown_offers(count: int, repriced: bool = False) -> list[dict[str, Any]]:
     for i in range(max(0, count - len(builtin))):
         offer = copy.deepcopy(builtin[i % len(builtin)])
         offer["id"] = f"{offer['id']}-copy{i}"
-        if repriced:
+        if repriced and "usd" in offer["price"]:
             offer["endpoint"] = f"{offer['endpoint']}-{i}"
             offer["price"]["usd"] = str(Decimal(offer["price"]["usd"]) * (1 + Decimal(i + 1) / 1000))
         extra.append(offer)

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -69,8 +70,11 @@ def exit_code(exc: FluxrouteError) -> int:
     return next((code for code, kinds, _ in EXIT_CODES if isinstance(exc, kinds)), 1)
 
 
-def _add_request_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompt", help="what the image should show")
+def _add_request_options(parser: argparse.ArgumentParser, prompt: str = "what the image should show") -> None:
+    if prompt.startswith("optional"):
+        parser.add_argument("prompt", nargs="?", help=prompt)
+    else:
+        parser.add_argument("prompt", help=prompt)
     parser.add_argument("--model", default="auto", help="flux-krea-dev, flux-dev, krea-2 or auto (default)")
     size = parser.add_argument_group("size (give one way: --width/--height, --aspect-ratio, --image-size)")
     size.add_argument("--width", type=int)
@@ -85,15 +89,18 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-format", choices=["png", "jpeg"])
     parser.add_argument("--negative-prompt")
     parser.add_argument(
-        "--init-image", help="image to start from: a URL, a local file, or job:<job_id>/<n> (an earlier result)"
+        "--init-image",
+        help="image to start from: an http(s) URL, a data:image/...;base64 URI, a local PNG/JPEG/WebP file "
+        "(sent as a data: URI) or job:<job_id>/<n> (an earlier result)",
     )
     parser.add_argument("--strength", type=float, help="with --init-image: 0.01-1, how far to move from it")
     parser.add_argument(
         "--style-ref",
         action="append",
         nargs="+",
-        metavar=("URL", "STRENGTH"),
-        help="style reference image, optionally followed by its strength 0-1 (repeatable)",
+        metavar=("URL[=STRENGTH]", "STRENGTH"),
+        help="style reference image (taken like --init-image) with an optional strength 0-1: URL=0.7 or URL 0.7 "
+        "(a URL with a ?query takes only the second form; repeatable)",
     )
     routing = parser.add_argument_group("routing")
     routing.add_argument("--usage", choices=["commercial", "non-commercial"], help="default from settings: commercial")
@@ -120,6 +127,8 @@ def _request_from(args: argparse.Namespace, settings: Settings | None = None) ->
         "output_format": args.output_format,
         "negative_prompt": args.negative_prompt,
         "init_image": _image_input("init_image", args.init_image, settings),
+        "mask_image": _image_input("mask_image", getattr(args, "mask", None), settings),
+        "task": getattr(args, "task", None),
         "strength": args.strength,
         "usage": args.usage,
         "max_cost_usd": args.max_cost,
@@ -149,11 +158,20 @@ def _image_input(field: str, value: str | None, settings: Settings | None) -> st
         raise InvalidRequest([FieldError(field, value, f"{exc}; allowed: {allowed}")]) from None
 
 
+# `--style-ref URL=0.7`: a trailing `=<number>` (digits, one optional point)
+_TRAILING_STRENGTH = re.compile(r"=(\d+(?:\.\d*)?|\.\d+)$")
+
+
 def _style_reference(index: int, given: list[str], settings: Settings | None = None) -> dict[str, object]:
-    """`--style-ref IMAGE [STRENGTH]` as a style reference; a URL is taken whole (query and all)."""
+    """`--style-ref IMAGE[=STRENGTH]` or `--style-ref IMAGE STRENGTH` as a style reference. A trailing
+    `=<number>` is the strength only where the image has no query string: `https://e.com/a.png?w=512` is a
+    whole URL, `https://e.com/a.png=0.7` is that image at 0.7."""
     field = f"style_references.{index}"
     if len(given) > 2:
         raise InvalidRequest([FieldError(field, " ".join(given), "a URL, optionally followed by one strength 0-1")])
+    trailing = _TRAILING_STRENGTH.search(given[0]) if len(given) == 1 and "?" not in given[0] else None
+    if trailing is not None:
+        given = [given[0][: trailing.start()], trailing.group(1)]
     url = _image_input(f"{field}.url", given[0], settings)
     if len(given) == 1:
         return {"url": url}
@@ -247,9 +265,13 @@ def _print_result(result: GenerationResult) -> None:
 
 
 async def _generate(
-    router: Router, request: ImageRequest, out_dir: Path | None, line: ProgressLine
+    router: Router, request: ImageRequest, out_dir: Path | None, line: ProgressLine, explain: bool = False
 ) -> GenerationResult:
     try:
+        if explain:  # the route's reasons first, on stderr (stdout stays the result, --json included)
+            resolved = router.resolve_references(request)
+            plan = router.plan(resolved, await router.input_size(resolved))  # kept: generate plans it once more
+            print(_plan_text(plan, explain=True), file=sys.stderr, flush=True)
         return await router.generate(request, progress=line, out_dir=out_dir)
     finally:
         line.done()
@@ -264,12 +286,30 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     request = _request_from(args, settings)
     router = Router(settings)
     line = ProgressLine(enabled=sys.stderr.isatty() and not args.json)
-    result = asyncio.run(_generate(router, request, args.out, line))
+    result = asyncio.run(_generate(router, request, args.out, line, explain=args.explain))
     if args.json:
         _print_json(result.model_dump(mode="json"))
     else:
         _print_result(result)
     return 0
+
+
+def cmd_edit(args: argparse.Namespace, settings: Settings) -> int:
+    """`fluxroute edit IMAGE PROMPT`: generate with IMAGE as the input, the task chosen as edit_image chooses it."""
+    from fluxroute.tools.image_args import edit_task
+
+    args.init_image = args.image
+    args.task = edit_task(args.task, args.mask, args.strength)
+    return cmd_generate(args, settings)
+
+
+def cmd_vary(args: argparse.Namespace, settings: Settings) -> int:
+    """`fluxroute vary IMAGE [PROMPT]`: n variations of IMAGE, as vary_image makes them."""
+    from fluxroute.tools.image_args import VARIATION_PROMPT
+
+    args.init_image, args.task, args.num_images = args.image, "variation", args.n
+    args.prompt = args.prompt or VARIATION_PROMPT
+    return cmd_generate(args, settings)
 
 
 def cmd_draft(args: argparse.Namespace, settings: Settings) -> int:
@@ -278,7 +318,7 @@ def cmd_draft(args: argparse.Namespace, settings: Settings) -> int:
     request = _request_from(args, settings)
     router = Router(settings)
     if args.dry_run:
-        planned = router.plan_round(request, args.n)
+        planned = router.plan_round(request, args.n, as_if_available=True)  # like `route`: what would run
         if args.json:
             _print_json(
                 {
@@ -431,9 +471,13 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
                 state = "available" + (f" ({offer.reason})" if offer.reason else "")
             else:
                 state = f"unavailable: {offer.reason}"
-            price = f"${offer.price_usd:g} {offer.price_unit}"
-            print(f"  {offer.offer_id:<20} {price:<44} {state}")
-            print(f"  {'':<20} license: {offer.license}" + (f" ({use})" if use else ""))
+            if offer.price_usd is None:
+                price = f"price not published: set [prices] {offer.offer_id}"
+            else:
+                price = f"${offer.price_usd:g} {offer.price_unit}"
+            print(f"  {offer.offer_id:<24} {price:<44} {state}")
+            print(f"  {'':<24} does: {', '.join(offer.modes)}")
+            print(f"  {'':<24} license: {offer.license}" + (f" ({use})" if use else ""))
     return 0
 
 
@@ -559,9 +603,34 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", type=Path, help="directory for the images (default: FLUXROUTE_HOME/images)")
     generate.add_argument("--json", action="store_true")
     generate.add_argument("--dry-run", action="store_true", help="only plan, like `fluxroute route`")
-    generate.add_argument("--explain", action="store_true", help="with --dry-run: every reason")
+    generate.add_argument(
+        "--explain",
+        action="store_true",
+        help="every candidate, rejection and parameter: on stderr before generating (with --dry-run, instead)",
+    )
     generate.add_argument("--idempotency-key", help="the same key never pays for a second generation")
     generate.set_defaults(handler=cmd_generate)
+
+    image_help = "an http(s) URL, a data: URI, a local PNG/JPEG/WebP file or job:<job_id>/<n> (an earlier result)"
+    for name, helptext, handler in (
+        ("edit", "edit an image: an instruction, image-to-image with --strength, or inpaint with --mask", cmd_edit),
+        ("vary", "variations of an image (FLUX.1 Redux on fal, image prompts on Krea)", cmd_vary),
+    ):
+        command = sub.add_parser(name, help=helptext + " (spends money on hosted providers)")
+        command.add_argument("image", help="the image: " + image_help)
+        if name == "edit":
+            _add_request_options(command, "an instruction ('make the sky stormy'), or with --strength the result")
+            command.add_argument("--mask", help="inpaint: white = change, black = keep; taken like the image")
+            command.add_argument("--task", choices=["image-to-image", "instruction-edit", "inpaint"])
+        else:
+            _add_request_options(command, "optional: what to keep or change")
+            command.add_argument("-n", type=_positive_int, default=1, help="how many variations, 1-4 (default 1)")
+        command.add_argument("--out", type=Path, help="directory for the images (default: FLUXROUTE_HOME/images)")
+        command.add_argument("--json", action="store_true")
+        command.add_argument("--dry-run", action="store_true", help="only plan, like `fluxroute route`")
+        command.add_argument("--explain", action="store_true", help="every candidate and rejection on stderr")
+        command.add_argument("--idempotency-key", help="the same key never pays for a second generation")
+        command.set_defaults(handler=handler)
 
     draft = sub.add_parser(
         "draft", help="n cheap variants as a draft set with a numbered contact sheet (spends money on hosted providers)"

@@ -26,6 +26,9 @@ ENV_FIELDS: dict[str, str] = {
     "KREA_API_TOKEN": "krea_api_token",
     "FLUXROUTE_KREA_BASE_URL": "krea_base_url",
     "FLUXROUTE_FAL_BASE_URL": "fal_base_url",
+    "FLUXROUTE_FAL_REST_URL": "fal_rest_url",
+    "FLUXROUTE_FAL_CDN_URL": "fal_cdn_url",
+    "FLUXROUTE_FAL_JWKS_URL": "fal_jwks_url",
     "FLUXROUTE_HOME": "home",
     "FLUXROUTE_USAGE": "usage",
     "FLUXROUTE_LOCAL_MODEL": "local_model",
@@ -82,6 +85,18 @@ class Settings(BaseModel):
     fal_base_url: str = Field(
         default="https://queue.fal.run",
         description="fal's queue host: submit, status, result and cancel go here (a proxy or gateway may stand in)",
+    )
+    fal_rest_url: str = Field(
+        default="https://rest.fal.ai",
+        description="fal's REST host: input-image uploads get their storage token here (fal-client's REST_URL)",
+    )
+    fal_cdn_url: str = Field(
+        default="https://v3.fal.media",
+        description="fal's CDN host: input images too large to send inline are uploaded here (fal-client's CDN_URL)",
+    )
+    fal_jwks_url: str = Field(
+        default="https://rest.alpha.fal.ai/.well-known/jwks.json",
+        description="where the keys that sign fal's webhooks are published (the server checks each webhook with them)",
     )
     home: Path = Field(default_factory=default_home)
     usage: Usage = "commercial"

@@ -109,6 +109,15 @@ def _image_url(value: str) -> str:
     return value
 
 
+# What a call makes of its input image, if any; offers list the modes they serve (catalog data), and a plan
+# considers only offers of the request's mode.
+Mode = Literal["text-to-image", "image-to-image", "instruction-edit", "inpaint", "variation"]
+# the modes that take an input image: image-to-image (the prompt describes the result, `strength` says how far
+# from the input), instruction-edit (the prompt is an instruction, FLUX.1 Kontext), inpaint (only the white of
+# `mask_image` changes), variation (new images like the input, FLUX.1 Redux or Krea's image prompts)
+ImageMode = Literal["image-to-image", "instruction-edit", "inpaint", "variation"]
+
+
 class StyleReference(BaseModel):
     """An image whose style the result should follow."""
 
@@ -142,6 +151,9 @@ class ImageRequest(BaseModel):
     output_format: OutputFormat = "png"
     negative_prompt: NegativeText | None = None
     init_image: str | None = Field(default=None, min_length=1, max_length=MAX_IMAGE_INPUT_CHARS)
+    mask_image: str | None = Field(default=None, min_length=1, max_length=MAX_IMAGE_INPUT_CHARS)
+    # what to do with init_image; None: inpaint when a mask is given, else image-to-image
+    task: ImageMode | None = None
     strength: float | None = Field(default=None, ge=0.01, le=1)
     style_references: tuple[StyleReference, ...] = Field(default=(), max_length=10)
     usage: Usage | None = None
@@ -152,7 +164,7 @@ class ImageRequest(BaseModel):
     prefer: Prefer = "cost"
     idempotency_key: IdempotencyKey | None = None
 
-    @field_validator("init_image")
+    @field_validator("init_image", "mask_image")
     @classmethod
     def _init_image_url(cls, value: str | None) -> str | None:
         return None if value is None else _image_url(value)
@@ -178,6 +190,13 @@ class ImageRequest(BaseModel):
             raise _fields_clash(self, tuple(given), f"give one way to size the image, not {shown}")
         if self.strength is not None and self.init_image is None:
             raise _fields_clash(self, ("strength", "init_image"), "strength needs init_image")
+        for needs_image in ("mask_image", "task"):
+            if getattr(self, needs_image) is not None and self.init_image is None:
+                raise _fields_clash(self, (needs_image, "init_image"), f"{needs_image} needs init_image")
+        if self.mask_image is not None and self.task not in (None, "inpaint"):
+            raise _fields_clash(self, ("mask_image", "task"), "a mask goes with task inpaint (or no task)")
+        if self.task == "inpaint" and self.mask_image is None:
+            raise _fields_clash(self, ("task", "mask_image"), "inpaint needs mask_image (white: change, black: keep)")
         return self
 
     @classmethod
@@ -193,8 +212,12 @@ class ImageRequest(BaseModel):
             raise InvalidRequest(field_errors(exc)) from None
 
     @property
-    def mode(self) -> Literal["text-to-image", "image-to-image"]:
-        return "image-to-image" if self.init_image else "text-to-image"
+    def mode(self) -> Mode:
+        if self.init_image is None:
+            return "text-to-image"
+        if self.task is not None:
+            return self.task
+        return "inpaint" if self.mask_image is not None else "image-to-image"
 
 
 # what a pattern-checked field accepts, in words (pydantic would print the regular expression)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The MCP Inspector CLI against `fluxroute serve`, over stdio and over Streamable HTTP: list and call the
 # tools, list and get the prompts, read a resource. Spends nothing (no provider keys are passed).
-# Usage: scripts/inspector-check.sh [python]   (default: python on PATH). Needs npx (Node 20+).
+# Usage: scripts/inspector-check.sh [python]   (default: python on PATH). Needs npx (Node >= 22.19, what Inspector 2.12 declares; Node 20 runs it with engine warnings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -25,6 +25,9 @@ def hosted_settings(tmp_path: Path, krea_fake: KreaFake, fal_fake: FalFake) -> S
         fal_key=fal_fake.key,
         krea_base_url=krea_fake.base_url,
         fal_base_url=fal_fake.base_url,
+        fal_rest_url=fal_fake.base_url,
+        fal_cdn_url=fal_fake.base_url,
+        fal_jwks_url=fal_fake.jwks_url,
         provider_timeout_s=20,
         # the fault tests' pauses, short: backoff after a failed check, listings, following a cancel
         retry_backoff_s=0.02,

@@ -134,9 +134,24 @@ def test_a_style_reference_url_is_taken_whole_and_its_strength_follows_it() -> N
     ]
 
 
+def test_a_style_reference_takes_its_strength_after_an_equals_sign_unless_the_url_has_a_query() -> None:
+    from fluxroute.cli import _request_from, build_parser
+
+    argv = ["route", "x", "--style-ref", "https://e.com/a.png=0.7", "--style-ref", "https://e.com/b.png?w=512"]
+    argv += ["--style-ref", "https://e.com/c.png=.25", "--style-ref", "https://e.com/d.png", "0.9"]
+    refs = _request_from(build_parser().parse_args(argv)).style_references
+    assert [(ref.url, ref.strength) for ref in refs] == [
+        ("https://e.com/a.png", 0.7),
+        ("https://e.com/b.png?w=512", 0.5),  # a query string: the URL whole, the default strength
+        ("https://e.com/c.png", 0.25),
+        ("https://e.com/d.png", 0.9),  # the two-word form
+    ]
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
+        (["route", "x", "--style-ref", "https://e.com/a.png=7"], "style_references.0.strength: got 7"),
         (["route", "x", "--style-ref", "https://e.com/a.png", "abc"], "style_references.0.strength: got 'abc'"),
         (["route", "x", "--style-ref", "https://e.com/a.png", "0.5", "9"], "style_references.0: got"),
         (["route", "x", "--style-ref", "https://e.com/a.png", "7"], "style_references.0.strength"),
@@ -241,6 +256,16 @@ def test_a_per_call_budget_that_leaves_no_offer_is_exit_code_4(
         (["tools", "--format", "yaml"], 2, "--format"),
         (["serve", "--http", "--port", "99999"], 6, "--port"),
         (["generate"], 2, "prompt"),
+        (["draft", "x", "-n", "9"], 2, "n: got 9"),
+        (["draft", "x", "-n", "0"], 2, "-n"),
+        (["draft", "x", "--seed", "-1"], 2, "seed"),
+        (["draft"], 2, "prompt"),
+        (["finalize", "no-such-set", "1"], 2, "no-such-set"),
+        (["finalize", "no-such-set", "0"], 2, "index"),
+        (["finalize", "no-such-set", "1", "--method", "bogus"], 2, "--method"),
+        (["finalize", "no-such-set"], 2, "index"),
+        (["jobs", "resume", "no-such-job"], 2, "no-such-job"),
+        (["jobs", "--limit", "lots", "resume"], 2, "--limit"),
     ],
 )
 def test_every_command_given_bad_input_says_which_and_exits_with_the_readme_code(

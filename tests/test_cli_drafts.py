@@ -55,3 +55,19 @@ def test_draft_dry_run_reports_both_costs_and_spends_nothing(
     planned = json.loads(capsys.readouterr().out)
     assert (planned["drafts_cost_usd"], planned["final_cost_usd"]) == ("0.012", "0.007")
     assert planned["summary"].startswith("4 drafts for $0.012") and fal_fake.billed == 0
+
+
+def test_a_dry_run_without_keys_shows_the_round_that_would_run_once_they_are_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLUXROUTE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FLUXROUTE_CONFIG", "none")
+    for name in ("KREA_API_TOKEN", "FAL_KEY", "FLUXROUTE_LOCAL_MODEL", "FLUXROUTE_LOCAL_MODELS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-cache"))
+
+    assert main(["draft", "a lighthouse at dusk", "-n", "4", "--dry-run", "--provider", "fal"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("4 drafts for $0.012 on fal flux/schnell [not available: FAL_KEY is not set")
+    assert "the final for $0.025 on fal flux/krea/image-to-image [not available: FAL_KEY" in out
+    assert not (tmp_path / "home").exists()  # planning spends nothing and writes nothing

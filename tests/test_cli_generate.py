@@ -50,6 +50,29 @@ def test_generate_dry_run_is_route(env: Path, capsys: pytest.CaptureFixture[str]
     assert "krea flux-1-dev (flux-dev): $0.007" in capsys.readouterr().out
 
 
+def test_generate_explain_prints_the_route_on_stderr_then_generates(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["generate", "a cat", "--model", "flux-dev", "--explain", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["provider"] == "krea"  # stdout is the result alone
+    assert "parameters sent to" in err and "krea flux-1-dev" in err, err  # what `route --explain` says
+
+
+def test_an_idempotency_key_reused_for_another_request_is_exit_code_7(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["generate", "a cat", "--model", "flux-dev", "--idempotency-key", "k1"]) == 0
+    capsys.readouterr()
+    code = main(["generate", "a dog", "--model", "flux-dev", "--idempotency-key", "k1"])
+    out, err = capsys.readouterr()
+    assert code == 7, err
+    assert "idempotency" in err.lower() and "Traceback" not in out + err, err
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert "| 7 |" in readme[readme.index("| exit code | meaning |") :]
+
+
 @pytest.mark.parametrize("verdict", ["--unbilled", "--billed"])
 def test_a_lost_fal_answer_stays_at_risk_until_settled_by_hand(
     env: Path, fal_fake: FalFake, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], verdict: str

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from fluxroute.errors import ConfigError
 from fluxroute.settings import Settings, summarize
-from fluxroute.types import ProviderName
+from fluxroute.types import Mode, ProviderName
 
 __all__ = [
     "Catalog",
@@ -29,7 +29,6 @@ __all__ = [
     "load_catalog",
 ]
 
-Mode = Literal["text-to-image", "image-to-image"]
 Wire = Literal["fal", "krea-flux", "krea-2", "local"]
 
 
@@ -127,7 +126,8 @@ class Price(_Data):
     """A price with its unit, the date it was read and where."""
 
     unit: Literal["image", "megapixel_ceil", "gpu_second"]
-    usd: Decimal = Field(ge=0)
+    # None: not published by the provider; the offer is refused until the user sets one ([prices])
+    usd: Decimal | None = Field(default=None, ge=0)
     with_style_references_usd: Decimal | None = Field(default=None, ge=0)
     as_of: str
     source: str
@@ -164,8 +164,8 @@ class Offer(_Data):
 
     @model_validator(mode="after")
     def _output_follows_an_input(self) -> Offer:
-        if self.size.output == "input" and "image-to-image" not in self.modes:
-            raise ValueError('size.output = "input" needs the image-to-image mode (an input image to follow)')
+        if self.size.output == "input" and self.modes == ("text-to-image",):
+            raise ValueError('size.output = "input" needs a mode with an input image to follow')
         return self
 
 

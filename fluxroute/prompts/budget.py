@@ -31,6 +31,7 @@ MODEL_LIMITS: dict[str, tuple[int | None, int | None, str]] = {
     "flux-dev": (T5_MAX_TOKENS, None, "T5 encoder, 512 tokens"),
     "krea-2": (None, KREA_MAX_CHARS, "Krea API, 1,800 characters (Krea 2 documents no limit)"),
     "flux-schnell": (T5_MAX_TOKENS, None, "T5 encoder, 512 tokens"),
+    "flux-kontext-dev": (T5_MAX_TOKENS, KREA_MAX_CHARS, "T5 encoder, 512 tokens; Krea API, 1,800 characters"),
 }
 
 _PIECE = re.compile(r"[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f]+|\S")  # runs of Latin letters

@@ -39,6 +39,10 @@ VOICES: dict[FamilyId, _Voice] = {
     "flux-schnell": _Voice(
         medium="photograph", lighting="soft directional light", detail_photo="crisp detail", palette=None
     ),
+    # an editing model: its prompts are instructions, so little is added to them
+    "flux-kontext-dev": _Voice(
+        medium="photograph", lighting="the same light", detail_photo="the same detail", palette=None
+    ),
 }
 DETAIL_ART = "fine detail"
 LENSES: dict[Scene, str] = {

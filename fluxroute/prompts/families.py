@@ -7,8 +7,8 @@ from typing import Literal
 
 from fluxroute.catalog import Catalog, Offer, load_catalog
 
-FamilyId = Literal["flux-krea-dev", "flux-dev", "krea-2", "flux-schnell"]
-FAMILIES: tuple[FamilyId, ...] = ("flux-krea-dev", "flux-dev", "krea-2", "flux-schnell")
+FamilyId = Literal["flux-krea-dev", "flux-dev", "krea-2", "flux-schnell", "flux-kontext-dev"]
+FAMILIES: tuple[FamilyId, ...] = ("flux-krea-dev", "flux-dev", "krea-2", "flux-schnell", "flux-kontext-dev")
 
 
 @functools.cache

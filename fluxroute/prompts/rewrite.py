@@ -17,6 +17,8 @@ REWRITE_DESCRIPTION = (
     "negatives), trims to the model's limit; lists changes and warnings."
 )
 REWRITE_FIELDS: dict[str, str] = {
+    "prompt": "The prompt to improve.",
+    "model": "The model whose guide to follow.",
     "style": "Look to add, e.g. 35mm film.",
     "negative_prompt": "What to avoid; said positively.",
     "aspect_ratio": "W:H of the image, for checks.",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
+from fluxroute.errors import Billing
 from fluxroute.types import Candidate, ProviderName
 
 
@@ -76,11 +77,26 @@ class JobListing(Protocol):
     """A provider that can list the jobs an account created, so that a submission whose answer was lost
     (a 5xx, a timeout, a garbled body, a crash) can be found again instead of paid twice."""
 
-    async def jobs_created_between(self, start: datetime, end: datetime) -> list[str]:
-        """Ids of the account's jobs created in [start, end] (UTC).
+    def job_type(self, candidate: Candidate) -> str | None:
+        """The job type (the listing's `types` filter) of the jobs `candidate` creates; None when not known."""
+        ...
+
+    async def jobs_created_between(self, start: datetime, end: datetime, types: str | None = None) -> list[str]:
+        """Ids of the account's jobs created in [start, end] (UTC); only those of the job `types` when given.
 
         Raises:
             ProviderError: the listing could not be read.
+        """
+        ...
+
+
+@runtime_checkable
+class BillingCheck(Protocol):
+    """A provider that can say, from one look at a job's own state, whether it was billed."""
+
+    async def billing_state(self, job_id: str, candidate: Candidate) -> Billing | None:
+        """ "charged" or "unbilled" when the job's state proves it, "at_risk" when the provider says it may
+        be billed; None when the job has not ended or its state could not be read (no retries).
         """
         ...
 

@@ -18,7 +18,7 @@ from fluxroute.errors import (
 )
 from fluxroute.providers.base import CancelAnswer, Progress, ProgressCallback, ProviderResult
 from fluxroute.providers.downloads import ResultDownloads
-from fluxroute.providers.image_inputs import FAL_INLINE_MAX_BYTES, decode, place_images, upload_failed
+from fluxroute.providers.image_inputs import FAL_INLINE_MAX_BYTES, decode, place_images, post_upload, upload_failed
 from fluxroute.providers.polling import Pace, Poller, expected
 from fluxroute.providers.submission import CappedTransport, error_for_status, post_once, read_json
 from fluxroute.redact import header_secrets, redact
@@ -91,17 +91,18 @@ def completed_billing(status: fal_client.Completed, ran: bool) -> Billing:
 
 
 class FalProvider:
-    """One fal.ai key on one queue host (`fal_base_url`). Jobs are submitted once (see
-    providers/submission.py); status and cancel go through fal-client's request handle, built from the
-    request id, so a restarted process can pick a job up again."""
+    """One fal.ai key on one queue host (`fal_base_url`); input-image uploads on `fal_rest_url` and `fal_cdn_url`.
+    Jobs are submitted once (see providers/submission.py); status and cancel go through fal-client's request
+    handle, built from the request id, so a restarted process can pick a job up again."""
 
     name = NAME
 
     def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
         key = settings.fal_key.get_secret_value() if settings.fal_key else ""
         self._key = key
-        self._uploads: fal_client.AsyncClient | None = None  # made on the first upload
         self._queue = settings.fal_base_url.rstrip("/") + "/"
+        self._rest = settings.fal_rest_url.rstrip("/")
+        self._cdn = settings.fal_cdn_url.rstrip("/")
         # the queue client carries the key; result images are fetched without it (they live on a CDN)
         self._http = client or httpx.AsyncClient(
             transport=CappedTransport(),
@@ -151,11 +152,13 @@ class FalProvider:
 
     async def place_image(self, uri: str) -> str:
         """A data: URI input image as the request carries it: itself when within `FAL_INLINE_MAX_BYTES`, else
-        the URL of its copy in fal's storage (fal-client's upload).
+        the URL of its copy in fal's storage.
 
-        fal-client's upload has its own fixed policy: it repeats a request after a transport error, a 408/409/429
-        or an ingress 5xx, which at worst stores the same unbilled file twice; fluxroute does not repeat it and
-        uses no fallback storage.
+        The upload is fal-client's "fal_v3" protocol on the configured hosts (`fal_rest_url`, `fal_cdn_url`;
+        fal-client itself reads them from module globals only): a storage token from
+        `POST {rest}/storage/auth/token?storage_type=fal-cdn-v3`, then the bytes to `POST {cdn}/files/upload`
+        with that token, answered with `access_url`. Neither request is repeated after it may have arrived
+        (see `post_upload`); no fallback storage is used.
 
         Raises:
             ProviderError: billing "unbilled" — the upload failed; nothing was submitted.
@@ -164,25 +167,36 @@ class FalProvider:
         if len(image.data) <= FAL_INLINE_MAX_BYTES:
             return uri
         what = "fal storage upload"
-        if self._uploads is None:
-            self._uploads = fal_client.AsyncClient(key=self._key, default_timeout=UPLOAD_TIMEOUT_S)
         try:
-            async with asyncio.timeout(UPLOAD_TIMEOUT_S):  # fal-client's own repeats included
-                url = await self._uploads.upload(
-                    image.data, image.media_type, image.file_name, repository="fal_v3", fallback_repository=[]
+            async with asyncio.timeout(UPLOAD_TIMEOUT_S):
+                token = await post_upload(
+                    self._http,
+                    f"{self._rest}/storage/auth/token",
+                    provider=NAME,
+                    what=what,
+                    map_error=map_error,
+                    params={"storage_type": "fal-cdn-v3"},
+                    json={},
+                )
+                if not isinstance(token.get("token"), str) or not isinstance(token.get("token_type"), str):
+                    raise upload_failed(NAME, what, "the storage token answer has no token")
+                stored = await post_upload(
+                    self._http,
+                    f"{self._cdn}/files/upload",
+                    provider=NAME,
+                    what=what,
+                    map_error=map_error,
+                    content=image.data,
+                    headers={
+                        "Content-Type": image.media_type,
+                        "X-Fal-File-Name": image.file_name,
+                        "Authorization": f"{token['token_type']} {token['token']}",  # the CDN token, not the key
+                    },
+                    timeout=UPLOAD_TIMEOUT_S,
                 )
         except TimeoutError:
             raise upload_failed(NAME, what, f"no upload URL within {UPLOAD_TIMEOUT_S:g} s") from None
-        except fal_client.FalClientHTTPError as exc:
-            cause = redact(str(map_error(exc.response)).removeprefix(f"{NAME}: "), self._secrets)
-            raise upload_failed(NAME, what, cause, status_code=exc.status_code) from None
-        except httpx.HTTPStatusError as exc:
-            message = redact(exc.response.text[:200], self._secrets)
-            raise upload_failed(
-                NAME, what, f"HTTP {exc.response.status_code}: {message}", status_code=exc.response.status_code
-            ) from None
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            raise upload_failed(NAME, what, f"{type(exc).__name__}") from None
+        url = stored.get("access_url")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
             raise upload_failed(NAME, what, "the answer has no URL")
         return url
@@ -305,6 +319,15 @@ class FalProvider:
         except httpx.HTTPError:
             return "refused"
         return "requested"
+
+    async def billing_state(self, job_id: str, candidate: Candidate) -> Billing | None:
+        """From one status check: a COMPLETED request by `completed_billing` (counted as having run: whether it
+        did is not known here, so a cancelled one stays at risk); a queued or running one None."""
+        try:
+            status = await self._handle(candidate.endpoint, job_id).status()
+        except (fal_client.FalClientHTTPError, httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+        return completed_billing(status, ran=True) if isinstance(status, fal_client.Completed) else None
 
     def notify(self, job_id: str) -> bool:
         """A webhook said the request ended: check now. False when it is not one we are waiting on."""

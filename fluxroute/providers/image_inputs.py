@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 # keys of a wire body whose string values are input images (`image_url`; the `url` of style references)
-IMAGE_FIELDS = frozenset({"image_url", "url"})
+IMAGE_FIELDS = frozenset({"image_url", "mask_url", "url"})
 # fal documents no size limit for data: URIs ("some models also accept data URIs ... URLs are the universal
 # format"), so inline ones are kept small: 1 MiB of image bytes (about 1.4 MB of base64 in the JSON body)
 FAL_INLINE_MAX_BYTES = 1024 * 1024

@@ -1,4 +1,5 @@
-"""The FLUX.1 [dev] license's duty for local outputs: a pluggable content checker, or a mark for manual review."""
+"""The content-filter duty some licenses put on local outputs (FLUX.1 [dev], Krea 2; which one is catalog data, named
+in each plan): a pluggable content checker, or a mark for manual review."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from fluxroute.providers.base import ProviderImage
 
 UNFILTERED = "unfiltered — review before distribution"
 UNFILTERED_WARNING = (
-    f"{UNFILTERED}: no content checker is configured (FLUXROUTE_LOCAL_CONTENT_CHECKER), and the FLUX.1 [dev] "
-    "license asks for a content filter or manual review of outputs"
+    f"{UNFILTERED}: no content checker is configured (FLUXROUTE_LOCAL_CONTENT_CHECKER); the plan's explanation "
+    "names what the model's license asks of its outputs (FLUX.1 [dev]: a content filter or manual review)"
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fluxroute.types import StyleReference
+from fluxroute.types import Mode, StyleReference
 
 # true CFG scale used locally when a negative prompt is given (doubles the transformer passes)
 LOCAL_TRUE_CFG_SCALE = 4.0
@@ -28,9 +28,13 @@ class ResolvedCall:
     init_image: str | None
     strength: float | None
     style_references: tuple[StyleReference, ...]
+    mode: Mode = "text-to-image"
+    mask_image: str | None = None
 
 
 def fal_arguments(call: ResolvedCall) -> dict[str, object]:
+    """fal's FLUX endpoints: a Redux variation takes no prompt, a Kontext edit no size (it follows the input) and no
+    strength, an inpainting call the mask as mask_url."""
     args: dict[str, object] = {
         "prompt": call.prompt,
         "image_size": call.preset or {"width": call.width, "height": call.height},
@@ -38,6 +42,10 @@ def fal_arguments(call: ResolvedCall) -> dict[str, object]:
         "output_format": call.output_format,
         "enable_safety_checker": True,
     }
+    if call.mode == "variation":
+        del args["prompt"]
+    if call.mode == "instruction-edit":
+        del args["image_size"]
     if call.steps is not None:
         args["num_inference_steps"] = call.steps
     if call.guidance is not None:
@@ -46,7 +54,10 @@ def fal_arguments(call: ResolvedCall) -> dict[str, object]:
         args["seed"] = call.seed
     if call.init_image is not None:
         args["image_url"] = call.init_image
-        args["strength"] = call.strength
+        if call.strength is not None:
+            args["strength"] = call.strength
+    if call.mask_image is not None:
+        args["mask_url"] = call.mask_image
     return args
 
 
@@ -55,6 +66,8 @@ def _style_refs(call: ResolvedCall) -> list[dict[str, object]]:
 
 
 def krea_flux_body(call: ResolvedCall) -> dict[str, object]:
+    """Krea's bfl/flux-1-dev and flux-1-kontext-dev: the input image as image_url (image-to-image, instruction edit),
+    or as an image prompt in style_images (variation)."""
     body: dict[str, object] = {"prompt": call.prompt, "width": call.width, "height": call.height}
     if call.steps is not None:
         body["steps"] = call.steps
@@ -62,9 +75,12 @@ def krea_flux_body(call: ResolvedCall) -> dict[str, object]:
         body["guidance_scale"] = call.guidance
     if call.seed is not None:
         body["seed"] = call.seed
-    if call.init_image is not None:
+    if call.init_image is not None and call.mode == "variation":
+        body["style_images"] = [{"url": call.init_image, "strength": 1.0 if call.strength is None else call.strength}]
+    elif call.init_image is not None:
         body["image_url"] = call.init_image
-        body["strength"] = call.strength
+        if call.strength is not None:
+            body["strength"] = call.strength
     if call.style_references:
         body["image_style_references"] = _style_refs(call)
     return body
@@ -80,6 +96,12 @@ def krea_2_body(call: ResolvedCall) -> dict[str, object]:
 
 
 def local_kwargs(call: ResolvedCall) -> dict[str, object]:
+    """diffusers __call__ arguments (see providers/local_pipeline.py). With an input image, `mode` picks the
+    pipeline (FluxImg2ImgPipeline / FluxInpaintPipeline made from the loaded one, FluxKontextPipeline from its own
+    weights) and the image travels as `image` (`mask_image` for inpainting: white changes), read by the local
+    provider. The size is the planned one: for edits the input image's, snapped (the offers' size.output =
+    "input"); a Kontext edit gets max_area = width x height, or diffusers would rescale it to 1024² pixels.
+    guidance_scale is always the offer's (FluxImg2ImgPipeline's own default, 7.0, is not FLUX.1 [dev]'s)."""
     kwargs: dict[str, object] = {
         "prompt": call.prompt,
         "width": call.width,
@@ -93,6 +115,15 @@ def local_kwargs(call: ResolvedCall) -> dict[str, object]:
     if call.negative_prompt is not None:
         kwargs["negative_prompt"] = call.negative_prompt
         kwargs["true_cfg_scale"] = LOCAL_TRUE_CFG_SCALE
+    if call.mode != "text-to-image":
+        kwargs["mode"] = call.mode
+        kwargs["image"] = call.init_image
+    if call.mode in ("image-to-image", "inpaint") and call.strength is not None:
+        kwargs["strength"] = call.strength
+    if call.mode == "inpaint":
+        kwargs["mask_image"] = call.mask_image
+    if call.mode == "instruction-edit":
+        kwargs["max_area"] = call.width * call.height
     return kwargs
 
 

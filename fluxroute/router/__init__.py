@@ -24,7 +24,7 @@ from fluxroute.router.drafts import (
     route_final,
 )
 from fluxroute.router.execute import CancelReport, Executor
-from fluxroute.router.input_images import check_input_images, input_urls, resolve_references
+from fluxroute.router.input_images import Parent, check_input_images, input_urls, parents_of, resolve_references
 from fluxroute.router.input_size import probe_input_size
 from fluxroute.router.planner import Planner, plan_bytes
 from fluxroute.settings import Settings
@@ -133,10 +133,13 @@ class Router:
         on_job: Callable[[str], None] | None = None,
         *,
         offer_id: str | None = None,
+        parents: tuple[Parent, ...] | None = None,
     ) -> GenerationResult:
         """Plan, then run the candidates in order until one succeeds. `on_job` hears the job id as soon as
         the job is recorded (before any provider call), so a caller can hand out a handle to it. `offer_id` runs
         only that offer's candidate (no fallback): the draft → final workflow pins the route it planned.
+        `parents`: the lineage its images get (default: the earlier result its init_image names by reference,
+        `job:<id>/<n>`, edited_from or varied_from by the request's mode), stored and embedded in each image.
 
         Raises:
             InvalidRequest: an image URL is refused (see `input_size`), or init_image cannot be fetched or read
@@ -146,6 +149,7 @@ class Router:
             AllProvidersFailed: every candidate failed; each provider's error is attached.
             ProviderError: a failure after which trying elsewhere could pay twice or go against the caller.
         """
+        parents = parents_of(request) if parents is None else parents
         request = self.resolve_references(request)
         plan = self.plan(request, await self.input_size(request))  # before anything is recorded or reserved
         if offer_id is not None:
@@ -155,7 +159,7 @@ class Router:
                 reasons += [f"{c.label}: not available ({c.unavailable_reason})" for c in plan.unavailable]
                 raise NoRouteError(f"offer {offer_id} cannot serve this request", reasons)
             plan = plan.model_copy(update={"candidates": pinned})
-        return await self._executor().run(request, plan, progress, out_dir, on_job)
+        return await self._executor().run(request, plan, progress, out_dir, on_job, parents)
 
     async def draft(
         self,
@@ -174,9 +178,10 @@ class Router:
         """
         return await make_drafts(self, request, n, out_dir, progress)
 
-    def plan_round(self, request: ImageRequest, n: int = DEFAULT_DRAFTS) -> RoundPlan:
-        """A draft set of `request` and its finalize, planned with both costs; nothing runs."""
-        return plan_round(self, request, n)
+    def plan_round(self, request: ImageRequest, n: int = DEFAULT_DRAFTS, *, as_if_available: bool = False) -> RoundPlan:
+        """A draft set of `request` and its finalize, planned with both costs; nothing runs. `as_if_available`: where no
+        offer is available here (no key, no weights), the round that would run once one is, marked not available."""
+        return plan_round(self, request, n, as_if_available=as_if_available)
 
     def plan_finalize(self, draft_set_id: str, index: int, *, strength: float | None = None) -> FinalizeRoute:
         """How draft `index` of set `draft_set_id` would become the final: method, reason, plan and cost.

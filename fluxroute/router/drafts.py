@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from fluxroute.errors import FieldError, InvalidRequest, NoRouteError
 from fluxroute.router.contact_sheet import contact_sheet, read_or_none
+from fluxroute.router.input_images import Parent
 from fluxroute.store.files import private_dir
 from fluxroute.types import MAX_SEED, Candidate, GenerationResult, ImageRequest, Plan
 
@@ -162,11 +163,16 @@ class RoundPlan:
     @property
     def summary(self) -> str:
         final = self.final.plan.chosen
-        where = "" if final is None else f" on {final.label}"
+        where = "" if final is None else f" on {final.label}{_state(final)}"
         return (
-            f"{self.n} drafts for {_usd(self.drafts.cost_usd)} on {self.drafts.candidate.label}, "
-            f"the final for {_usd(self.final_cost_usd)}{where} ({self.final.method.replace('_', ' ')})"
+            f"{self.n} drafts for {_usd(self.drafts.cost_usd)} on {self.drafts.candidate.label}"
+            f"{_state(self.drafts.candidate)}, the final for {_usd(self.final_cost_usd)}{where} "
+            f"({self.final.method.replace('_', ' ')})"
         )
+
+
+def _state(candidate: Candidate) -> str:
+    return "" if candidate.available else f" [not available: {candidate.unavailable_reason}]"
 
 
 def _usd(amount: Decimal) -> str:
@@ -178,8 +184,11 @@ def _check_count(n: int) -> None:
         raise InvalidRequest([FieldError("n", n, f"a whole number of drafts from 1 to {MAX_DRAFTS}")])
 
 
-def plan_drafts(router: Router, request: ImageRequest, n: int = DEFAULT_DRAFTS) -> DraftRoute:
-    """The cheapest draft route the request allows (its license, size and pins), explained.
+def plan_drafts(
+    router: Router, request: ImageRequest, n: int = DEFAULT_DRAFTS, *, as_if_available: bool = False
+) -> DraftRoute:
+    """The cheapest draft route the request allows (its license, size and pins), explained. `as_if_available`: where
+    no offer is available here (no key, no weights), the route that would run once one is, marked not available.
 
     Raises:
         InvalidRequest: n out of range, or a request with an input image (drafts are text-to-image).
@@ -213,7 +222,8 @@ def plan_drafts(router: Router, request: ImageRequest, n: int = DEFAULT_DRAFTS) 
         }
         one = request.model_copy(update=update)
         plan = router.plan(one)
-        candidate = next((c for c in plan.candidates if c.offer_id == offer.id), None)
+        pool = [*plan.candidates, *plan.unavailable] if as_if_available else plan.candidates
+        candidate = next((c for c in pool if c.offer_id == offer.id), None)
         if candidate is None:
             refused.append(_why_not(plan, offer))
             continue
@@ -224,7 +234,7 @@ def plan_drafts(router: Router, request: ImageRequest, n: int = DEFAULT_DRAFTS) 
         routes.append(DraftRoute(offer, one, candidate, calls, total, ""))
     if not routes:
         raise NoRouteError("no draft offer can serve this request", refused)
-    routes.sort(key=lambda r: (r.cost_usd, r.candidate.latency_s * r.calls))
+    routes.sort(key=lambda r: (not r.candidate.available, r.cost_usd, r.candidate.latency_s * r.calls))
     best = routes[0]
     return DraftRoute(
         best.offer, best.request, best.candidate, best.calls, best.cost_usd, _explain(best, routes[1:], refused, n)
@@ -367,12 +377,13 @@ def plan_final(
     strength: float | None = None,
     method: Literal["auto", "same_seed", "image_conditioned"] = "auto",
     draft_size: tuple[int, int] | None = None,
+    as_if_available: bool = False,
 ) -> FinalizeRoute:
     """How `draft` (None: planned ahead, before the drafts exist) of a set made on `draft_offer` from `request`
     becomes the final: same model + size + seed at full steps where the draft ran on the final's own model at few
     steps and the final comes out at the draft's size; otherwise image-conditioned (the draft as init image at
     `strength`, default DEFAULT_STRENGTH) on an offer that takes an input image. `draft_size`: the size the drafts
-    were planned at (None: the final's own).
+    were planned at (None: the final's own). `as_if_available`: as in plan_drafts.
 
     Raises:
         InvalidRequest: method="same_seed" where the draft's route cannot keep its seed and size.
@@ -390,7 +401,8 @@ def plan_final(
             }
         )
         plan = router.plan(final)
-        chosen = next((c for c in plan.candidates if c.offer_id == draft_offer.id), None)
+        pool = [*plan.candidates, *plan.unavailable] if as_if_available else plan.candidates
+        chosen = next((c for c in pool if c.offer_id == draft_offer.id), None)
         same_size = chosen is not None and draft_size in (None, (chosen.width, chosen.height))
         if chosen is not None and same_size:
             steps = chosen.params.get("num_inference_steps") or chosen.params.get("steps") or "full"
@@ -419,6 +431,8 @@ def plan_final(
         }
     )
     planned = router.plan(final, draft_size or _target(router, request))
+    if as_if_available and not planned.candidates:
+        planned = planned.model_copy(update={"candidates": planned.unavailable[:1]})
     why = (
         f"the draft ran on another model ({draft_offer.label})"
         if draft_offer.draft_steps is None
@@ -436,14 +450,18 @@ def _target(router: Router, request: ImageRequest) -> tuple[int, int]:
     return plan.target_width, plan.target_height
 
 
-def plan_round(router: Router, request: ImageRequest, n: int = DEFAULT_DRAFTS) -> RoundPlan:
-    """The draft set and its finalize, planned (nothing runs): both routes and both costs.
+def plan_round(
+    router: Router, request: ImageRequest, n: int = DEFAULT_DRAFTS, *, as_if_available: bool = False
+) -> RoundPlan:
+    """The draft set and its finalize, planned (nothing runs): both routes and both costs. `as_if_available`: as in
+    plan_drafts (what `fluxroute draft --dry-run` shows before keys are set).
 
     Raises:
         InvalidRequest, NoRouteError: see plan_drafts.
     """
-    drafts = plan_drafts(router, request, n)
-    final = plan_final(router, drafts.offer, request.model_copy(update={"seed": drafts.request.seed}), None)
+    drafts = plan_drafts(router, request, n, as_if_available=as_if_available)
+    seeded = request.model_copy(update={"seed": drafts.request.seed})
+    final = plan_final(router, drafts.offer, seeded, None, as_if_available=as_if_available)
     return RoundPlan(drafts, final, n)
 
 
@@ -492,11 +510,8 @@ async def make_final(
     """
     draft, route = await asyncio.to_thread(route_final, router, draft_set_id, number, strength, method)
     request = route.request.model_copy(update={"idempotency_key": idempotency_key})
-    result = await router.generate(request, progress, out_dir, offer_id=route.offer_id)
-    for index in range(len(result.images)):
-        await asyncio.to_thread(
-            router.store.record_lineage, result.job_id, index, draft.job_id, draft.image_index, "finalized_from"
-        )
+    parents = (Parent(draft.job_id, draft.image_index, "finalized_from"),)
+    result = await router.generate(request, progress, out_dir, offer_id=route.offer_id, parents=parents)
     warnings = [*result.warnings, f"finalized from draft {number} of {draft_set_id}: {route.reason}"]
     return FinalImage(
         draft_set_id=draft_set_id,

@@ -41,10 +41,11 @@ from fluxroute.errors import (
     ProviderUnavailable,
     ResultNotSaved,
 )
-from fluxroute.providers.base import CancelAnswer, JobListing, ProgressCallback, Provider, ProviderResult
+from fluxroute.providers.base import BillingCheck, CancelAnswer, JobListing, ProgressCallback, Provider, ProviderResult
 from fluxroute.providers.polling import EXPECTED, Expectation
 from fluxroute.providers.polling import learned as learned_expectation
 from fluxroute.redact import redact, settings_secrets
+from fluxroute.router.input_images import Parent
 from fluxroute.router.pricing import estimate_cost
 from fluxroute.settings import Settings
 from fluxroute.store import AttemptRecord, AttemptStart, CallStart, JobChange, JobRecord, Reservation, Store, leases
@@ -83,6 +84,8 @@ class _Run:
     candidate: Candidate
     reservation: Reservation
     out_dir: Path | None
+    # the earlier results its input image came from (lineage: recorded and embedded with its images)
+    parents: tuple[Parent, ...] = ()
 
     @classmethod
     def from_attempt(cls, attempt: AttemptRecord, job: JobRecord, usage: str, store: Store) -> _Run:
@@ -112,16 +115,20 @@ class _Run:
             }
         )
         out_dir = detail.get("out_dir")
-        return cls(job, request, plan, candidate, reservation, Path(str(out_dir)) if out_dir else None)
+        listed = detail.get("parents")
+        parents = tuple(Parent(*parent) for parent in listed) if isinstance(listed, list) else ()
+        return cls(job, request, plan, candidate, reservation, Path(str(out_dir)) if out_dir else None, parents)
 
 
-def attempt_start(candidate: Candidate, out_dir: Path | None) -> AttemptStart:
+def attempt_start(candidate: Candidate, out_dir: Path | None, parents: tuple[Parent, ...] = ()) -> AttemptStart:
     """What an attempt of `candidate` records before its provider is called; its detail is what
     `_Run.from_attempt` rebuilds the run from after a restart."""
     detail: dict[str, object] = {
         "candidate": candidate.model_dump(mode="json"),
         "out_dir": str(out_dir) if out_dir else None,
     }
+    if parents:
+        detail["parents"] = [list(parent) for parent in parents]
     return AttemptStart(
         candidate.offer_id, candidate.provider, candidate.model, Decimal(str(candidate.cost_usd)), detail
     )
@@ -162,6 +169,7 @@ class Executor:
         progress: ProgressCallback | None,
         out_dir: Path | None,
         on_job: Callable[[str], None] | None = None,
+        parents: tuple[Parent, ...] = (),
     ) -> GenerationResult:
         known = request.idempotency_key is not None and self.store.find_job_by_key(request.idempotency_key)
         if not plan.candidates and not known:
@@ -173,7 +181,7 @@ class Executor:
                     "every offer that fits costs more than allowed:" + "".join(f"\n- {r}" for r in reasons)
                 )
             raise NoRouteError("no configured offer can serve this request", reasons)
-        started = await asyncio.to_thread(self._start_call, request, plan, out_dir)
+        started = await asyncio.to_thread(self._start_call, request, plan, out_dir, parents)
         job = started.job
         if on_job is not None:
             on_job(job.id)
@@ -193,7 +201,7 @@ class Executor:
                     reservation, attempt = await asyncio.to_thread(
                         self.store.begin_attempt,
                         job.id,
-                        attempt_start(candidate, out_dir),
+                        attempt_start(candidate, out_dir, parents),
                         per_call_cap=self.settings.budget_per_call_usd,
                         daily_cap=self.settings.budget_daily_usd,
                         owner=self.owner,
@@ -204,7 +212,7 @@ class Executor:
             try:
                 async with self._leased(attempt):
                     return await self._attempt(
-                        _Run(job, request, plan, candidate, reservation, out_dir), attempt, progress
+                        _Run(job, request, plan, candidate, reservation, out_dir, parents), attempt, progress
                     )
             except ProviderError as exc:
                 failures.append(exc)
@@ -219,7 +227,9 @@ class Executor:
         self.store.update_job(job.id, status="failed", error=str(error))
         raise error
 
-    def _start_call(self, request: ImageRequest, plan: Plan, out_dir: Path | None) -> CallStart:
+    def _start_call(
+        self, request: ImageRequest, plan: Plan, out_dir: Path | None, parents: tuple[Parent, ...] = ()
+    ) -> CallStart:
         """The call's job with its first attempt and that attempt's budget, in one transaction (or the job an
         earlier call made under the same idempotency key)."""
         record = request.model_dump(mode="json")
@@ -229,7 +239,7 @@ class Executor:
         return self.store.start_call(
             record,
             request.idempotency_key,
-            attempt_start(plan.candidates[0], out_dir),
+            attempt_start(plan.candidates[0], out_dir, parents),
             per_call_cap=self.settings.budget_per_call_usd,
             daily_cap=self.settings.budget_daily_usd,
             owner=self.owner,
@@ -334,10 +344,13 @@ class Executor:
     async def reconcile(self, attempt: AttemptRecord) -> Found:
         """Look for the job an unanswered submission may have created, in the provider's job listing.
 
-        Candidates are jobs created inside the attempt's submit window whose ids no attempt holds. Exactly
-        one is adopted (the attempt goes in flight with its id); none on two listings `reconcile_delay_s`
-        apart proves the submission created nothing ("unbilled"); several, a provider without a listing,
-        or a listing that fails, leave it unknown (None).
+        Jobs created inside the attempt's submit window whose ids no attempt holds, of any type: none on two
+        listings `reconcile_delay_s` apart proves the submission created nothing ("unbilled"). Otherwise the
+        candidates are those of them that a third listing, filtered by the job type the attempt's endpoint
+        creates (the account's jobs from Krea's web app or other tools are listed too), also holds: exactly
+        one is adopted (the attempt goes in flight with its id). Several, none of our type (another type's
+        job proves nothing about ours: its type name may be unknown here), a provider without a listing, or a
+        listing that fails, leave it unknown (None).
         """
         provider = self.provider_for(attempt.provider)
         if not isinstance(provider, JobListing):
@@ -354,6 +367,16 @@ class Executor:
         unknown = [job_id for job_id in seen if job_id not in self.store.known_provider_jobs(attempt.provider, seen)]
         if not unknown:
             return "unbilled"
+        job_type = provider.job_type(Candidate.model_validate((attempt.detail or {})["candidate"]))
+        if job_type is None:
+            return None
+        try:
+            ours = set(await provider.jobs_created_between(start, end, types=job_type))
+        except ProviderError:
+            return None
+        unknown = [job_id for job_id in unknown if job_id in ours]
+        if not unknown:
+            return None
         rivals = [
             other
             for other in self.store.submitting_attempts()
@@ -403,7 +426,7 @@ class Executor:
         except ProviderError as exc:
             raise self._failed(run, attempt, exc) from None
         except Exception as exc:  # a fault in our own code or an answer nothing expected: never leave it running
-            raise self._unexpected(run, attempt, exc) from None
+            raise await self._unexpected(run, attempt, exc) from None
         finally:
             EXPECTED.reset(following)
         generation = await self._save(run, attempt, result)
@@ -513,16 +536,34 @@ class Executor:
             message, job_id=run.job.id, provider=run.candidate.provider, provider_job_id=attempt.provider_job_id
         )
 
-    def _unexpected(self, run: _Run, attempt: AttemptRecord, exc: Exception) -> FluxrouteError:
-        """An exception no rule covers: at risk, and after MAX_RESUME_FAILURES of them the attempt is given up
-        and its estimate charged (the money counts until the provider proves otherwise)."""
+    async def _unexpected(self, run: _Run, attempt: AttemptRecord, exc: Exception) -> FluxrouteError:
+        """An exception no rule covers: at risk. After MAX_RESUME_FAILURES of them the attempt is given up (a
+        poison job): the job is marked failed with its reason and its budget settled by what the provider's own
+        state says — released when it proves the job unbilled, charged when it was billed or cannot tell (the
+        money counts until the provider proves otherwise)."""
+        attempt = self._reread(attempt)
         count = int(str((attempt.detail or {}).get("resume_failures", 0))) + 1
         self.store.note_attempt(attempt.id, detail={"resume_failures": count})
-        error = ProviderUnavailable(f"unexpected {_safe(exc, self.secrets)}", provider=run.candidate.provider)
-        error.billing = "charged" if count >= MAX_RESUME_FAILURES else "at_risk"
-        if count >= MAX_RESUME_FAILURES:
-            error.args = (f"{error} (gave up after {count} failures)",)
-        return self._failed(run, attempt, error)
+        reason = f"unexpected {_safe(exc, self.secrets)}"
+        error = ProviderUnavailable(reason, provider=run.candidate.provider)
+        if count < MAX_RESUME_FAILURES:
+            error.billing = "at_risk"
+            return self._failed(run, attempt, error)
+        provider = self.provider_for(run.candidate.provider)
+        verdict = None
+        if isinstance(provider, BillingCheck) and attempt.provider_job_id:
+            verdict = await provider.billing_state(attempt.provider_job_id, run.candidate)
+        error.billing = "unbilled" if verdict == "unbilled" else "charged"
+        said = {
+            "unbilled": "the provider's state shows it was not billed: released",
+            "charged": "the provider billed it: charged",
+            "at_risk": "the provider may have billed it: charged",
+            None: "the provider's state could not tell whether it was billed: charged",
+        }[verdict]
+        error.args = (f"{reason} (gave up after {count} failures; {said})",)
+        settled = self._failed(run, attempt, error)
+        self.store.update_job(run.job.id, status="failed", error=str(settled))
+        return settled
 
     async def _save(self, run: _Run, attempt: AttemptRecord, result: ProviderResult) -> GenerationResult:
         # saving images and the final store writes block, so they run off the event loop; the images are
@@ -555,6 +596,9 @@ class Executor:
             cost=cost,
             job=JobChange("succeeded", result=generation.model_dump(mode="json")),
         )
+        for index in range(len(generation.images)):
+            for parent in run.parents:
+                self.store.record_lineage(job.id, index, parent.job_id, parent.image_index, parent.relation)
         return generation
 
     def _save_images(self, run: _Run, result: ProviderResult, cost: Decimal) -> GenerationResult:
@@ -566,13 +610,16 @@ class Executor:
             "model": candidate.model,
             "provider": candidate.provider,
             "endpoint": candidate.endpoint,
-            "params": {k: v for k, v in candidate.params.items() if k != "prompt"},
+            # input images as the caller named them (a data: URI would copy a whole image into the metadata)
+            "params": {k: _shown(v) for k, v in candidate.params.items() if k != "prompt"},
             "seed": seed,
             "job_id": job.id,
             "provider_job_id": result.provider_job_id,
         }
         if result.review is not None:
             parameters["review"] = result.review
+        if run.parents:
+            parameters["lineage"] = [f"{p.relation} job:{p.job_id}/{p.image_index}" for p in run.parents]
         # each image's own seed where the provider reports one per image (image i: seed + i), else the call's
         seeds = result.seeds if len(result.seeds) == len(result.images) else [seed] * len(result.images)
         saved = [
@@ -745,3 +792,14 @@ def billed_cost(catalog: Catalog, candidate: Candidate, request: ImageRequest, n
 def _safe(exc: BaseException, secrets: tuple[str, ...] = ()) -> str:
     """An exception as one line fit to record and show: credentials (`secrets`, and anything shaped like one) out."""
     return redact(f"{type(exc).__name__}: {exc}", secrets)[:500]
+
+
+def _shown(value: object) -> object:
+    """A wire value as image metadata keeps it: data: URIs (inside lists and objects too) cut to their type."""
+    if isinstance(value, str) and value.startswith("data:"):
+        return f"{value.partition(',')[0][:40]},... ({len(value)} characters)"
+    if isinstance(value, list):
+        return [_shown(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _shown(item) for key, item in value.items()}
+    return value

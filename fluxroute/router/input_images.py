@@ -7,6 +7,7 @@ import asyncio
 import base64
 import binascii
 from pathlib import Path
+from typing import NamedTuple
 
 from fluxroute.errors import FieldError, InvalidRequest, JobNotFound, UnsafeURL
 from fluxroute.providers.image_header import declared_size
@@ -48,7 +49,8 @@ def image_kind(data: bytes) -> str | None:
 
 def input_urls(request: ImageRequest) -> list[tuple[str, str]]:
     """(field, URL) for every image URL the caller supplied, fields named as validation errors name them."""
-    urls = [("init_image", request.init_image)] if request.init_image is not None else []
+    given = (("init_image", request.init_image), ("mask_image", request.mask_image))
+    urls = [(name, url) for name, url in given if url is not None]
     urls += [(f"style_references.{i}.url", ref.url) for i, ref in enumerate(request.style_references)]
     return urls
 
@@ -137,6 +139,30 @@ def refusal(field: str, url: str, why: str) -> InvalidRequest:
 
 
 JOB_REFERENCE = "job:<job_id>/<n>"
+# the lineage relation of an image made from an earlier result, by what the call did with it
+RELATION_BY_MODE = {
+    "image-to-image": "edited_from",
+    "instruction-edit": "edited_from",
+    "inpaint": "edited_from",
+    "variation": "varied_from",
+}
+
+
+class Parent(NamedTuple):
+    """The earlier result an image was made from: image `image_index` of job `job_id`, and how (a lineage relation)."""
+
+    job_id: str
+    image_index: int
+    relation: str
+
+
+def parents_of(request: ImageRequest) -> tuple[Parent, ...]:
+    """The earlier result `request`'s input image names by reference (`job:<job_id>/<n>`), if it does."""
+    reference = request.init_image
+    if reference is None or not reference.startswith("job:") or request.mode not in RELATION_BY_MODE:
+        return ()
+    job_id, _, index = reference.removeprefix("job:").partition("/")
+    return (Parent(job_id, int(index) if index.isdigit() else 0, RELATION_BY_MODE[request.mode]),)
 
 
 def resolve_references(request: ImageRequest, store: Store, settings: Settings) -> ImageRequest:
@@ -159,8 +185,7 @@ def resolve_references(request: ImageRequest, store: Store, settings: Settings) 
     if problems:
         raise InvalidRequest(problems)
     update: dict[str, object] = {}
-    if "init_image" in uris:
-        update["init_image"] = uris["init_image"]
+    update.update({name: uris[name] for name in ("init_image", "mask_image") if name in uris})
     references = [
         ref.model_copy(update={"url": uris.get(f"style_references.{i}.url", ref.url)})
         for i, ref in enumerate(request.style_references)

@@ -35,6 +35,8 @@ NOT_REGISTERED = Availability(False, "provider not registered")
 PLAN_BYTES = 6_000
 CANDIDATE_BYTES = 700
 REJECTION_BYTES = 550
+# a price's unit, as the words after "USD" in an explanation
+PRICE_UNIT_WORDS = {"image": "per image", "megapixel_ceil": "per megapixel", "gpu_second": "per GPU-second"}
 CANDIDATE_FIELDS = frozenset(Candidate.model_fields)
 REJECTION_FIELDS = frozenset(Rejection.model_fields)
 PLAN_FIELDS = frozenset(Plan.model_fields)
@@ -356,6 +358,11 @@ class Planner:
     ) -> tuple[Decimal, list[str]]:
         """`offer`'s cost (0 when not needed) and every reason it is refused: `assessed`'s (see _assess), and
         those a cap on its cost adds."""
+        if offer.price.usd is None:
+            unit = PRICE_UNIT_WORDS[offer.price.unit]
+            # no offer id in it: alike offers share their judgement (`fluxroute models` names the id to set)
+            unpriced = f"price not published by {offer.provider}: set one in [prices] (USD {unit}) to use it"
+            return Decimal(0), [*assessed.reasons, unpriced]
         sized = assessed.size
         if sized is None:
             return Decimal(0), assessed.reasons  # refused, and no cap could add a reason
@@ -413,6 +420,8 @@ class Planner:
             init_image=request.init_image,
             strength=verdict.strength,
             style_references=request.style_references,
+            mode=request.mode,
+            mask_image=request.mask_image,
         )
 
     def _fit(self, index: int, offer: Offer, target: Target) -> _Fit:

@@ -29,9 +29,12 @@ def estimate_cost(
     image: usd x images (the style-reference rate when references are sent);
     megapixel_ceil: ceil(w*h / 1e6) x usd x images; gpu_second: usd x expected GPU seconds.
     """
+    usd = price.usd
+    if usd is None:
+        raise ValueError("an offer without a published price cannot be costed: the planner refuses it until one is set")
     if price.unit == "image":
-        rate = price.with_style_references_usd if style_references and price.with_style_references_usd else price.usd
+        rate = price.with_style_references_usd if style_references and price.with_style_references_usd else usd
         return rate * num_images
     if price.unit == "megapixel_ceil":
-        return billed_megapixels(width, height) * price.usd * num_images
-    return (price.usd * Decimal(str(round(gpu_seconds, 3)))).quantize(Decimal("0.000001"))
+        return billed_megapixels(width, height) * usd * num_images
+    return (usd * Decimal(str(round(gpu_seconds, 3)))).quantize(Decimal("0.000001"))

@@ -12,7 +12,6 @@ from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from fluxroute.providers.webhooks import FAL_JWKS_URL
 from fluxroute.server.apps import apps_gate, views_extension
 from fluxroute.server.backend import Backend
 from fluxroute.server.completions import add_completions
@@ -39,7 +38,7 @@ def build_server(
     router: Router | None = None,
     store: Store | None = None,
     *,
-    fal_jwks_url: str = FAL_JWKS_URL,
+    fal_jwks_url: str | None = None,
 ) -> MCPServer:
     """An MCP server for `settings`: tools from the tool specs (listed from their saved export), resources, prompts,
     completion of the prompts' and resource templates' arguments, and (over HTTP) provider webhooks at
@@ -52,7 +51,7 @@ def build_server(
         ConfigError: the settings' price overrides or added offers do not make a valid catalog.
     """
     backend = Backend(settings, router, store)
-    webhooks = Webhooks(backend, fal_jwks_url)
+    webhooks = Webhooks(backend, fal_jwks_url or settings.fal_jwks_url)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Backend]:

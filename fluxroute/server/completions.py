@@ -61,6 +61,12 @@ STYLES: dict[str, tuple[str, ...]] = {
         "isometric 3D render",
         "muted green palette",
     ),
+    "flux-kontext-dev": (
+        "watercolor illustration",
+        "linocut print",
+        "cel shading",
+        "35mm film photograph",
+    ),
 }
 
 GUIDE_TEMPLATE = "fluxroute://guides/{model}"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,7 @@ from fluxroute.server.delivery import MIME_TYPES, image_uri
 
 if TYPE_CHECKING:
     from fluxroute.router import Router
-    from fluxroute.store import JobRecord
+    from fluxroute.store import AttemptRecord, JobRecord
 
 _IMAGE_ID = re.compile(r"^(?P<job_id>[0-9a-f]{32})-(?P<index>[0-9]{1,2})$")
 RECENT_JOBS = 20
@@ -40,12 +42,32 @@ def add_resources(server: MCPServer, backend: Backend) -> None:
         "fluxroute://jobs",
         name="jobs",
         title="Recent image jobs",
-        description=f"The {RECENT_JOBS} most recent generation jobs: status, cost, and image links.",
+        description=f"The money (today's charged, reserved and at-risk amounts, per day and provider), the jobs a "
+        f"provider may still bill and what to do about each, and the {RECENT_JOBS} most recent generation jobs: "
+        "status, cost, amount at risk, and image links.",
         mime_type="application/json",
     )
     async def jobs() -> str:
-        store = (await backend.router()).store
-        return json.dumps([_job_summary(job) for job in store.list_jobs(limit=RECENT_JOBS)], indent=1)
+        router = await backend.router()
+        store = router.store
+        # the same store call as `fluxroute spend`: nothing is computed here
+        summary = store.spend_summary(daily_cap=router.settings.budget_daily_usd)
+        held = store.at_risk()
+        at_risk_by_job: dict[str, Decimal] = {}
+        for attempt, amount in held:
+            at_risk_by_job[attempt.job_id] = at_risk_by_job.get(attempt.job_id, Decimal("0")) + amount
+        return json.dumps(
+            {
+                "spend": dataclasses.asdict(summary),
+                "at_risk": [_at_risk_entry(attempt, amount) for attempt, amount in held],
+                "jobs": [
+                    {**_job_summary(job), "at_risk_usd": at_risk_by_job.get(job.id)}
+                    for job in store.list_jobs(limit=RECENT_JOBS)
+                ],
+            },
+            indent=1,
+            default=str,  # amounts (Decimal) and days as strings, exactly as stored
+        )
 
     @server.resource(
         "fluxroute://jobs/{job_id}",
@@ -140,6 +162,26 @@ def _image_bytes(router: Router, image_id: str, fmt: str) -> bytes:
     if recorded and hashlib.sha256(data).hexdigest() != recorded:
         raise ResourceError(f"image {image_id} is not served: its file has changed since it was saved")
     return data
+
+
+def _at_risk_entry(attempt: AttemptRecord, amount: Decimal) -> dict[str, object]:
+    """One job a provider may still bill: how much, and what collects or settles it."""
+    if attempt.provider_job_id:
+        todo = "`fluxroute jobs resume` (or the server at start) collects it once the provider settles it"
+    else:
+        todo = (
+            "the submission's answer was lost: `fluxroute jobs resume` looks for it in the provider's job listing "
+            "(Krea); fal has no listing: check fal's request history, then `fluxroute jobs settle JOB --billed` "
+            "or `--unbilled`"
+        )
+    return {
+        "job_id": attempt.job_id,
+        "provider": attempt.provider,
+        "provider_job_id": attempt.provider_job_id,
+        "amount_usd": amount,
+        "since": attempt.started_at.isoformat(),
+        "what_to_do": todo,
+    }
 
 
 def _job_summary(job: JobRecord) -> dict[str, object]:

@@ -243,6 +243,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX image_lineage_by_parent ON image_lineage (parent_job_id, parent_index)",
     ),
+    # 7: variations (vary_image) are a relation of their own; SQLite cannot change a CHECK, so the table is rebuilt
+    (
+        """
+        CREATE TABLE image_lineage_7 (
+            job_id TEXT NOT NULL,
+            image_index INTEGER NOT NULL CHECK (image_index >= 0),
+            parent_job_id TEXT NOT NULL,
+            parent_index INTEGER NOT NULL CHECK (parent_index >= 0),
+            relation TEXT NOT NULL
+                CHECK (relation IN ('draft_of', 'finalized_from', 'edited_from', 'varied_from', 'upscaled_from')),
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (job_id, image_index, parent_job_id, parent_index, relation)
+        ) WITHOUT ROWID
+        """,
+        "INSERT INTO image_lineage_7 SELECT * FROM image_lineage",
+        "DROP TABLE image_lineage",
+        "ALTER TABLE image_lineage_7 RENAME TO image_lineage",
+        "CREATE INDEX image_lineage_by_parent ON image_lineage (parent_job_id, parent_index)",
+    ),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION, "every schema version has its SQLite migration"
 

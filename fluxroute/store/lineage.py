@@ -16,7 +16,7 @@ from fluxroute.store import ledger
 from fluxroute.store.money import from_micros
 from fluxroute.store.records import from_iso, to_iso, utc_now
 
-Relation = Literal["draft_of", "finalized_from", "edited_from", "upscaled_from"]
+Relation = Literal["draft_of", "finalized_from", "edited_from", "varied_from", "upscaled_from"]
 RELATIONS: frozenset[str] = frozenset(get_args(Relation))
 
 

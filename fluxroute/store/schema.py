@@ -8,5 +8,5 @@ SCHEMA_VERSION entries: a change to the schema lands in every dialect at once, u
 from __future__ import annotations
 
 # 1 jobs, attempts, ledger · 2 reservations held by attempts · 3 running ledger totals · 4 learned offer latency
-# · 5 attempt leases (owner + expiry) · 6 draft sets and image lineage
-SCHEMA_VERSION = 6
+# · 5 attempt leases (owner + expiry) · 6 draft sets and image lineage · 7 lineage relation varied_from
+SCHEMA_VERSION = 7

@@ -25,16 +25,60 @@ def request_fields(catalog: Catalog) -> dict[str, str]:
         "init_image": "Start image: https URL, data:image/png|jpeg|webp;base64 URI, or job:<job_id>/<n> (an "
         "earlier result). null: text to image.",
         "strength": "With init_image: 0.01-1, how far to move from it. null: the offer's default.",
-        "style_references": "Krea routes only: images (as init_image) with strength 0-1.",
+        "style_references": "Krea routes only: images whose style to follow.",
+        "style_references.url": "As init_image.",
+        "style_references.strength": "0 (none) to 1 (strongest).",
         "usage": "null: the configured default (commercial). " + _USAGE,
         "max_cost_usd": "Skip routes that cost more. null: no limit.",
         "provider": "auto, or pin one.",
         "exclude_providers": "Never these.",
         "prefer": "cost: cheapest; speed: fastest.",
-        "idempotency_key": "Same key: never paid twice. null: none.",
+        "idempotency_key": _IDEMPOTENCY,
         "wait_s": "Then return a job handle.",
-        "confirm_spend": "The user approved this cost.",
+        "confirm_spend": _CONFIRM,
     }
+
+
+# draft_images arguments that mean what they mean for generate_image (described once, in request_fields)
+_DRAFT_SHARED = ("prompt", "model", "size", "seed", "usage", "max_cost_usd", "provider", "idempotency_key")
+
+
+def draft_fields(catalog: Catalog) -> dict[str, str]:
+    """One line per draft_images argument: generate_image's lines where the argument is the same."""
+    shared = request_fields(catalog)
+    return {"n": "How many drafts (1-8).", **{name: shared[name] for name in _DRAFT_SHARED}, "confirm_spend": _CONFIRM}
+
+
+def edit_fields(catalog: Catalog) -> dict[str, str]:
+    """One line per edit_image argument: generate_image's lines where the argument is the same."""
+    shared = request_fields(catalog)
+    return {
+        "image": "The image: https URL, data:image URI, or job:<job_id>/<n> (an earlier result).",
+        "prompt": "With a strength: the result, described. Without: an instruction ('make the sky stormy').",
+        "task": "auto: mask -> inpaint, strength -> image-to-image, else instruction-edit (Kontext).",
+        "mask": "Inpaint: same size, white = change, black = keep. As image. null: none.",
+        "strength": "Image-to-image/inpaint: 0.01-1, how far to move. null: the offer's default.",
+        **{name: shared[name] for name in _EDIT_SHARED},
+        "wait_s": shared["wait_s"],
+        "confirm_spend": _CONFIRM,
+    }
+
+
+def vary_fields(catalog: Catalog) -> dict[str, str]:
+    """One line per vary_image argument."""
+    shared = request_fields(catalog)
+    return {
+        "image": "As edit_image's image.",
+        "n": "How many variations (1-4).",
+        "prompt": "What to keep or change (Krea). null: none.",
+        **{name: shared[name] for name in _VARY_SHARED},
+        "wait_s": shared["wait_s"],
+        "confirm_spend": _CONFIRM,
+    }
+
+
+_EDIT_SHARED = ("model", "num_images", "seed", "output_format", "usage", "max_cost_usd", "provider", "idempotency_key")
+_VARY_SHARED = ("model", "size", "seed", "usage", "max_cost_usd", "provider", "idempotency_key")
 
 
 def largest_mp(catalog: Catalog) -> float:
@@ -50,7 +94,12 @@ def largest_mp(catalog: Catalog) -> float:
     return round(max(sizes), 1)
 
 
-JOB_FIELDS: dict[str, str] = {"wait_s": "Max seconds to wait."}
+_IDEMPOTENCY = "Same key: never paid twice. null: none."
+_CONFIRM = "The user approved this cost."
+_JOB_ID = "From a generate_image result."
+
+JOB_FIELDS: dict[str, str] = {"job_id": _JOB_ID, "wait_s": "Max seconds to wait."}
+CANCEL_FIELDS: dict[str, str] = {"job_id": _JOB_ID}
 
 _USAGE = "Local [dev] weights need usage=non-commercial."
 
@@ -85,7 +134,7 @@ def plan_description(catalog: Catalog) -> str:
     return (
         "Dry run of generate_image, same arguments: the offer that would run it, why, its cost, the fallbacks "
         f"and why every other offer was rejected. Spends nothing; use it first if the user mentions budget, "
-        f"license or provider. drafts=n: plan draft_images and its finalize, with both costs. Models: {names}."
+        f"license or provider. Models: {names}."
     )
 
 
@@ -97,6 +146,21 @@ def draft_description() -> str:
     )
 
 
+def edit_description() -> str:
+    return (
+        "Edit an image: an instruction edit (FLUX.1 Kontext), image-to-image by a prompt and strength, or inpaint "
+        "under a mask; routed by cost and license like generate_image, the plan says which. Chain results by "
+        "job:<job_id>/<n>. Phrasing: the fluxroute://guides/flux-kontext-dev resource."
+    )
+
+
+def vary_description() -> str:
+    return (
+        "n new images like the given one (FLUX.1 Redux on fal, image prompts on Krea), routed by cost and license. "
+        "Use it for 'more like this'; edit_image to change something specific."
+    )
+
+
 def finalize_description() -> str:
     return (
         "Full-quality image from draft `index` (1..n) of a draft_images set: same model, size and seed at full "
@@ -105,12 +169,13 @@ def finalize_description() -> str:
     )
 
 
-DRAFT_FIELDS: dict[str, str] = {"n": "How many drafts (1-8).", "confirm_spend": "The user approved this cost."}
+PLAN_FIELDS: dict[str, str] = {"drafts": "n: plan draft_images (n drafts) and its finalize, with both costs."}
 FINALIZE_FIELDS: dict[str, str] = {
     "draft_set_id": "From draft_images.",
     "index": "The draft's number on the sheet.",
     "strength": "Image-conditioned finals only. null: 0.5.",
-    "confirm_spend": "The user approved this cost.",
+    "idempotency_key": _IDEMPOTENCY,
+    "confirm_spend": _CONFIRM,
 }
 
 
@@ -122,9 +187,16 @@ def models_description(catalog: Catalog) -> str:
     )
 
 
+def text_to_image_models(catalog: Catalog) -> list[str]:
+    """The models some offer makes images of from a prompt alone (not FLUX.1 Kontext, an editing model)."""
+    drawn = {offer.model for offer in catalog.offers if "text-to-image" in offer.modes}
+    return [model.id for model in catalog.models if model.id in drawn]
+
+
 def _prompting(catalog: Catalog) -> list[str]:
-    """Each family's guide in short (fluxroute.prompts), for families the prompt library knows."""
-    return [f"{m.name} ({m.id}): {short_guide(m.id)}" for m in catalog.models if m.id in FAMILIES]
+    """Each text-to-image family's guide in short (fluxroute.prompts), for families the prompt library knows."""
+    drawn = text_to_image_models(catalog)
+    return [f"{m.name} ({m.id}): {short_guide(m.id)}" for m in catalog.models if m.id in FAMILIES and m.id in drawn]
 
 
 def price_line(catalog: Catalog) -> str:
@@ -132,6 +204,8 @@ def price_line(catalog: Catalog) -> str:
     together: 'fal flux-krea-dev, flux-dev $0.025/MP, krea-2 $0.008/MP; krea ..., krea-2 $0.03/image, $0.06/image'."""
     by_price: dict[tuple[str, str, Decimal], list[str]] = {}
     for offer in catalog.offers:
+        if offer.price.usd is None or "text-to-image" not in offer.modes:
+            continue  # generate_image's prices: published ones, of offers that make an image from a prompt
         models = by_price.setdefault((offer.provider, offer.price.unit, offer.price.usd), [])
         if offer.model not in models:
             models.append(offer.model)

@@ -22,6 +22,7 @@ from fluxroute.types import (
     MAX_IMAGE_INPUT_CHARS,
     FalPreset,
     IdempotencyKey,
+    ImageMode,
     ImageRequest,
     ModelId,
     NegativeText,
@@ -102,6 +103,9 @@ class ImageArgs(BaseModel):
     megapixels: SkipJsonSchema[float | None] = None
     image_size: SkipJsonSchema[str | None] = None
     providers: SkipJsonSchema[list[ProviderName] | None] = None
+    # set by edit_image and vary_image, not published here
+    mask_image: SkipJsonSchema[str | None] = None
+    task: SkipJsonSchema[ImageMode | None] = None
 
     @model_validator(mode="after")
     def _one_way_to_size(self) -> ImageArgs:
@@ -149,6 +153,71 @@ class GenerateArgs(ImageArgs):
 
     wait_s: float = Field(default=45.0, ge=0, le=3600)
     confirm_spend: bool = False
+
+
+class EditArgs(BaseModel):
+    """edit_image's arguments: the image, what to do to it, and the usual constraints on where it runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    image: str = Field(min_length=1, max_length=MAX_IMAGE_INPUT_CHARS)
+    prompt: PromptText
+    task: Literal["auto", "image-to-image", "instruction-edit", "inpaint"] = "auto"
+    mask: str | None = Field(default=None, min_length=1, max_length=MAX_IMAGE_INPUT_CHARS)
+    strength: float | None = Field(default=None, ge=0.01, le=1)
+    model: ModelId = "auto"
+    num_images: int = Field(default=1, ge=1, le=4)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    output_format: OutputFormat = "png"
+    usage: Usage | None = None
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    provider: Literal["auto", "krea", "fal", "local"] = "auto"
+    idempotency_key: IdempotencyKey | None = None
+    wait_s: float = Field(default=45.0, ge=0, le=3600)
+    confirm_spend: bool = False
+
+    def generate_args(self) -> GenerateArgs:
+        fields = self.model_dump(exclude={"image", "mask", "task"}, exclude_none=True)
+        task = edit_task(self.task, self.mask, self.strength)
+        return GenerateArgs(init_image=self.image, mask_image=self.mask, task=task, **fields)
+
+
+def edit_task(task: str | None, mask: str | None, strength: float | None) -> ImageMode:
+    """What an edit does: `task` when one is named, else by what was given: a mask inpaints, a strength re-renders the
+    image as the prompt describes (image-to-image), neither follows the prompt as an instruction (FLUX.1 Kontext)."""
+    if task in ("image-to-image", "instruction-edit", "inpaint"):
+        return task  # type: ignore[return-value]
+    if mask is not None:
+        return "inpaint"
+    return "image-to-image" if strength is not None else "instruction-edit"
+
+
+# what vary_image sends as the prompt when none is given (Krea's image prompts need one; fal's Redux takes none)
+VARIATION_PROMPT = "a variation of this image"
+
+
+class VaryArgs(BaseModel):
+    """vary_image's arguments: the image and how many variations of it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    image: str = Field(min_length=1, max_length=MAX_IMAGE_INPUT_CHARS)
+    n: int = Field(default=1, ge=1, le=4)
+    prompt: PromptText | None = None
+    model: ModelId = "auto"
+    size: str = Field(default="auto", min_length=1, max_length=40)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    usage: Usage | None = None
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    provider: Literal["auto", "krea", "fal", "local"] = "auto"
+    idempotency_key: IdempotencyKey | None = None
+    wait_s: float = Field(default=45.0, ge=0, le=3600)
+    confirm_spend: bool = False
+
+    def generate_args(self) -> GenerateArgs:
+        fields = self.model_dump(exclude={"image", "n", "prompt"}, exclude_none=True)
+        prompt = self.prompt or VARIATION_PROMPT
+        return GenerateArgs(init_image=self.image, task="variation", num_images=self.n, prompt=prompt, **fields)
 
 
 class PlanArgs(ImageArgs):

@@ -15,7 +15,7 @@ from fluxroute.prompts import RewriteQuery, rewrite_image_prompt
 from fluxroute.providers.base import Availability, ProgressCallback
 from fluxroute.router.drafts import DraftSet, FinalImage, FinalizeRoute, RoundPlan
 from fluxroute.settings import Settings
-from fluxroute.tools.image_args import DraftArgs, FinalizeArgs, GenerateArgs, ImageArgs, PlanArgs
+from fluxroute.tools.image_args import DraftArgs, EditArgs, FinalizeArgs, GenerateArgs, ImageArgs, PlanArgs, VaryArgs
 from fluxroute.tools.jobs import BackgroundJobs, JobRunner
 from fluxroute.tools.outputs import (
     DraftSetOutput,
@@ -114,6 +114,10 @@ class ToolLibrary:
         match spec.handler, parsed:
             case "generate", GenerateArgs():
                 return await self.generate(parsed, progress, approved_usd)
+            case "edit", EditArgs():
+                return await self.generate(parsed.generate_args(), progress, approved_usd)
+            case "vary", VaryArgs():
+                return await self.generate(parsed.generate_args(), progress, approved_usd)
             case "plan", PlanArgs() if parsed.drafts is not None:
                 planned = self.router.plan_round(self.image_request(parsed), parsed.drafts)
                 return PlanOutput.from_round(planned).model_copy(update={"warnings": parsed.deprecations()})
@@ -145,7 +149,8 @@ class ToolLibrary:
                 f"{question.message} Nothing was spent. Ask the user; if they agree, call again with "
                 "confirm_spend=true."
             )
-        request = self.image_request(args, max_cost_usd=None if approved_usd is None else float(approved_usd))
+        # `job:` references are read by the router itself, which records them as the images' lineage
+        request = args.request(max_cost_usd=None if approved_usd is None else float(approved_usd))
         job_id = await self.jobs.start(request)
         output = GenerateOutput.from_view(await self.jobs.wait(job_id, args.wait_s, progress))
         return output.model_copy(update={"warnings": [*args.deprecations(), *output.warnings]})

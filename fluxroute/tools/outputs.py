@@ -325,7 +325,8 @@ class OfferOutput(_Output):
     label: str
     provider: ProviderName
     endpoint: str
-    price_usd: float
+    price_usd: float | None  # None: not published; set [prices] <offer_id> to use the offer
+    modes: list[str]
     price_unit: str
     price_as_of: str
     license: str
@@ -393,7 +394,8 @@ def _offer_output(
         label=offer.label,
         provider=offer.provider,
         endpoint=offer.endpoint,
-        price_usd=float(offer.price.usd),
+        price_usd=None if offer.price.usd is None else float(offer.price.usd),
+        modes=list(offer.modes),
         price_unit=PRICE_UNITS[offer.price.unit],
         price_as_of=offer.price.as_of,
         license=license_line(license_, offer),

@@ -42,9 +42,10 @@ def input_schema(
     No titles, no `$defs` (references inlined). Optional fields without a meaningful default are nullable
     (`["integer", "null"]`: null means the default) and left out of `required`, so a converter that makes
     every field required still leaves a model a way to say "no preference". Only keywords that every
-    target reads alike: exclusive bounds become inclusive ones. `field_descriptions` are set on the
-    top-level properties, and `enums` give top-level strings their allowed values (data, such as the
-    catalog's model ids).
+    target reads alike: exclusive bounds become inclusive ones, and no `additionalProperties` (unknown fields
+    are refused all the same: the checks read closed_schema). `field_descriptions` are set on the
+    properties they name (`style_references.url`: a property of an array's items), and `enums` give
+    top-level strings their allowed values (data, such as the catalog's model ids).
     """
     schema = _compact(model.model_json_schema(mode="validation"), "input")
     for name, values in (enums or {}).items():
@@ -54,7 +55,13 @@ def input_schema(
             prop.pop(key, None)
         prop["enum"] = list(values)
     for name, text in (field_descriptions or {}).items():
-        schema["properties"][name] = _ordered({**schema["properties"][name], "description": text})
+        # "outer.inner" names a property of the objects an array or object property holds
+        *outer, leaf = name.split(".")
+        node = schema
+        for part in outer:
+            node = node["properties"][part]
+            node = node.get("items", node)
+        node["properties"][leaf] = _ordered({**node["properties"][leaf], "description": text})
     return schema
 
 
@@ -73,6 +80,21 @@ def strict_schema(schema: JsonSchema) -> JsonSchema:
     (null means "use the default", which moves into the description), `additionalProperties: false`
     on every object, unsupported keywords removed."""
     return _strict(copy.deepcopy(schema))
+
+
+def closed_schema(schema: JsonSchema) -> JsonSchema:
+    """`schema` with `additionalProperties: false` on every object that lists its properties: what fluxroute
+    checks arguments against (every input model forbids unknown fields), while the published schemas leave it
+    out."""
+    node = copy.deepcopy(schema)
+    if isinstance(node.get("properties"), dict):
+        node["properties"] = {name: closed_schema(sub) for name, sub in node["properties"].items()}
+        node["additionalProperties"] = False
+    if isinstance(node.get("items"), dict):
+        node["items"] = closed_schema(node["items"])
+    if isinstance(node.get("anyOf"), list):
+        node["anyOf"] = [closed_schema(option) for option in node["anyOf"]]
+    return _ordered(node)
 
 
 def _compact(schema: JsonSchema, mode: Mode) -> JsonSchema:
@@ -112,8 +134,10 @@ def _shrink(node: JsonSchema, mode: Mode, depth: int = 0) -> JsonSchema:
         node["items"] = _shrink(node["items"], mode, depth)
     if isinstance(node.get("additionalProperties"), dict):
         node["additionalProperties"] = _shrink(node["additionalProperties"], mode, depth)
-    if node.get("additionalProperties") is True:
-        del node["additionalProperties"]  # the JSON Schema default
+    if node.get("additionalProperties") in (True, False):
+        # True is the JSON Schema default; False is left to the checks (closed_schema) and to strict mode:
+        # converters such as google-genai's MCP one cannot read a boolean there
+        del node["additionalProperties"]
     options = node.get("anyOf")
     if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
         (inner,) = (option for option in options if option != {"type": "null"})

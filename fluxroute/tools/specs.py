@@ -13,19 +13,26 @@ from fluxroute.catalog import load_catalog
 from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.prompts import REWRITE_DESCRIPTION, REWRITE_FIELDS, RewriteOutput, RewriteQuery
 from fluxroute.tools.descriptions import (
-    DRAFT_FIELDS,
+    CANCEL_FIELDS,
     FINALIZE_FIELDS,
     JOB_FIELDS,
+    PLAN_FIELDS,
     cancel_description,
     draft_description,
+    draft_fields,
+    edit_description,
+    edit_fields,
     finalize_description,
     generate_description,
     job_description,
     models_description,
     plan_description,
     request_fields,
+    text_to_image_models,
+    vary_description,
+    vary_fields,
 )
-from fluxroute.tools.image_args import DraftArgs, FinalizeArgs, GenerateArgs, PlanArgs
+from fluxroute.tools.image_args import DraftArgs, EditArgs, FinalizeArgs, GenerateArgs, PlanArgs, VaryArgs
 from fluxroute.tools.outputs import (
     DraftSetOutput,
     FinalOutput,
@@ -34,9 +41,9 @@ from fluxroute.tools.outputs import (
     ModelsOutput,
     PlanOutput,
 )
-from fluxroute.tools.schema import JsonSchema, input_schema, output_schema, strict_schema
+from fluxroute.tools.schema import JsonSchema, closed_schema, input_schema, output_schema, strict_schema
 
-Handler = Literal["generate", "plan", "models", "job", "cancel", "rewrite", "draft", "finalize"]
+Handler = Literal["generate", "edit", "vary", "plan", "models", "job", "cancel", "rewrite", "draft", "finalize"]
 
 # A client's request timeout is often 60 s; a generation still running after this comes back as a job handle.
 DEFAULT_WAIT_S = 45.0
@@ -108,6 +115,11 @@ class ToolSpec:
         return input_schema(self.input_model, self.field_descriptions, self.enums)
 
     @functools.cached_property
+    def check_schema(self) -> JsonSchema:
+        """The input schema arguments are checked against: unknown fields refused at every level."""
+        return closed_schema(self.input_schema)
+
+    @functools.cached_property
     def strict_input_schema(self) -> JsonSchema:
         return strict_schema(self.input_schema)
 
@@ -121,6 +133,8 @@ def tool_specs() -> tuple[ToolSpec, ...]:
     """Every tool, in the order clients list them; descriptions quote the built-in catalog."""
     catalog = load_catalog()
     models = {"model": ["auto", *(model.id for model in catalog.models)]}
+    # generate_image, plan_image_route and draft_images make images from a prompt: models with such an offer
+    drawing = {"model": ["auto", *text_to_image_models(catalog)]}
     return (
         ToolSpec(
             name="generate_image",
@@ -132,7 +146,7 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             hints=ToolHints(read_only=False, destructive=False, idempotent=False, open_world=True),
             handler="generate",
             field_descriptions=request_fields(catalog),
-            enums=models,
+            enums=drawing,
         ),
         ToolSpec(
             name="plan_image_route",
@@ -142,7 +156,8 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             output_model=PlanOutput,
             hints=ToolHints(read_only=True, destructive=False, idempotent=True, open_world=False),
             handler="plan",
-            enums=models,
+            field_descriptions=PLAN_FIELDS,
+            enums=drawing,
         ),
         ToolSpec(
             name="list_image_models",
@@ -172,6 +187,29 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             output_model=JobStatusOutput,
             hints=ToolHints(read_only=False, destructive=True, idempotent=True, open_world=True),
             handler="cancel",
+            field_descriptions=CANCEL_FIELDS,
+        ),
+        ToolSpec(
+            name="edit_image",
+            title="Edit image",
+            description=edit_description(),
+            input_model=EditArgs,
+            output_model=GenerateOutput,
+            hints=ToolHints(read_only=False, destructive=False, idempotent=False, open_world=True),
+            handler="edit",
+            field_descriptions=edit_fields(catalog),
+            enums=models,
+        ),
+        ToolSpec(
+            name="vary_image",
+            title="Vary image",
+            description=vary_description(),
+            input_model=VaryArgs,
+            output_model=GenerateOutput,
+            hints=ToolHints(read_only=False, destructive=False, idempotent=False, open_world=True),
+            handler="vary",
+            field_descriptions=vary_fields(catalog),
+            enums=models,
         ),
         ToolSpec(
             name="draft_images",
@@ -181,8 +219,8 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             output_model=DraftSetOutput,
             hints=ToolHints(read_only=False, destructive=False, idempotent=False, open_world=True),
             handler="draft",
-            field_descriptions=DRAFT_FIELDS,
-            enums=models,
+            field_descriptions=draft_fields(catalog),
+            enums=drawing,
             view="ui://fluxroute/draft-set.html",
         ),
         ToolSpec(

@@ -84,7 +84,7 @@ def _drop_nulls(value: object, schema: JsonSchema) -> object:
 @functools.cache
 def _fast_check(name: str) -> Callable[[object], object]:
     """The same schema compiled to Python: the common case (valid arguments) costs microseconds."""
-    check: Callable[[object], object] = fastjsonschema.compile(get_tool(name).input_schema, use_default=False)
+    check: Callable[[object], object] = fastjsonschema.compile(get_tool(name).check_schema, use_default=False)
     return check
 
 
@@ -93,7 +93,7 @@ def _validator(name: str) -> Draft202012Validator:
     # imported on the first invalid call: valid arguments never need it (the compiled check passes them)
     from jsonschema import Draft202012Validator
 
-    schema = get_tool(name).input_schema
+    schema = get_tool(name).check_schema
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 

@@ -17,9 +17,17 @@ from fluxroute.types import ImageRequest
 
 def test_every_offer_has_a_dated_sourced_price_and_a_known_license() -> None:
     catalog = load_catalog()
-    assert {o.model for o in catalog.offers} == {"flux-krea-dev", "flux-dev", "krea-2", "flux-schnell"}
+    assert {o.model for o in catalog.offers} == {
+        "flux-krea-dev",
+        "flux-dev",
+        "krea-2",
+        "flux-schnell",
+        "flux-kontext-dev",
+    }
     for offer in catalog.offers:
         assert offer.price.as_of and offer.price.source
+        # an unpublished price says so, and how to set one
+        assert offer.price.usd is not None or f"set [prices] {offer.id}" in offer.price.source
         assert offer.license in catalog.licenses
 
 

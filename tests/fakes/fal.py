@@ -224,7 +224,7 @@ class FalFake(FakeService):
 
     def _size(self, model: fal_schema.FalModel, params: dict[str, Any]) -> tuple[int, int]:
         """Output size: the t2i ``image_size``, or the input image's size when the fake can read it."""
-        if model.kind == "t2i":
+        if model.kind in ("t2i", "redux"):
             return fal_schema.output_size(params["image_size"])
         url, prefix = params["image_url"], self.base_url + "/files/"
         data = decode_data_uri(url)

@@ -26,7 +26,10 @@ class FalModel:
     (fields an endpoint does not have are ignored, as fal ignores extra input)."""
 
     id: str
-    kind: Literal["t2i", "i2i"]
+    # t2i: prompt -> image at image_size; i2i: image_url (+strength) at the input's size; kontext: an instruction edit
+    # of image_url at its size; inpaint: image_url + mask_url (+strength) at the input's size; redux: variations of
+    # image_url at image_size, no prompt
+    kind: Literal["t2i", "i2i", "kontext", "inpaint", "redux"]
     steps: tuple[int, int] | None
     default_steps: int
     default_guidance: float | None
@@ -49,6 +52,14 @@ MODELS: dict[str, FalModel] = {
         # fal llms.txt fal-ai/krea-2/turbo: the 8-step distilled weights (no steps or guidance fields),
         # acceleration none/regular, image i uses seed + i, $0.008 per megapixel
         FalModel("fal-ai/krea-2/turbo", "t2i", None, 8, None, Decimal("0.008"), ("none", "regular")),
+        # fal-ai/flux-kontext/dev: steps 10-50 (28), guidance 2.5; fal publishes no per-megapixel price, so this
+        # table's is the fake's own (tests set the user's [prices] separately)
+        FalModel("fal-ai/flux-kontext/dev", "kontext", (10, 50), 28, 2.5, Decimal("0.025")),
+        # fal-ai/flux-krea-lora/inpainting: image_url + mask_url, strength (0.85); price not published by fal
+        FalModel("fal-ai/flux-krea-lora/inpainting", "inpaint", (1, 50), 28, 3.5, Decimal("0.035")),
+        # Redux variations: image_url only (no prompt), at image_size
+        FalModel("fal-ai/flux/dev/redux", "redux", (1, 50), 28, 3.5, Decimal("0.025")),
+        FalModel("fal-ai/flux-1/schnell/redux", "redux", (1, 12), 4, None, Decimal("0.003")),
     )
 }
 
@@ -194,13 +205,15 @@ def validate(model: FalModel, body: Any) -> tuple[dict[str, Any], list[dict[str,
     if not isinstance(body, dict):
         return {}, [_error((), "model_attributes_type", "Input should be a valid dictionary", body)]
     check = _Checker(body)
-    if check.required("prompt"):
+    if model.kind != "redux" and check.required("prompt"):
         check.string("prompt")
-    if model.kind == "i2i":
-        if check.required("image_url"):
-            check.string("image_url")
+    if model.kind != "t2i" and check.required("image_url"):
+        check.string("image_url")
+    if model.kind == "inpaint" and check.required("mask_url"):
+        check.string("mask_url")
+    if model.kind in ("i2i", "inpaint"):
         check.field("strength", integer=False, ge=0.01, le=1)
-    else:
+    if model.kind in ("t2i", "redux"):
         check.image_size()
     if model.steps is not None:
         check.field("num_inference_steps", integer=True, ge=model.steps[0], le=model.steps[1])
@@ -226,9 +239,9 @@ def validate(model: FalModel, body: Any) -> tuple[dict[str, Any], list[dict[str,
     }
     for name in _absent(model):
         del defaults[name]
-    if model.kind == "i2i":
-        defaults["strength"] = 0.95
-    else:
+    if model.kind in ("i2i", "inpaint"):
+        defaults["strength"] = 0.95 if model.kind == "i2i" else 0.85
+    if model.kind in ("t2i", "redux"):
         defaults["image_size"] = "landscape_4_3"
     return {**defaults, **body}, []
 

@@ -95,7 +95,7 @@ def make_result(job: Job, *, files: FileStore, base_url: str, nsfw_prompts: Sequ
     """The model output for a completed request; registers its images with ``files``."""
     params = job.input
     width, height = job.meta["size"]
-    nsfw = params["enable_safety_checker"] and any(s.lower() in params["prompt"].lower() for s in nsfw_prompts)
+    nsfw = params["enable_safety_checker"] and any(s.lower() in params.get("prompt", "").lower() for s in nsfw_prompts)
     images = []
     for index in range(params["num_images"]):
         name = f"{job.id}-{index}.{params['output_format']}"
@@ -114,7 +114,7 @@ def make_result(job: Job, *, files: FileStore, base_url: str, nsfw_prompts: Sequ
         "timings": {"inference": job.meta["inference"]},
         "seed": job.meta["seed"],
         "has_nsfw_concepts": [nsfw] * len(images),
-        "prompt": params["prompt"],
+        "prompt": params.get("prompt", ""),
     }
 
 

@@ -45,21 +45,27 @@ def krea_fake(krea_fake_server: KreaFake) -> Iterator[KreaFake]:
 
 
 @pytest.fixture
-def fal_fake(fal_fake_server: FalFake, monkeypatch: pytest.MonkeyPatch) -> Iterator[FalFake]:
-    """A running ``FalFake`` (key ``test-fal-key:secret``) with fal-client's hosts pointed at it.
-
-    Patched the way fal's own tests do it: the module globals ``QUEUE_URL_FORMAT``,
-    ``RUN_URL_FORMAT``, ``REST_URL`` and ``CDN_URL`` of ``fal_client.client``, which
-    fal-client reads at call time. Pass ``key=fal_fake.key`` to ``fal_client.AsyncClient``.
-    """
+def fal_fake(fal_fake_server: FalFake) -> Iterator[FalFake]:
+    """A running ``FalFake`` (key ``test-fal-key:secret``) in default state. fluxroute reaches it through its
+    settings (``fal_base_url``, ``fal_rest_url``, ``fal_cdn_url``, ``fal_jwks_url``: see ``hosted_settings``);
+    nothing of fal-client is patched. Tests of fal-client itself against the fake use ``fal_client_on_fake``."""
     fake = fal_fake_server
     fake.reset()
-    monkeypatch.setattr(fal_client.client, "QUEUE_URL_FORMAT", fake.base_url + "/")
-    monkeypatch.setattr(fal_client.client, "RUN_URL_FORMAT", fake.run_url + "/")
-    monkeypatch.setattr(fal_client.client, "REST_URL", fake.base_url)
-    monkeypatch.setattr(fal_client.client, "CDN_URL", fake.base_url)
     yield fake
     fake.reset()
+
+
+@pytest.fixture
+def fal_client_on_fake(fal_fake: FalFake, monkeypatch: pytest.MonkeyPatch) -> FalFake:
+    """``fal_fake`` with fal-client's own hosts pointed at it, for the tests that drive fal-client directly
+    (``fal_client.AsyncClient(key=fal_fake.key)``): patched the way fal's own tests do it, the module globals
+    ``QUEUE_URL_FORMAT``, ``RUN_URL_FORMAT``, ``REST_URL`` and ``CDN_URL`` of ``fal_client.client``, which
+    fal-client reads at call time (and has no setting for)."""
+    monkeypatch.setattr(fal_client.client, "QUEUE_URL_FORMAT", fal_fake.base_url + "/")
+    monkeypatch.setattr(fal_client.client, "RUN_URL_FORMAT", fal_fake.run_url + "/")
+    monkeypatch.setattr(fal_client.client, "REST_URL", fal_fake.base_url)
+    monkeypatch.setattr(fal_client.client, "CDN_URL", fal_fake.base_url)
+    return fal_fake
 
 
 @pytest.fixture

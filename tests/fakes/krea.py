@@ -192,6 +192,7 @@ class KreaFake(FakeService):
             seed = body.get("seed")
             meta = {
                 "endpoint": endpoint.path,
+                "type": endpoint.job_type,
                 "size": output_size(endpoint, body),
                 "webhook_url": webhook_url,
                 "seed": int(seed) if seed is not None else random.randrange(2**32),
@@ -209,6 +210,18 @@ class KreaFake(FakeService):
                 failure=self.faults.take_job_failure("create"),
             )
             return JSONResponse(self.job_json(job))
+
+    def add_foreign_job(self, job_type: str = "k1", price: Decimal = Decimal("0")) -> Job:
+        """A job of another type on the same account (Krea's web app: ``k1``, ``externalImage``...), created
+        now: ``GET /jobs`` lists it like any other, and only its ``types`` filter tells it apart."""
+        with self.lock:
+            return self.create_job(
+                model=f"app/{job_type}",
+                input={"prompt": "made in the web app"},
+                price=price,
+                phases=[(name, self.timings[name]) for name in ("queued", "scheduled", "processing", "sampling")],
+                meta={"endpoint": None, "type": job_type, "size": (64, 64), "webhook_url": None, "seed": 0},
+            )
 
     def _check_image_urls(self, body: dict[str, Any]) -> None:
         """Image fields are URLs the API fetches (``"format": "uri"``): a ``data:`` URI is refused (images are
@@ -337,6 +350,8 @@ class KreaFake(FakeService):
         if cursor is not None and cursor.tzinfo is None:
             cursor = cursor.replace(tzinfo=UTC)
         status = query.get("status")
+        # ``types``: "Comma-separated list of job types to filter (e.g., \"flux,k1,externalImage\")"
+        types = {name.strip() for name in query["types"].split(",") if name.strip()} if "types" in query else None
         if not 1 <= limit <= 1000 or (status is not None and status not in KREA_STATUSES):
             return _error(400, "Invalid query parameters")
         with self.lock:
@@ -345,7 +360,9 @@ class KreaFake(FakeService):
             jobs = [
                 job
                 for job in jobs
-                if (cursor is None or job.created_wall < cursor) and (status is None or job.status == status)
+                if (cursor is None or job.created_wall < cursor)
+                and (status is None or job.status == status)
+                and (types is None or job.meta.get("type") in types)
             ]
             page = jobs[:limit]
             # microseconds: jobs created within one millisecond must not fall between pages

@@ -55,6 +55,8 @@ class Endpoint:
     price: Decimal
     style_ref_price: Decimal | None = None
     moodboard_price: Decimal | None = None
+    # the job type ``GET /jobs?types=`` filters by ("flux" is the OpenAPI example's; Krea 2's is assumed)
+    job_type: str = "flux"
 
     def price_for(self, body: Mapping[str, Any]) -> Decimal:
         """Per-job USD price; Krea 2 costs more with style references or a moodboard."""
@@ -93,6 +95,22 @@ FLUX_1_DEV = Endpoint(
 )
 
 
+# bfl/flux-1-kontext-dev: flux-1-dev's fields less `styles` and `image_style_references`, at most one image prompt;
+# $0.0128 per job (Krea's API docs)
+FLUX_1_KONTEXT_DEV = Endpoint(
+    path="bfl/flux-1-kontext-dev",
+    fields={
+        name: rule
+        for name, rule in FLUX_1_DEV.fields.items()
+        if name not in ("styles", "image_style_references", "style_images")
+    }
+    | {"style_images": Rule("items", max_items=1, item=_weighted(-2, 2, ()).item, item_required=("strength",))},
+    required=("prompt",),
+    aliases={key: value for key, value in FLUX_1_DEV.aliases.items() if value != "image_style_references"},
+    price=Decimal("0.0128"),
+)
+
+
 def _krea_2(size: str, price: str, style_refs: str, moodboards: str) -> Endpoint:
     return Endpoint(
         path=f"krea/krea-2/{size}",
@@ -113,6 +131,7 @@ def _krea_2(size: str, price: str, style_refs: str, moodboards: str) -> Endpoint
         price=Decimal(price),
         style_ref_price=Decimal(style_refs),
         moodboard_price=Decimal(moodboards),
+        job_type="krea-2",
     )
 
 
@@ -120,6 +139,7 @@ ENDPOINTS: dict[str, Endpoint] = {
     e.path: e
     for e in (
         FLUX_1_DEV,
+        FLUX_1_KONTEXT_DEV,
         _krea_2("medium", "0.03", "0.035", "0.04"),
         _krea_2("large", "0.06", "0.065", "0.07"),
     )
@@ -194,6 +214,6 @@ def _check(name: str, value: Any, rule: Rule) -> None:
 
 def output_size(endpoint: Endpoint, body: Mapping[str, Any]) -> tuple[int, int]:
     """Pixel size of the image a job produces."""
-    if endpoint is FLUX_1_DEV:
+    if endpoint in (FLUX_1_DEV, FLUX_1_KONTEXT_DEV):
         return int(body.get("width", 1024)), int(body.get("height", 1024))
     return KREA_2_SIZES[body["aspect_ratio"]]

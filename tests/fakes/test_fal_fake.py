@@ -23,6 +23,12 @@ from tests.fakes.webhooks import Delivery, WebhookReceiver
 KREA = "fal-ai/flux/krea"
 
 
+@pytest.fixture(autouse=True)
+def _fal_client_hosts(fal_client_on_fake: FalFake) -> FalFake:
+    """These tests drive fal-client itself against the fake: its own hosts point there."""
+    return fal_client_on_fake
+
+
 @pytest.fixture
 async def fal(fal_fake: FalFake) -> AsyncIterator[fal_client.AsyncClient]:
     yield fal_client.AsyncClient(key=fal_fake.key)

@@ -381,6 +381,19 @@ async def test_list_jobs_pages_newest_first_with_a_cursor(krea: httpx.AsyncClien
     assert [j["job_id"] for j in rest["items"]] == ids[:1] and rest["next_cursor"] is None
 
 
+async def test_list_jobs_filters_by_types_and_lists_the_accounts_other_jobs_without(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    krea_fake.manual = True
+    ours = (await krea.post(FLUX, json={"prompt": "ours"})).json()["job_id"]
+    foreign = krea_fake.add_foreign_job("k1").id  # e.g. made in Krea's web app
+    every = [j["job_id"] for j in (await krea.get("/jobs")).json()["items"]]
+    flux = [j["job_id"] for j in (await krea.get("/jobs", params={"types": "flux"})).json()["items"]]
+    k1 = [j["job_id"] for j in (await krea.get("/jobs", params={"types": "flux,k1"})).json()["items"]]
+    assert every == [foreign, ours] and flux == [ours] and k1 == [foreign, ours]
+    assert all("type" not in j for j in (await krea.get("/jobs")).json()["items"])  # items carry no type
+
+
 async def test_a_backlogged_job_starts_the_moment_a_slot_frees(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
     krea_fake.concurrency_limit = 1
     first, second = [(await krea.post(FLUX, json={"prompt": p})).json()["job_id"] for p in "ab"]

@@ -39,6 +39,13 @@ def allows_null(schema: JsonSchema) -> bool:
     )
 
 
+# a 64x64 gray PNG as a data: URI
+SMALL_PNG = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAAAAACPAi4CAAAALElEQVR4nO3MoQEAAAjDMOByTueIGU"
+    "Tqm97KmvAHAAAAAAAAAAAAAAAA8B44QHQBALYvz+QAAAAASUVORK5CYII="
+)
+
+
 def fill(schema: JsonSchema, original: JsonSchema | None = None, *, job_id: str = NO_JOB) -> dict[str, Any]:
     """Every required property of the object `schema`, filled; `original` is fluxroute's own schema of it."""
     value = fill_value(schema, original, "arguments", job_id)
@@ -75,6 +82,8 @@ def fill_value(schema: JsonSchema, original: JsonSchema | None, field: str, job_
     if "array" in found:
         return []
     if "string" in found:
+        if field == "image":  # edit_image and vary_image: an image a strict model would pass (a small PNG)
+            return SMALL_PNG
         return job_id if field == "job_id" else PROMPT
     if found & {"integer", "number"}:
         return _lowest(schema, original, integer="integer" in found)

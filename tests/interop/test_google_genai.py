@@ -62,6 +62,24 @@ async def test_filled_gemini_calls_validate_plan_and_run(hosted_settings: Settin
     assert outputs["list_image_models"]["models"], outputs["list_image_models"]
 
 
+# the converter reads `tool.inputSchema` first, which the installed fastmcp marks deprecated on mcp's Tool
+@pytest.mark.filterwarnings("ignore:Accessing `Tool.inputSchema` is deprecated")
+def test_google_genais_own_mcp_converter_takes_every_tool_of_the_mcp_export() -> None:
+    """A google-genai app holding an MCP session converts the listed tools with `mcp_to_gemini_tool`; it reads
+    `additionalProperties` as a dict of sub-schemas, so a boolean there broke every tool."""
+    import mcp.types
+    from google.genai._mcp_utils import mcp_to_gemini_tool
+
+    for name, exported in ((tool["name"], tool) for tool in export("mcp")):
+        converted = mcp_to_gemini_tool(mcp.types.Tool.model_validate(exported))
+
+        (declaration,) = converted.function_declarations or []
+        assert declaration.name == name
+        assert declaration.parameters is not None and declaration.parameters.type == types.Type.OBJECT, name
+        assert sorted(declaration.parameters.properties or {}) == sorted(mcp_input_schemas()[name]["properties"])
+        assert sorted(declaration.parameters.required or []) == sorted(mcp_input_schemas()[name].get("required", []))
+
+
 def test_the_typed_schema_refuses_a_keyword_gemini_does_not_know() -> None:
     # the premise of the tests above: a JSON Schema keyword outside Gemini's subset fails validation
     with pytest.raises(ValueError, match="additionalItems"):

@@ -129,6 +129,14 @@ class Planner:
             else None
         )
         latency = _expected_latency(offer, sized.width * sized.height, steps, request)
+        if offer.price.usd is None:
+            unit = {"image": "per image", "megapixel_ceil": "per megapixel", "gpu_second": "per GPU-second"}
+            reasons.append(
+                f"price not published by {offer.provider}: set one in [prices] (USD {unit[offer.price.unit]}) to use it"
+            )
+            return Rejection(
+                offer_id=offer.id, label=offer.label, provider=offer.provider, model=offer.model, reasons=reasons
+            )
         cost = estimate_cost(
             offer.price,
             width=sized.width,
@@ -161,6 +169,8 @@ class Planner:
             init_image=request.init_image,
             strength=strength,
             style_references=request.style_references,
+            mode=request.mode,
+            mask_image=request.mask_image,
         )
         availability = self.availability.get(offer.provider, Availability(False, "provider not registered"))
         return Candidate(

@@ -75,11 +75,45 @@ async def test_lost_krea_answer_is_found_in_the_job_listing_and_paid_once(
 ) -> None:
     dropped = krea_fake.faults.drop_after_accept()
     router, result = await generate(hosted_settings, model="flux-dev")
-    assert dropped.hits == 1 and krea_fake.request_counts["list_jobs"] == 2
+    # two listings of every type, then one of the job's own type (`types=flux`) to pick it out
+    assert dropped.hits == 1 and krea_fake.request_counts["list_jobs"] == 3
     assert result.provider == "krea" and len(krea_fake.jobs) == 1 and len(fal_fake.jobs) == 0
     attempt = router.store.attempts_for(result.job_id)[0]
     assert attempt.provider_job_id == krea_fake.jobs[0].id and (attempt.detail or {})["adopted_from_listing"]
     assert router.store.total_charged() == krea_fake.billed == Decimal("0.007")
+
+
+async def test_a_lost_krea_answer_adopts_its_own_job_never_one_of_another_type(
+    hosted_settings: Settings, krea_fake: KreaFake, fal_fake: FalFake
+) -> None:
+    foreign = krea_fake.add_foreign_job("k1")  # made in Krea's web app inside the submission's window
+    dropped = krea_fake.faults.drop_after_accept()
+    router, result = await generate(hosted_settings, model="flux-dev")
+    [ours] = [job for job in krea_fake.jobs if job.id != foreign.id]
+    assert dropped.hits == 1 and result.provider == "krea" and fal_fake.jobs == []
+    [attempt] = router.store.attempts_for(result.job_id)
+    assert attempt.provider_job_id == ours.id != foreign.id and (attempt.detail or {})["adopted_from_listing"]
+    assert router.store.total_charged() == ours.price == Decimal("0.007")
+
+
+async def test_a_foreign_job_alone_in_the_window_is_never_adopted_and_nobody_else_is_paid(
+    hosted_settings: Settings, krea_fake: KreaFake, fal_fake: FalFake
+) -> None:
+    foreign = krea_fake.add_foreign_job("externalImage")
+    refused = krea_fake.faults.http_error(503, {"error": "overloaded"}, route="create")
+    router = Router(hosted_settings)
+    try:
+        with pytest.raises(PaymentAtRisk, match="may still be billed") as info:
+            await router.generate(ImageRequest(prompt="a lighthouse at dusk", model="flux-dev"))
+        # resume reconciles again: still not adopted, still at risk
+        assert await router.resume_in_flight() == []
+        assert [a.provider_job_id for a in router.store.attempts_for(info.value.job_id)] == [None]
+    finally:
+        await router.aclose()
+    assert refused.hits == 1 and [job.id for job in krea_fake.jobs] == [foreign.id] and fal_fake.jobs == []
+    assert all(a.provider_job_id != foreign.id for a in router.store.attempts_for(info.value.job_id))
+    assert router.store.known_provider_jobs("krea", [foreign.id]) == set()
+    assert router.store.spend_summary().at_risk_today == Decimal("0.007")
 
 
 async def test_krea_5xx_to_the_submission_with_no_job_listed_falls_back_unbilled(

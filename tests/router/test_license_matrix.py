@@ -102,7 +102,9 @@ def test_revenue_declared_not_under_one_million_refuses_local_krea_2(tmp_path: P
 def test_non_commercial_use_may_run_every_local_weight(tmp_path: Path) -> None:
     p = plan(make_router(tmp_path), usage="non-commercial")
     assert usable(p) == {*NON_COMMERCIAL_WEIGHTS, *KREA_2_LOCAL}
-    assert all(r.provider != "local" for r in p.rejections)
+    # no license refusal; local Kontext is listed (model auto) and refused only for its mode
+    local = [(r.offer_id, r.reasons) for r in p.rejections if r.provider == "local"]
+    assert local == [("local-flux-kontext-dev", ["instruction-edit only; request is text-to-image"])]
 
 
 def test_own_flux_dev_license_allows_flux_dev_weights_but_not_krea_2(tmp_path: Path) -> None:

@@ -49,7 +49,8 @@ def grown_offers(rng: random.Random, count: int) -> list[dict[str, Any]]:
         offer["id"] = f"{offer['id']}-v{i}"
         offer["label"] = f"{offer['label']} #{i}"
         if i % 2:
-            offer["price"]["usd"] = str(Decimal(offer["price"]["usd"]) * Decimal(rng.choice(["0.5", "1.5", "3"])))
+            if "usd" in offer["price"]:  # an unpublished price stays unpublished
+                offer["price"]["usd"] = str(Decimal(offer["price"]["usd"]) * Decimal(rng.choice(["0.5", "1.5", "3"])))
             offer["max_images"] = rng.randint(1, 4)
             if rng.random() < 0.4:
                 offer["max_prompt_chars"] = rng.choice([20, 60, 500])
@@ -139,7 +140,8 @@ def repriced_offers(rng: random.Random, count: int) -> list[dict[str, Any]]:
         offer["id"], offer["label"] = f"{offer['id']}-p{i}", f"{offer['label']} p{i}"
         offer["endpoint"] = f"{offer['endpoint']}-p{i % 3}"
         factor = Decimal(rng.choice(["0.1", "0.5", "1", "2", "7"]))
-        offer["price"]["usd"] = str(Decimal(offer["price"]["usd"]) * factor)
+        if "usd" in offer["price"]:
+            offer["price"]["usd"] = str(Decimal(offer["price"]["usd"]) * factor)
         if offer["price"].get("with_style_references_usd") is not None:
             offer["price"]["with_style_references_usd"] = str(Decimal(offer["price"]["usd"]) * 2)
         out.append(offer)

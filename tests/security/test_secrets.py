@@ -261,7 +261,7 @@ async def test_an_echoed_secret_reaches_no_tool_result_resource_or_file_through_
         )
         recent = (await client.read_resource("fluxroute://jobs")).contents[0]
         assert isinstance(recent, types.TextResourceContents)
-        [job] = json.loads(recent.text)
+        [job] = json.loads(recent.text)["jobs"]
         detail = (await client.read_resource(f"fluxroute://jobs/{job['job_id']}")).contents[0]
         assert isinstance(detail, types.TextResourceContents)
     await router.aclose()

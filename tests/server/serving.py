@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 import uvicorn
 from pydantic import SecretStr
 
-from fluxroute.providers.webhooks import FAL_JWKS_URL
 from fluxroute.router import Router
 from fluxroute.server import build_server, http_app
 from fluxroute.server.http import host_header, listen
@@ -43,7 +42,7 @@ async def serving(
     """`build_server` + `http_app` on a free port of `host`; yields the base URL (http://host:port)."""
     sock = listen(host, 0)
     port = int(sock.getsockname()[1])
-    server = build_server(settings, router or Router(settings), fal_jwks_url=fal_jwks_url or FAL_JWKS_URL)
+    server = build_server(settings, router or Router(settings), fal_jwks_url=fal_jwks_url)
     app = http_app(server, host, port, token=SecretStr(token) if token else None, allowed_hosts=allowed_hosts)
     uv = _Server(uvicorn.Config(app, log_level="warning"))
     task = asyncio.create_task(uv.serve(sockets=[sock]))

@@ -98,7 +98,7 @@ async def test_the_guide_template_completes_model_families(connect: Connect) -> 
         krea = await complete(client, template("fluxroute://guides/{model}"), "model", "KREA")
 
     assert every.values == FAMILIES
-    assert flux.values == ["flux-krea-dev", "flux-dev", "flux-schnell"]
+    assert flux.values == ["flux-krea-dev", "flux-dev", "flux-schnell", "flux-kontext-dev"]
     assert krea.values == ["krea-2"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 from mcp import types
@@ -10,6 +11,7 @@ from mcp.shared.exceptions import MCPError
 
 from fluxroute.catalog import load_catalog
 from fluxroute.prompts import guide
+from tests.fakes.fal import FalFake
 from tests.fakes.krea import KreaFake
 from tests.server.conftest import Connect
 
@@ -75,10 +77,39 @@ async def test_job_resources_show_the_request_result_and_attempts(connect: Conne
         recent = json.loads((await client.read_resource("fluxroute://jobs")).contents[0].text)  # type: ignore[union-attr]
         job = json.loads((await client.read_resource(f"fluxroute://jobs/{job_id}")).contents[0].text)  # type: ignore[union-attr]
 
+    recent = recent["jobs"]
     assert recent[0]["job_id"] == job_id and recent[0]["images"] == [f"fluxroute://images/{job_id}-0.png"]
     assert job["request"]["prompt"] == "a fox" and job["status"] == "succeeded"
     (attempt,) = job["attempts"]
     assert attempt["provider"] == "krea" and attempt["status"] == "succeeded"
+
+
+async def test_the_jobs_resource_shows_charged_reserved_and_at_risk_money_and_each_at_risk_job(
+    connect: Connect, krea_fake: KreaFake, fal_fake: FalFake
+) -> None:
+    dropped = fal_fake.faults.drop_after_accept()  # fal accepted the job; its answer was lost: at risk
+    async with connect() as client:
+        charged = await client.call_tool("generate_image", {"prompt": "a fox", "provider": "krea", "model": "flux-dev"})
+        lost = await client.call_tool(
+            "generate_image", {"prompt": "a fox", "provider": "fal", "model": "flux-krea-dev"}
+        )
+        read = await client.read_resource("fluxroute://jobs")
+    assert charged.structured_content is not None and lost.is_error and dropped.hits == 1
+    assert isinstance(read.contents[0], types.TextResourceContents)
+    listed = json.loads(read.contents[0].text)
+
+    spend = listed["spend"]  # the store's spend summary, the one `fluxroute spend --json` prints
+    assert spend["spent_today"] == "0.007" and spend["at_risk_today"] == "0.025" and spend["reserved_today"] == "0"
+    rows = {row["provider"]: row for row in spend["days"]}
+    assert (rows["krea"]["charged"], rows["krea"]["at_risk"]) == ("0.007", "0")
+    assert (rows["fal"]["charged"], rows["fal"]["at_risk"]) == ("0", "0.025")
+    [held] = listed["at_risk"]
+    assert held["provider"] == "fal" and held["amount_usd"] == "0.025" and held["provider_job_id"] is None
+    assert "fluxroute jobs settle" in held["what_to_do"]
+    jobs = {job["job_id"]: job for job in listed["jobs"]}
+    assert jobs[held["job_id"]]["at_risk_usd"] == "0.025"
+    assert jobs[charged.structured_content["job_id"]]["at_risk_usd"] is None
+    assert krea_fake.billed == Decimal("0.007") and fal_fake.billed == 0  # fal's job may still run and bill
 
 
 @pytest.mark.parametrize("uri", ["fluxroute://images/../../etc/passwd.png", f"fluxroute://images/{'0' * 32}-0.png"])

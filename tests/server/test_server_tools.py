@@ -163,7 +163,7 @@ async def test_a_client_that_gives_up_does_not_stop_the_job(connect: Connect, fa
         assert job.status != "CANCELLED"
         fal_fake.complete(job.id)
         jobs = json.loads((await client.read_resource("fluxroute://jobs")).contents[0].text)  # type: ignore[union-attr]
-        done = await client.call_tool("get_image_job", {"job_id": jobs[0]["job_id"], "wait_s": 10})
+        done = await client.call_tool("get_image_job", {"job_id": jobs["jobs"][0]["job_id"], "wait_s": 10})
 
     assert done.structured_content is not None and done.structured_content["status"] == "succeeded"
 

@@ -139,7 +139,9 @@ async def test_list_image_models_lists_every_offer_with_availability_and_reason(
     assert isinstance(output, ModelsOutput)
     offers = {offer.offer_id: offer for model in output.models for offer in model.offers}
     assert set(offers) == {offer.id for offer in router.catalog.offers}
-    assert [m.id for m in output.models] == ["flux-krea-dev", "flux-dev", "krea-2", "flux-schnell"]
+    assert [m.id for m in output.models] == ["flux-krea-dev", "flux-dev", "krea-2", "flux-schnell", "flux-kontext-dev"]
+    assert offers["krea-flux-1-dev"].modes == ["text-to-image", "image-to-image", "variation"]
+    assert offers["fal-flux-kontext-dev"].price_usd is None  # not published: set [prices] to use it
     local = offers["local-flux-dev"]
     assert (local.available, local.reason, local.commercial_use) == (False, "no CUDA GPU found", False)
     krea = offers["krea-flux-1-dev"]
@@ -180,7 +182,7 @@ async def test_list_image_models_refuses_an_unknown_model_filter(library: ToolLi
     assert (error.field, error.value, error.allowed) == (
         "model",
         "sdxl",
-        "one of: flux-krea-dev, flux-dev, krea-2, flux-schnell",
+        "one of: flux-krea-dev, flux-dev, krea-2, flux-schnell, flux-kontext-dev",
     )
 
 
