@@ -102,6 +102,13 @@ def _add_request_options(parser: argparse.ArgumentParser, prompt: str = "what th
         help="style reference image (taken like --init-image) with an optional strength 0-1: URL=0.7 or URL 0.7 "
         "(a URL with a ?query takes only the second form; repeatable)",
     )
+    parser.add_argument(
+        "--lora",
+        action="append",
+        metavar="REF[=SCALE]",
+        help="a LoRA: krea:<style id> (Krea) or weights by https URL or Hugging Face repo owner/name (fal), with an "
+        "optional scale -2..2 after = (default 1; repeatable)",
+    )
     routing = parser.add_argument_group("routing")
     routing.add_argument("--usage", choices=["commercial", "non-commercial"], help="default from settings: commercial")
     routing.add_argument("--max-cost", type=float, metavar="USD", help="refuse offers that cost more")
@@ -137,6 +144,7 @@ def _request_from(args: argparse.Namespace, settings: Settings | None = None) ->
         "prefer": args.prefer,
         "idempotency_key": getattr(args, "idempotency_key", None),
     }
+    data["loras"] = [_lora(i, given) for i, given in enumerate(getattr(args, "lora", None) or [])] or None
     data["style_references"] = [
         _style_reference(i, given, settings) for i, given in enumerate(args.style_ref or [])
     ] or None
@@ -156,6 +164,17 @@ def _image_input(field: str, value: str | None, settings: Settings | None) -> st
     except ValueError as exc:
         allowed = "an http(s) URL, a data: URI, job:<job_id>/<n> or a local PNG, JPEG or WebP file"
         raise InvalidRequest([FieldError(field, value, f"{exc}; allowed: {allowed}")]) from None
+
+
+def _lora(index: int, given: str) -> dict[str, object]:
+    """`--lora REF[=SCALE]`: the scale only from a trailing `=<number>` (a URL's own query keeps its `=`)."""
+    ref, equals, scale = given.rpartition("=")
+    if not equals or "?" in ref or not re.fullmatch(r"-?\d+(\.\d*)?|-?\.\d+", scale):
+        return {"ref": given}
+    try:
+        return {"ref": ref, "scale": float(scale)}
+    except ValueError:
+        raise InvalidRequest([FieldError(f"loras.{index}.scale", scale, "a number from -2 to 2")]) from None
 
 
 # `--style-ref URL=0.7`: a trailing `=<number>` (digits, one optional point)

@@ -33,6 +33,7 @@ ENV_FIELDS: dict[str, str] = {
     "FLUXROUTE_USAGE": "usage",
     "FLUXROUTE_LOCAL_MODEL": "local_model",
     "FLUXROUTE_LOCAL_MODELS": "local_models",
+    "FLUXROUTE_LOCAL_LORAS": "local_loras",
     "FLUXROUTE_LOCAL_DEVICE": "local_device",
     "FLUXROUTE_LOCAL_MEMORY_PLAN": "local_memory_plan",
     "FLUXROUTE_LOCAL_COMPILE": "local_compile",
@@ -108,6 +109,12 @@ class Settings(BaseModel):
         default_factory=dict,
         description="Hugging Face repo id (a local offer's endpoint) -> diffusers folder of its weights, e.g. "
         '{"krea/Krea-2-Turbo": "/models/krea-2-turbo"}; a JSON object in FLUXROUTE_LOCAL_MODELS',
+    )
+    local_loras: dict[str, Path] = Field(
+        default_factory=dict,
+        description="LoRA reference (a Hugging Face repo owner/name) -> its .safetensors file or a folder holding it, "
+        'e.g. {"me/ink-style": "/loras/ink.safetensors"}, for local runs (offline: else the Hugging Face cache); '
+        "a JSON object in FLUXROUTE_LOCAL_LORAS",
     )
     local_device: Literal["auto", "cuda", "cpu"] = "auto"
     local_memory_plan: Literal["auto", "gpu", "model_offload", "sequential_offload"] = Field(
@@ -223,6 +230,16 @@ class Settings(BaseModel):
             return json.loads(value)
         except json.JSONDecodeError:
             raise ValueError('not a JSON object (e.g. {"krea/Krea-2-Turbo": "/path/to/weights"})') from None
+
+    @field_validator("local_loras", mode="before")
+    @classmethod
+    def _parse_loras(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError('not a JSON object (e.g. {"me/ink-style": "/loras/ink.safetensors"})') from None
 
     @field_validator("server_allowed_hosts", mode="before")
     @classmethod

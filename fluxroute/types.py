@@ -132,6 +132,33 @@ class StyleReference(BaseModel):
         return _image_url(value)
 
 
+# a LoRA reference: a Krea style (`krea:<style id>`, trained or shared on Krea), or weights fal or the local GPU
+# load (an https URL, or a Hugging Face repo `owner/name`, optionally with a file path after it)
+_LORA_REF = re.compile(
+    r"krea:[A-Za-z0-9_-]{1,100}|https://[^\s]{1,490}|[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}(/[\w./-]{1,200})?"
+)
+
+
+class LoraRef(BaseModel):
+    """A LoRA to apply, and how strongly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    ref: str = Field(min_length=1, max_length=500)
+    scale: float = Field(default=1.0, ge=-2, le=2)
+
+    @field_validator("ref")
+    @classmethod
+    def _known_form(cls, value: str) -> str:
+        if not _LORA_REF.fullmatch(value):
+            raise ValueError("must be krea:<style id>, an https URL of LoRA weights or a Hugging Face repo owner/name")
+        return value
+
+    @property
+    def krea_style(self) -> bool:
+        return self.ref.startswith("krea:")
+
+
 class ImageRequest(BaseModel):
     """One image-generation call: the image wanted, and the constraints on where it may run."""
 
@@ -156,6 +183,7 @@ class ImageRequest(BaseModel):
     task: ImageMode | None = None
     strength: float | None = Field(default=None, ge=0.01, le=1)
     style_references: tuple[StyleReference, ...] = Field(default=(), max_length=10)
+    loras: tuple[LoraRef, ...] = Field(default=(), max_length=5)
     usage: Usage | None = None
     max_cost_usd: float | None = Field(default=None, ge=0)
     providers: tuple[ProviderName, ...] | None = None

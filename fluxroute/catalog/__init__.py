@@ -154,6 +154,10 @@ class Offer(_Data):
     negative_prompt: bool = False
     max_prompt_chars: int | None = None
     max_style_references: int = 0
+    # LoRAs: "krea-style" takes Krea style ids (krea:<id>), "weights" takes weights by URL or repo, "offline" takes
+    # weights by repo found on this machine (local_loras, the Hugging Face cache), never by URL; None: no LoRA
+    lora: Literal["krea-style", "weights", "offline"] | None = None
+    max_loras: int = Field(default=0, ge=0)
     # the draft policy (fluxroute.router.drafts): `draft` marks a fast, cheap offer that makes drafts as it is;
     # `draft_steps` makes drafts on this offer at that many steps (the same model, so a finalize at full steps with
     # the same size and seed usually keeps the composition); `seeds_per_image`: in one call of n images, image i

@@ -9,6 +9,8 @@ over it, and only a full decode could notice).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import re
 import warnings
@@ -19,6 +21,9 @@ from typing import Literal
 from PIL import Image
 
 from fluxroute.errors import UnsafeURL
+
+# the image types a data: URI may carry (SVG and HTML can carry scripts)
+DATA_URI_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 __all__ = [
     "MAX_PARTS",
@@ -341,3 +346,36 @@ def _check_vp8(data: bytes, body: int, length: int) -> None:
     # a shown key frame of profile 0-3, whose first partition fits in the chunk
     if tag & 1 or (tag >> 1) & 7 > 3 or not (tag >> 4) & 1 or (tag >> 5) > length - 10:
         raise DamagedImage("the WebP's VP8 frame header is malformed")
+
+
+def data_uri_image(uri: str, max_bytes: int) -> bytes:
+    """The bytes of a `data:image/png|jpeg|webp;base64,...` URI, at most `max_bytes` (refused before decoding).
+
+    Raises:
+        UnsafeURL: another media type (SVG and HTML can carry scripts), not base64, or too large.
+    """
+    header, comma, payload = uri.partition(",")
+    media_type, _, encoding = header.removeprefix("data:").lower().partition(";")
+    if not comma or media_type not in DATA_URI_TYPES or encoding != "base64":
+        raise UnsafeURL(f"data: URIs must be base64 {', '.join(DATA_URI_TYPES)}; got {header[:60]!r}")
+    if len(payload) // 4 * 3 > max_bytes + 3:
+        raise UnsafeURL(f"its data is larger than the {max_bytes} byte limit (max_input_image_bytes)")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise UnsafeURL("its base64 data does not decode") from None
+    if len(data) > max_bytes:
+        raise UnsafeURL(f"its data is larger than the {max_bytes} byte limit (max_input_image_bytes)")
+    return data
+
+
+def within_pixel_cap(size: tuple[int, int], max_pixels: int) -> tuple[int, int]:
+    """`size`, if its width x height is within `max_pixels` (the setting max_image_pixels).
+
+    Raises:
+        UnsafeURL: it declares more.
+    """
+    width, height = size
+    if width * height > max_pixels:
+        raise UnsafeURL(f"the image declares {width}x{height} pixels, more than max_image_pixels ({max_pixels})")
+    return size

@@ -6,9 +6,10 @@ results 1 h, or 6 min when ≥ 10 KB). What then goes on the wire:
 
 - Krea: the image is uploaded with `POST /assets` (multipart `file`; JPEG, PNG or WebP; at most 75 MB) on the
   user's key, and the request carries the asset's `image_url` (Krea's image fields take URLs);
-- fal: a data: URI of at most `FAL_INLINE_MAX_BYTES` is sent inline; a larger one goes to fal's storage through
-  fal-client's upload, and the request carries the returned URL;
-- local: no local offer takes an input image yet;
+- fal: a data: URI of at most `FAL_INLINE_MAX_BYTES` is sent inline; a larger one goes to fal's storage (the
+  upload protocol fal-client uses, on the configured REST and CDN hosts), and the request carries the returned URL;
+- local: the provider decodes the data: URI (or fetches the URL through the guard) itself, within the input caps
+  (providers/local_inputs.py);
 - http(s) URLs the caller gave pass through unchanged everywhere (they were checked by the URL guard).
 
 Uploads are not billed. One that fails is a clean failure before the generation POST: nothing was submitted, so

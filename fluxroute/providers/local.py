@@ -1,7 +1,14 @@
 """Local diffusers inference behind the Provider protocol: FLUX.1 Krea [dev], FLUX.1 [dev], FLUX.1 [schnell]
-(FluxPipeline) and Krea 2 Raw / Turbo (Krea2Pipeline) on this machine. Each offer's weights folder is found by its
-endpoint (a Hugging Face repo id): the local_models setting, local_model for the FLUX.1 [dev] family, or the
-Hugging Face cache; the folder's model_index.json decides the pipeline class.
+(FluxPipeline) and Krea 2 Raw / Turbo (Krea2Pipeline) on this machine; edits on FLUX.1 [dev] / Krea [dev] weights
+(image-to-image, inpaint) and FLUX.1 Kontext [dev] weights (instruction edit), their input images read in
+local_inputs.py. Each offer's weights folder is found by its endpoint (a Hugging Face repo id): the local_models
+setting, local_model for the FLUX.1 [dev] family, or the Hugging Face cache; the folder's model_index.json decides
+the pipeline class.
+
+A request's LoRAs (`owner/name[/file.safetensors]`) are found offline before the job is queued: the local_loras
+setting (FLUXROUTE_LOCAL_LORAS) or the Hugging Face cache (local_weights.find_lora). An https URL is never
+downloaded, and a LoRA not on this machine fails the submission unbilled with the reason, before anything runs (the
+router then tries the next offer, fal's LoRA endpoints say). The pipeline loads them for that job only.
 
 The work happens in providers/local_worker.py (one thread per device, the pipeline kept warm), the diffusers
 calls in local_pipeline.py, weights and memory plans in local_weights.py, the license's review duty in
@@ -12,13 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 from pathlib import Path
 
 from fluxroute.errors import JobFailed, ProviderError, ProviderTimeout, ProviderUnavailable
 from fluxroute.providers.availability import local_packages_missing
 from fluxroute.providers.base import CancelAnswer, ProgressCallback, ProviderResult
+from fluxroute.providers.local_inputs import fetch_inputs, read_inputs
 from fluxroute.providers.local_review import UNFILTERED, ContentChecker, ContentVerdict
-from fluxroute.providers.local_weights import find_weights
+from fluxroute.providers.local_weights import find_lora, find_weights
 from fluxroute.providers.local_worker import NAME, LocalJob, LocalWorker, StepHook
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
@@ -47,7 +56,13 @@ class LocalProvider:
 
     async def submit(self, candidate: Candidate, *, webhook_url: str | None = None) -> str:
         weights = await asyncio.to_thread(self._weights_for, candidate)
-        return self.worker.submit(dict(candidate.params), weights).id
+        params = dict(candidate.params)
+        if params.get("loras"):
+            params["loras"] = await asyncio.to_thread(self._loras_for, params["loras"])
+        # an edit's input images, decoded before the job is queued (see providers/local_inputs.py)
+        params = await fetch_inputs(params, self.settings, NAME)
+        params = await asyncio.to_thread(read_inputs, params, self.settings, NAME)
+        return self.worker.submit(params, weights).id
 
     def _weights_for(self, candidate: Candidate) -> Path:
         missing = local_packages_missing()
@@ -57,6 +72,24 @@ class LocalProvider:
         if weights is None:
             raise ProviderUnavailable(reason, provider=NAME)
         return weights
+
+    def _loras_for(self, loras: object) -> list[dict[str, object]]:
+        """Each LoRA of the call ([{"ref", "scale"}], providers/wire.py local_kwargs) with its file on this machine.
+
+        Raises:
+            ProviderUnavailable: peft is missing, or a LoRA is not on this machine (an https URL is never
+                downloaded); unbilled, nothing ran.
+        """
+        assert isinstance(loras, list), f"loras must be a list, got {loras!r}"
+        if importlib.util.find_spec("peft") is None:
+            raise ProviderUnavailable("LoRAs need peft, not installed (pip install 'fluxroute[local]')", provider=NAME)
+        resolved: list[dict[str, object]] = []
+        for lora in loras:
+            path, reason = find_lora(self.settings, str(lora["ref"]))
+            if path is None:
+                raise ProviderUnavailable(f"{reason}; nothing was run", provider=NAME)
+            resolved.append({**lora, "path": str(path)})
+        return resolved
 
     async def wait(
         self, job_id: str, candidate: Candidate, progress: ProgressCallback | None, timeout_s: float

@@ -1,16 +1,30 @@
 """The diffusers side of local inference: load the pipeline a weights folder declares (FluxPipeline for FLUX.1
-[dev] / Krea [dev] / [schnell], Krea2Pipeline for Krea 2) offline, place it by memory plan, speed it up, run it.
+[dev] / Krea [dev] / [schnell], Krea2Pipeline for Krea 2, FluxKontextPipeline for FLUX.1 Kontext [dev]) offline,
+place it by memory plan, speed it up, run it.
+
+Edits on FluxPipeline weights run FluxImg2ImgPipeline (image-to-image) and FluxInpaintPipeline (inpaint), made
+once with `from_pipe` from the loaded pipeline: the same transformer, VAE and text encoders, no second copy of
+the weights. An instruction edit runs on FluxKontextPipeline weights themselves.
+
+A job's LoRAs (files found offline by the provider, see local_weights.find_lora) are loaded into the pipeline about
+to run with `load_lora_weights(path, adapter_name=...)`, weighted with `set_adapters`, and unloaded with
+`unload_lora_weights` when the job ends, whatever its outcome: the next job runs on the base weights. Since the
+edit pipelines share the loaded components, the adapters apply to whichever of them runs. They are not kept loaded
+between jobs (reading a LoRA file is small next to a generation; no hotswap): under FLUXROUTE_LOCAL_COMPILE a LoRA
+job, and the job after it, recompile the transformer blocks. Fused QKV projections would bypass a LoRA's to_q /
+to_k / to_v layers, so they are unfused while LoRAs are loaded and fused again after.
 
 Imported only inside the local worker thread (and by benchmarks/local_gpu.py): torch takes seconds to import.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +77,20 @@ class LoadedPipeline:
     notes: list[str] = field(default_factory=list)
     load_s: float = 0.0
     warmed: set[tuple[int, int]] = field(default_factory=set)
+    # pipelines made from `pipe` with from_pipe (sharing its components), by class name
+    variants: dict[str, Any] = field(default_factory=dict)
+    # the pipeline whose offload hooks are on the shared components (model / sequential offload plans)
+    hooked: Any = None
+    # the transformer's linears are fp8 (torchao): LoRAs are refused on it
+    quantized: bool = False
+
+
+# the note configure_pipeline gives when the transformer's linears were quantized to fp8
+FP8_NOTE = "fp8 linears"
+# request mode -> the diffusers class that runs it on FluxPipeline weights, made with from_pipe
+FROM_PIPE = {"image-to-image": "FluxImg2ImgPipeline", "inpaint": "FluxInpaintPipeline"}
+# request mode -> the class the weights folder itself must declare
+OWN_PIPELINE = {"instruction-edit": "FluxKontextPipeline"}
 
 
 def pipeline_class(path: Path) -> Any:
@@ -86,14 +114,51 @@ def load_pipeline(path: Path, device: str, plan: MemoryPlan, options: PipelineOp
     pipe.set_progress_bar_config(disable=True)
     if plan.name == "gpu":
         pipe.to("cuda")
-    elif plan.name == "model_offload":
+    else:
+        _offload(pipe, plan)
+    notes = configure_pipeline(pipe, options, device=device, plan=plan.name)
+    loaded = LoadedPipeline(pipe, path, device, plan, notes, time.perf_counter() - started, hooked=pipe)
+    loaded.quantized = any(note.startswith(FP8_NOTE) for note in notes)
+    log.info("loaded %s on %s, memory plan %s; %s", path, device, plan, ", ".join(notes) or "eager defaults")
+    return loaded
+
+
+def _offload(pipe: Any, plan: MemoryPlan) -> None:
+    if plan.name == "model_offload":
         pipe.enable_model_cpu_offload()
     elif plan.name == "sequential_offload":
         pipe.enable_sequential_cpu_offload()
-    notes = configure_pipeline(pipe, options, device=device, plan=plan.name)
-    loaded = LoadedPipeline(pipe, path, device, plan, notes, time.perf_counter() - started)
-    log.info("loaded %s on %s, memory plan %s; %s", path, device, plan, ", ".join(notes) or "eager defaults")
-    return loaded
+
+
+def pipeline_for_mode(loaded: LoadedPipeline, mode: str) -> Any:
+    """The pipeline that runs a call of `mode` on the loaded weights: the loaded one for text-to-image (and for
+    an instruction edit on Kontext weights); for image-to-image and inpaint on FluxPipeline weights, a
+    FluxImg2ImgPipeline / FluxInpaintPipeline made once with from_pipe (the same components, no second copy).
+    Under an offload plan the hooks move to the pipeline about to run (they sit on the shared components).
+
+    Raises:
+        ConfigError: these weights cannot run `mode` (Krea 2 or Kontext weights for image-to-image, say).
+    """
+    declared = type(loaded.pipe).__name__
+    if mode == "text-to-image":
+        pipe = loaded.pipe
+    elif mode in OWN_PIPELINE:
+        if declared != OWN_PIPELINE[mode]:
+            raise ConfigError(f"the weights at {loaded.path} ({declared}) cannot run {mode}: {OWN_PIPELINE[mode]} does")
+        pipe = loaded.pipe
+    elif mode in FROM_PIPE and declared == "FluxPipeline":
+        name = FROM_PIPE[mode]
+        if name not in loaded.variants:
+            variant = getattr(diffusers, name).from_pipe(loaded.pipe)
+            variant.set_progress_bar_config(disable=True)
+            loaded.variants[name] = variant
+        pipe = loaded.variants[name]
+    else:
+        raise ConfigError(f"the weights at {loaded.path} ({declared}) cannot run {mode} locally")
+    if loaded.plan.name in ("model_offload", "sequential_offload") and loaded.hooked is not pipe:
+        _offload(pipe, loaded.plan)  # removes the other pipeline's hooks from the shared components first
+        loaded.hooked = pipe
+    return pipe
 
 
 def configure_pipeline(pipe: Any, options: PipelineOptions, *, device: str, plan: str | None = "gpu") -> list[str]:
@@ -136,7 +201,7 @@ def _quantize_fp8(transformer: Any) -> str:
     except ImportError as exc:
         raise RuntimeError("FLUXROUTE_LOCAL_FP8 needs torchao (pip install torchao)") from exc
     quantize_(transformer, Float8DynamicActivationFloat8WeightConfig())
-    return "fp8 linears (torchao dynamic float8)"
+    return f"{FP8_NOTE} (torchao dynamic float8)"
 
 
 def image_seeds(params: dict[str, object], seed: int) -> list[int]:
@@ -152,7 +217,7 @@ def accepted_arguments(pipe: Any) -> set[str]:
 def pipeline_arguments(params: dict[str, object], seed: int, accepted: set[str] | None = None) -> dict[str, Any]:
     """A candidate's wire parameters (providers/wire.py local_kwargs) as the pipeline's __call__ arguments: only
     those in `accepted` (its signature) are passed (Krea2Pipeline takes no true_cfg_scale, for one)."""
-    skip = {"seed", "output_format"}
+    skip = {"seed", "output_format", "mode", "loras"}
     kwargs: dict[str, Any] = {k: v for k, v in params.items() if k not in skip and v is not None}
     if accepted is not None:
         dropped = sorted(set(kwargs) - accepted)
@@ -173,11 +238,81 @@ def run_pipeline(loaded: LoadedPipeline, params: dict[str, object], seed: int, o
             pipe._interrupt = True
         return {}
 
-    kwargs = pipeline_arguments(params, seed, accepted_arguments(loaded.pipe))
-    with torch.inference_mode():
-        output = loaded.pipe(**kwargs, callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=[])
+    pipe = pipeline_for_mode(loaded, str(params.get("mode") or "text-to-image"))
+    kwargs = pipeline_arguments(params, seed, accepted_arguments(pipe))
+    with applied_loras(loaded, pipe, job_loras(params)), torch.inference_mode():
+        output = pipe(**kwargs, callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=[])
     images: list[Any] = list(output.images)
     return images
+
+
+@dataclass(frozen=True)
+class JobLora:
+    """One LoRA of a job: the caller's reference, its file on this machine, its weight."""
+
+    ref: str
+    path: Path
+    scale: float
+
+
+def job_loras(params: dict[str, object]) -> list[JobLora]:
+    """The `loras` the provider resolved to files (see LocalProvider.submit): [{"ref", "path", "scale"}]."""
+    given = params.get("loras")
+    if not isinstance(given, list):
+        return []
+    loras = []
+    for entry in given:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise ConfigError(f"LoRA {entry!r} was not resolved to a file on this machine")
+        scale = entry.get("scale", 1.0)
+        loras.append(JobLora(str(entry.get("ref")), Path(entry["path"]), float(scale) if scale is not None else 1.0))
+    return loras
+
+
+def _fused_qkv(transformer: Any) -> bool:
+    return any(getattr(module, "fused_projections", False) for module in transformer.modules())
+
+
+@contextlib.contextmanager
+def applied_loras(loaded: LoadedPipeline, pipe: Any, loras: list[JobLora]) -> Iterator[None]:
+    """`pipe` with `loras` loaded and weighted while the body runs; unloaded after it, whatever happens, so the next
+    job runs on the base weights.
+
+    Raises:
+        ConfigError: the pipeline takes no LoRA, its transformer is fp8-quantized, or a file does not fit it (keys
+            of another architecture, say); nothing stays loaded.
+    """
+    if not loras:
+        yield
+        return
+    if not hasattr(pipe, "load_lora_weights"):
+        raise ConfigError(f"{type(pipe).__name__} takes no LoRA")
+    if loaded.quantized:
+        raise ConfigError("LoRAs are not applied to an fp8-quantized transformer (unset FLUXROUTE_LOCAL_FP8)")
+    transformer = pipe.transformer
+    refuse = _fused_qkv(transformer)
+    if refuse:
+        transformer.unfuse_qkv_projections()
+    names = [f"fluxroute_{i}" for i in range(len(loras))]
+    try:
+        for name, lora in zip(names, loras, strict=True):
+            try:
+                pipe.load_lora_weights(str(lora.path), adapter_name=name)
+            except (ValueError, KeyError, RuntimeError, OSError) as exc:
+                raise ConfigError(
+                    f"LoRA {lora.ref} ({lora.path}) cannot be loaded into {type(pipe).__name__}: {exc}"
+                ) from exc
+        try:
+            pipe.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
+        except ValueError as exc:  # a file whose keys matched no layer loads as nothing: its adapter is missing
+            refs = ", ".join(lora.ref for lora in loras)
+            raise ConfigError(f"LoRAs {refs} do not fit {type(pipe).__name__}: {exc}") from exc
+        log.info("LoRAs applied: %s", ", ".join(f"{lora.ref} x{lora.scale:g}" for lora in loras))
+        yield
+    finally:
+        pipe.unload_lora_weights()
+        if refuse:
+            transformer.fuse_qkv_projections()
 
 
 def warm_up(loaded: LoadedPipeline, width: int, height: int) -> float:
@@ -195,7 +330,8 @@ def release(loaded: LoadedPipeline | None) -> None:
     """Drop a pipeline and give its GPU memory back."""
     if loaded is None:
         return
-    loaded.pipe = None
+    loaded.pipe = loaded.hooked = None
+    loaded.variants.clear()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

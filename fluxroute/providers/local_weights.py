@@ -127,10 +127,12 @@ def _configured(settings: Settings, repo_id: str) -> tuple[Path | None, str]:
     return (None, f"{problem} ({where})") if problem else (path, "")
 
 
-# model_index.json `_class_name` -> what it runs; both are text-to-image, one transformer pass per step
+# model_index.json `_class_name` -> what it runs; one transformer pass per step. FluxPipeline weights also serve
+# image-to-image and inpainting (FluxImg2ImgPipeline / FluxInpaintPipeline made with from_pipe, sharing them)
 SUPPORTED_PIPELINES = {
     "FluxPipeline": "FLUX.1 [dev], FLUX.1 Krea [dev], FLUX.1 [schnell]",
     "Krea2Pipeline": "Krea 2 Raw, Krea 2 Turbo",
+    "FluxKontextPipeline": "FLUX.1 Kontext [dev]",
 }
 
 
@@ -217,3 +219,95 @@ def gpu_memory_plan(path: Path, settings: Settings) -> MemoryPlan:
 
     free, _ = torch.cuda.mem_get_info()
     return choose_memory_plan(int(free), weight_sizes(path), available_ram(), settings.local_memory_plan)
+
+
+# ---- LoRA weights (offline only: a local run never downloads) ----
+
+LORA_SUFFIX = ".safetensors"
+# the file diffusers' save_lora_weights writes, and load_lora_weights looks for first in a folder or repo
+DEFAULT_LORA_FILE = "pytorch_lora_weights.safetensors"
+
+
+def find_lora(settings: Settings, ref: str) -> tuple[Path | None, str]:
+    """The .safetensors file of a LoRA reference on this machine, or None and why not, in words a user can act on.
+
+    `ref` is a Hugging Face repo `owner/name`, optionally followed by a path inside it (`owner/name/dir/x.safetensors`).
+    Looked up, without any network: the whole ref, then `owner/name`, in `local_loras` (FLUXROUTE_LOCAL_LORAS: a file,
+    or a folder the rest of the path is read in); else the repo's snapshot in the Hugging Face cache. Without a path,
+    a folder's pytorch_lora_weights.safetensors, else its only .safetensors file. An https URL is never downloaded
+    (local runs use offline weights only), a Krea style runs only on Krea, and a ref with an empty, `.` or `..`
+    segment is refused: nothing outside the configured folder or the repo's snapshot is ever read. Only safetensors
+    files are loaded (a pickled .bin could run code).
+    """
+    if ref.startswith("krea:"):
+        return None, f"LoRA {ref}: a Krea style runs only on Krea"
+    if "://" in ref:
+        return None, (
+            f"LoRA {_without_query(ref)}: local inference never downloads; it loads LoRA weights already on this "
+            "machine only (download the file and name it in FLUXROUTE_LOCAL_LORAS, or let fal load the URL)"
+        )
+    parts = ref.split("/")
+    if len(parts) < 2 or "\\" in ref or any(part in ("", ".", "..") for part in parts):
+        return None, f"LoRA {ref!r}: not a Hugging Face repo owner/name[/path/file.safetensors] (no '.' or '..' parts)"
+    repo, inner = "/".join(parts[:2]), parts[2:]
+    if ref in settings.local_loras:
+        return _lora_file(settings.local_loras[ref], [], f"local_loras[{ref!r}]", ref)
+    if repo in settings.local_loras:
+        return _lora_file(settings.local_loras[repo], inner, f"local_loras[{repo!r}]", ref)
+    snapshot = hf_cached_snapshot(repo)
+    if snapshot is not None:
+        return _lora_file(snapshot, inner, f"the Hugging Face cache of {repo}", ref)
+    return None, (
+        f"LoRA {ref}: not on this machine (local runs use offline weights only: name its file in "
+        f"FLUXROUTE_LOCAL_LORAS, or download {repo} into the Hugging Face cache)"
+    )
+
+
+def _without_query(url: str) -> str:
+    """A URL as shown in messages: without its query and fragment (they may carry a token)."""
+    return url.split("?", 1)[0].split("#", 1)[0]
+
+
+def _lora_file(root: Path, inner: Sequence[str], where: str, ref: str) -> tuple[Path | None, str]:
+    """The LoRA file `root` (a file or a folder) and `inner` (checked path parts inside it) name, or why none."""
+    if inner:
+        if not root.is_dir():
+            return None, f"LoRA {ref}: {where} is {root}, not a folder a path can be read in"
+        root = root.joinpath(*inner)
+    if root.is_dir():
+        chosen = root / DEFAULT_LORA_FILE
+        if not chosen.is_file():
+            found = sorted(p.name for p in root.iterdir() if p.name.endswith(LORA_SUFFIX) and p.is_file())
+            if not found:
+                return None, f"LoRA {ref}: no {LORA_SUFFIX} file in {root} ({where})"
+            if len(found) > 1:
+                listed = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+                return None, f"LoRA {ref}: {root} ({where}) holds several LoRA files ({listed}); name one: {ref}/<file>"
+            chosen = root / found[0]
+        root = chosen
+    if not root.is_file():
+        return None, f"LoRA {ref}: no file at {root} ({where})"
+    if not root.name.endswith(LORA_SUFFIX):
+        return None, f"LoRA {ref}: {root} ({where}) is not a {LORA_SUFFIX} file (only safetensors are loaded)"
+    return root, ""
+
+
+def hf_cached_snapshot(repo_id: str) -> Path | None:
+    """The cached snapshot folder of model repo `repo_id` (its main revision), without any network: huggingface_hub's
+    snapshot_download with local_files_only, asked only for cache folders that hold something of the repo."""
+    folder = f"models--{repo_id.replace('/', '--')}"
+    caches = [cache for cache in hf_cache_dirs() if (cache / folder).is_dir()]
+    if not caches:
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    for cache in caches:
+        try:
+            found = snapshot_download(repo_id, cache_dir=cache, local_files_only=True)
+        except Exception:  # not cached at its main revision (huggingface_hub's LocalEntryNotFoundError), or unreadable
+            continue
+        if isinstance(found, str) and Path(found).is_dir():
+            return Path(found)
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fluxroute.types import Mode, StyleReference
+from fluxroute.types import LoraRef, Mode, StyleReference
 
 # true CFG scale used locally when a negative prompt is given (doubles the transformer passes)
 LOCAL_TRUE_CFG_SCALE = 4.0
@@ -30,6 +30,7 @@ class ResolvedCall:
     style_references: tuple[StyleReference, ...]
     mode: Mode = "text-to-image"
     mask_image: str | None = None
+    loras: tuple[LoraRef, ...] = ()
 
 
 def fal_arguments(call: ResolvedCall) -> dict[str, object]:
@@ -58,6 +59,8 @@ def fal_arguments(call: ResolvedCall) -> dict[str, object]:
             args["strength"] = call.strength
     if call.mask_image is not None:
         args["mask_url"] = call.mask_image
+    if call.loras:
+        args["loras"] = [{"path": lora.ref, "scale": lora.scale} for lora in call.loras]
     return args
 
 
@@ -83,6 +86,8 @@ def krea_flux_body(call: ResolvedCall) -> dict[str, object]:
             body["strength"] = call.strength
     if call.style_references:
         body["image_style_references"] = _style_refs(call)
+    if call.loras:
+        body["styles"] = [{"id": lora.ref.removeprefix("krea:"), "strength": lora.scale} for lora in call.loras]
     return body
 
 
@@ -101,7 +106,9 @@ def local_kwargs(call: ResolvedCall) -> dict[str, object]:
     weights) and the image travels as `image` (`mask_image` for inpainting: white changes), read by the local
     provider. The size is the planned one: for edits the input image's, snapped (the offers' size.output =
     "input"); a Kontext edit gets max_area = width x height, or diffusers would rescale it to 1024² pixels.
-    guidance_scale is always the offer's (FluxImg2ImgPipeline's own default, 7.0, is not FLUX.1 [dev]'s)."""
+    guidance_scale is always the offer's (FluxImg2ImgPipeline's own default, 7.0, is not FLUX.1 [dev]'s).
+    LoRAs travel as `loras` [{"ref", "scale"}]: the local provider finds each file offline and the pipeline loads
+    them for this job only (the key never reaches the diffusers call)."""
     kwargs: dict[str, object] = {
         "prompt": call.prompt,
         "width": call.width,
@@ -124,6 +131,8 @@ def local_kwargs(call: ResolvedCall) -> dict[str, object]:
         kwargs["mask_image"] = call.mask_image
     if call.mode == "instruction-edit":
         kwargs["max_area"] = call.width * call.height
+    if call.loras:
+        kwargs["loras"] = [{"ref": lora.ref, "scale": lora.scale} for lora in call.loras]
     return kwargs
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 from pathlib import Path
 from typing import NamedTuple
 
 from fluxroute.errors import FieldError, InvalidRequest, JobNotFound, UnsafeURL
-from fluxroute.providers.image_header import declared_size
+from fluxroute.providers.image_header import DATA_URI_TYPES, data_uri_image, declared_size, within_pixel_cap
 from fluxroute.providers.url_guard import AddressPolicy, check_url, without_credentials
 from fluxroute.settings import Settings
 from fluxroute.store import Store
@@ -29,7 +28,6 @@ __all__ = [
     "within_pixel_cap",
 ]
 
-DATA_URI_TYPES = ("image/png", "image/jpeg", "image/webp")
 ALLOWED = (
     "allowed: an http(s) URL or data:image/png|jpeg|webp;base64 URI of an image; http(s) URLs without "
     "credentials, on public addresses"
@@ -76,7 +74,7 @@ async def check_input_images(request: ImageRequest, settings: Settings) -> None:
 async def _problem(url: str, settings: Settings) -> str | None:
     if url.startswith("data:"):
         try:
-            within_pixel_cap(_data_uri_size(url, settings), settings)
+            within_pixel_cap(_data_uri_size(url, settings), settings.max_image_pixels)
         except UnsafeURL as exc:
             return str(exc)
         return None
@@ -94,41 +92,6 @@ def _data_uri_size(uri: str, settings: Settings) -> tuple[int, int]:
     size = declared_size(data)
     if size is None:
         raise UnsafeURL("its data is not an image that can be read")
-    return size
-
-
-def data_uri_image(uri: str, max_bytes: int) -> bytes:
-    """The bytes of a `data:image/png|jpeg|webp;base64,...` URI, at most `max_bytes` (refused before decoding).
-
-    Raises:
-        UnsafeURL: another media type (SVG and HTML can carry scripts), not base64, or too large.
-    """
-    header, comma, payload = uri.partition(",")
-    media_type, _, encoding = header.removeprefix("data:").lower().partition(";")
-    if not comma or media_type not in DATA_URI_TYPES or encoding != "base64":
-        raise UnsafeURL(f"data: URIs must be base64 {', '.join(DATA_URI_TYPES)}; got {header[:60]!r}")
-    if len(payload) // 4 * 3 > max_bytes + 3:
-        raise UnsafeURL(f"its data is larger than the {max_bytes} byte limit (max_input_image_bytes)")
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise UnsafeURL("its base64 data does not decode") from None
-    if len(data) > max_bytes:
-        raise UnsafeURL(f"its data is larger than the {max_bytes} byte limit (max_input_image_bytes)")
-    return data
-
-
-def within_pixel_cap(size: tuple[int, int], settings: Settings) -> tuple[int, int]:
-    """`size`, if its width x height is within `max_image_pixels`.
-
-    Raises:
-        UnsafeURL: it declares more.
-    """
-    width, height = size
-    if width * height > settings.max_image_pixels:
-        raise UnsafeURL(
-            f"the image declares {width}x{height} pixels, more than max_image_pixels ({settings.max_image_pixels})"
-        )
     return size
 
 

@@ -8,9 +8,9 @@ import httpx
 
 from fluxroute.errors import UnsafeURL
 from fluxroute.providers.downloads import read_bounded
-from fluxroute.providers.image_header import declared_size
+from fluxroute.providers.image_header import data_uri_image, declared_size, within_pixel_cap
 from fluxroute.providers.url_guard import AddressPolicy, guarded_client
-from fluxroute.router.input_images import data_uri_image, refusal, within_pixel_cap
+from fluxroute.router.input_images import refusal
 from fluxroute.settings import Settings
 
 __all__ = ["HEADER_BUDGET", "probe_input_size"]
@@ -45,7 +45,7 @@ async def probe_input_size(url: str, settings: Settings, *, field: str = "init_i
             if head is not None:
                 size = declared_size(head)
                 if size is not None:
-                    return within_pixel_cap(size, settings)
+                    return within_pixel_cap(size, settings.max_image_pixels)
                 if len(head) < HEADER_BUDGET:  # that was the whole file, and it is no image
                     return _size_of(head, url, settings, field)
             whole = await read_bounded(client, url, settings.max_input_image_bytes)
@@ -62,4 +62,4 @@ def _size_of(data: bytes, url: str, settings: Settings, field: str) -> tuple[int
     size = declared_size(data)
     if size is None:
         raise refusal(field, url, f"it is not an image that can be read ({len(data)} bytes)")
-    return within_pixel_cap(size, settings)
+    return within_pixel_cap(size, settings.max_image_pixels)

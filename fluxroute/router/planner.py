@@ -332,6 +332,8 @@ class Planner:
             reasons.append(
                 f"takes at most {offer.max_style_references} style_references, got {len(request.style_references)}"
             )
+        if request.loras:
+            reasons.extend(_lora_reasons(offer, request))
         if request.num_images > offer.max_images:
             what = "one image per job" if offer.max_images == 1 else f"at most {offer.max_images} images per call"
             reasons.append(f"{what}; num_images={request.num_images}")
@@ -422,6 +424,7 @@ class Planner:
             style_references=request.style_references,
             mode=request.mode,
             mask_image=request.mask_image,
+            loras=request.loras,
         )
 
     def _fit(self, index: int, offer: Offer, target: Target) -> _Fit:
@@ -643,3 +646,19 @@ def _resized(candidate: Candidate) -> str:
     """' for WxH (why)' when the offer renders another size than asked (snapped, or following the input image)."""
     size = next((a for a in candidate.adjustments if a.field == "size"), None)
     return "" if size is None else f" for {candidate.width}x{candidate.height} ({size.reason})"
+
+
+def _lora_reasons(offer: Offer, request: ImageRequest) -> list[str]:
+    """Why `offer` cannot apply the request's LoRAs (none: it can)."""
+    if offer.lora is None:
+        return ["takes no LoRA"]
+    reasons = []
+    if len(request.loras) > offer.max_loras:
+        reasons.append(f"takes at most {offer.max_loras} LoRAs, got {len(request.loras)}")
+    if offer.lora == "krea-style" and not all(lora.krea_style for lora in request.loras):
+        reasons.append("takes Krea styles (krea:<id>) only, not LoRA weights by URL or repo")
+    if offer.lora in ("weights", "offline") and any(lora.krea_style for lora in request.loras):
+        reasons.append("takes LoRA weights by URL or repo, not Krea styles")
+    if offer.lora == "offline" and any(lora.ref.startswith("https://") for lora in request.loras):
+        reasons.append("loads LoRAs found on this machine only (local_loras, the Hugging Face cache), not by URL")
+    return reasons

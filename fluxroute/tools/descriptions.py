@@ -28,6 +28,9 @@ def request_fields(catalog: Catalog) -> dict[str, str]:
         "style_references": "Krea routes only: images whose style to follow.",
         "style_references.url": "As init_image.",
         "style_references.strength": "0 (none) to 1 (strongest).",
+        "loras": "LoRAs: krea:<style id> (Krea) or weights by https URL or HF repo owner/name (fal). []: none.",
+        "loras.ref": "krea:<id>, https URL or owner/name.",
+        "loras.scale": "-2 to 2 (1: as trained).",
         "usage": "null: the configured default (commercial). " + _USAGE,
         "max_cost_usd": "Skip routes that cost more. null: no limit.",
         "provider": "auto, or pin one.",
@@ -43,42 +46,57 @@ def request_fields(catalog: Catalog) -> dict[str, str]:
 _DRAFT_SHARED = ("prompt", "model", "size", "seed", "usage", "max_cost_usd", "provider", "idempotency_key")
 
 
+def _fields(catalog: Catalog, own: dict[str, str], shared: tuple[str, ...]) -> dict[str, str]:
+    """A tool's argument lines: its own, then generate_image's for the arguments that mean the same, then consent."""
+    lines = request_fields(catalog)
+    return {**own, **{name: lines[name] for name in shared}, "confirm_spend": _CONFIRM}
+
+
 def draft_fields(catalog: Catalog) -> dict[str, str]:
-    """One line per draft_images argument: generate_image's lines where the argument is the same."""
-    shared = request_fields(catalog)
-    return {"n": "How many drafts (1-8).", **{name: shared[name] for name in _DRAFT_SHARED}, "confirm_spend": _CONFIRM}
+    """One line per draft_images argument."""
+    return _fields(catalog, {"n": "How many drafts (1-8)."}, _DRAFT_SHARED)
 
 
 def edit_fields(catalog: Catalog) -> dict[str, str]:
-    """One line per edit_image argument: generate_image's lines where the argument is the same."""
-    shared = request_fields(catalog)
-    return {
+    """One line per edit_image argument."""
+    own = {
         "image": "The image: https URL, data:image URI, or job:<job_id>/<n> (an earlier result).",
         "prompt": "With a strength: the result, described. Without: an instruction ('make the sky stormy').",
         "task": "auto: mask -> inpaint, strength -> image-to-image, else instruction-edit (Kontext).",
         "mask": "Inpaint: same size, white = change, black = keep. As image. null: none.",
         "strength": "Image-to-image/inpaint: 0.01-1, how far to move. null: the offer's default.",
-        **{name: shared[name] for name in _EDIT_SHARED},
-        "wait_s": shared["wait_s"],
-        "confirm_spend": _CONFIRM,
     }
+    return _fields(catalog, own, _EDIT_SHARED)
 
 
 def vary_fields(catalog: Catalog) -> dict[str, str]:
     """One line per vary_image argument."""
-    shared = request_fields(catalog)
-    return {
+    own = {
         "image": "As edit_image's image.",
         "n": "How many variations (1-4).",
         "prompt": "What to keep or change (Krea). null: none.",
-        **{name: shared[name] for name in _VARY_SHARED},
-        "wait_s": shared["wait_s"],
-        "confirm_spend": _CONFIRM,
     }
+    return _fields(catalog, own, _VARY_SHARED)
 
 
-_EDIT_SHARED = ("model", "num_images", "seed", "output_format", "usage", "max_cost_usd", "provider", "idempotency_key")
-_VARY_SHARED = ("model", "size", "seed", "usage", "max_cost_usd", "provider", "idempotency_key")
+_EDIT_SHARED = (
+    "style_references",
+    "style_references.url",
+    "style_references.strength",
+    "model",
+    "num_images",
+    "seed",
+    "output_format",
+    "loras",
+    "loras.ref",
+    "loras.scale",
+    "usage",
+    "max_cost_usd",
+    "provider",
+    "idempotency_key",
+    "wait_s",
+)
+_VARY_SHARED = ("model", "size", "seed", "usage", "max_cost_usd", "provider", "idempotency_key", "wait_s")
 
 
 def largest_mp(catalog: Catalog) -> float:

@@ -73,6 +73,15 @@ class StyleImage(BaseModel):
     strength: float = Field(default=0.5, ge=0, le=1)
 
 
+class LoraArg(BaseModel):
+    """One LoRA: a Krea style id or weights by URL or repo, and its scale."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    ref: str = Field(min_length=1, max_length=500)
+    scale: float = Field(default=1.0, ge=-2, le=2)
+
+
 class ImageArgs(BaseModel):
     """plan_image_route's arguments (and generate_image's, with two more)."""
 
@@ -90,6 +99,7 @@ class ImageArgs(BaseModel):
     init_image: str | None = Field(default=None, min_length=1, max_length=MAX_IMAGE_INPUT_CHARS)
     strength: float | None = Field(default=None, ge=0.01, le=1)
     style_references: list[StyleImage] = Field(default_factory=list, max_length=10)
+    loras: list[LoraArg] = Field(default_factory=list, max_length=5)
     usage: Usage | None = None
     max_cost_usd: float | None = Field(default=None, ge=0)
     provider: Literal["auto", "krea", "fal", "local"] = "auto"
@@ -165,6 +175,8 @@ class EditArgs(BaseModel):
     task: Literal["auto", "image-to-image", "instruction-edit", "inpaint"] = "auto"
     mask: str | None = Field(default=None, min_length=1, max_length=MAX_IMAGE_INPUT_CHARS)
     strength: float | None = Field(default=None, ge=0.01, le=1)
+    style_references: list[StyleImage] = Field(default_factory=list, max_length=10)
+    loras: list[LoraArg] = Field(default_factory=list, max_length=5)
     model: ModelId = "auto"
     num_images: int = Field(default=1, ge=1, le=4)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)

@@ -57,6 +57,9 @@ MODELS: dict[str, FalModel] = {
         FalModel("fal-ai/flux-kontext/dev", "kontext", (10, 50), 28, 2.5, Decimal("0.025")),
         # fal-ai/flux-krea-lora/inpainting: image_url + mask_url, strength (0.85); price not published by fal
         FalModel("fal-ai/flux-krea-lora/inpainting", "inpaint", (1, 50), 28, 3.5, Decimal("0.035")),
+        # fal-ai/flux-krea-lora (and its image-to-image): loras[{path, scale}]; price not published by fal
+        FalModel("fal-ai/flux-krea-lora", "t2i", (1, 50), 28, 4.5, Decimal("0.035")),
+        FalModel("fal-ai/flux-krea-lora/image-to-image", "i2i", (1, 50), 28, 4.5, Decimal("0.035")),
         # Redux variations: image_url only (no prompt), at image_size
         FalModel("fal-ai/flux/dev/redux", "redux", (1, 50), 28, 3.5, Decimal("0.025")),
         FalModel("fal-ai/flux-1/schnell/redux", "redux", (1, 12), 4, None, Decimal("0.003")),
@@ -104,6 +107,20 @@ class _Checker:
     def string(self, name: str) -> None:
         if name in self.body and not isinstance(self.body[name], str):
             self.errors.append(_error((name,), "string_type", "Input should be a valid string", self.body[name]))
+
+    def loras(self) -> None:
+        """`loras`: a list of {path (string, required), scale (number, default 1)}."""
+        if "loras" not in self.body:
+            return
+        items = self.body["loras"]
+        if not isinstance(items, list):
+            self.errors.append(_error(("loras",), "list_type", "Input should be a valid list", items))
+            return
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str):
+                self.errors.append(_error(("loras", i, "path"), "missing", "Field required", item))
+            elif "scale" in item:
+                self.number(("loras", i, "scale"), item["scale"], integer=False, ge=-4, le=4)
 
     def boolean(self, name: str) -> None:
         if name in self.body and not isinstance(self.body[name], bool):
@@ -219,6 +236,8 @@ def validate(model: FalModel, body: Any) -> tuple[dict[str, Any], list[dict[str,
         check.field("num_inference_steps", integer=True, ge=model.steps[0], le=model.steps[1])
     if model.default_guidance is not None:
         check.field("guidance_scale", integer=False, ge=1, le=20)
+    if "lora" in model.id:
+        check.loras()
     check.field("num_images", integer=True, ge=1, le=4)
     check.field("seed", integer=True)
     check.choice("output_format", ("jpeg", "png"))

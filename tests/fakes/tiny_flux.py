@@ -72,11 +72,19 @@ def require_local_extra() -> None:
             missing(f"{module}: {LOCAL_EXTRA}")
 
 
-def build_tiny_flux(directory: Path, *, schnell: bool = False) -> Path:
+def build_tiny_flux(directory: Path, *, schnell: bool = False, kontext: bool = False) -> Path:
     """Random weights, same architecture family as FLUX.1 [dev] (guidance-embedded), ~0.1 M transformer params;
-    `schnell` mirrors FLUX.1 [schnell] instead: no guidance embedding (guidance_scale has no effect)."""
+    `schnell` mirrors FLUX.1 [schnell] instead: no guidance embedding (guidance_scale has no effect); `kontext`
+    mirrors FLUX.1 Kontext [dev]: the same components (Kontext's transformer is a FluxTransformer2DModel that reads
+    the input image's latents as extra tokens) saved with FluxKontextPipeline's model_index.json."""
     import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxKontextPipeline,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     torch.manual_seed(0)
@@ -133,7 +141,7 @@ def build_tiny_flux(directory: Path, *, schnell: bool = False) -> Path:
         max_image_seq_len=4096,
     )
     tokens = directory / "tokenizer-sources"
-    pipe = FluxPipeline(
+    pipe = (FluxKontextPipeline if kontext else FluxPipeline)(
         scheduler=scheduler,
         vae=vae,
         text_encoder=clip,
@@ -142,7 +150,7 @@ def build_tiny_flux(directory: Path, *, schnell: bool = False) -> Path:
         tokenizer_2=_t5_tokenizer(tokens),
         transformer=transformer,
     )
-    target = directory / ("tiny-flux-schnell" if schnell else "tiny-flux")
+    target = directory / ("tiny-flux-schnell" if schnell else "tiny-flux-kontext" if kontext else "tiny-flux")
     pipe.save_pretrained(target)
     return target
 
@@ -181,6 +189,13 @@ def tiny_schnell_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved tiny FLUX.1 [schnell]-style folder (FluxPipeline without guidance embedding)."""
     require_local_extra()
     return build_tiny_flux(tmp_path_factory.mktemp("schnell-weights"), schnell=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_kontext_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny FLUX.1 Kontext [dev]-style folder (FluxKontextPipeline, guidance-embedded)."""
+    require_local_extra()
+    return build_tiny_flux(tmp_path_factory.mktemp("kontext-weights"), kontext=True)
 
 
 @pytest.fixture(scope="session")
@@ -223,3 +238,21 @@ def local_settings(tiny_flux_path: Path, tmp_path: Path) -> Settings:
         usage="non-commercial",
         provider_timeout_s=60,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_lora(tiny_flux_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random LoRA file (to_q / to_k / to_v) for the tiny FLUX transformer; see tests/fakes/tiny_lora.py."""
+    from tests.fakes.tiny_lora import build_tiny_lora, require_peft
+
+    require_peft()
+    return build_tiny_lora(tiny_flux_path, tmp_path_factory.mktemp("flux-lora"))
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_lora_2(tiny_flux_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second, different LoRA for the tiny FLUX transformer."""
+    from tests.fakes.tiny_lora import build_tiny_lora, require_peft
+
+    require_peft()
+    return build_tiny_lora(tiny_flux_path, tmp_path_factory.mktemp("flux-lora-2"), seed=2)

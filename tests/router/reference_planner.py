@@ -171,6 +171,7 @@ class Planner:
             style_references=request.style_references,
             mode=request.mode,
             mask_image=request.mask_image,
+            loras=request.loras,
         )
         availability = self.availability.get(offer.provider, Availability(False, "provider not registered"))
         return Candidate(

@@ -69,9 +69,11 @@ def provider_calls(fake: FalFake) -> int:
 def test_the_catalog_marks_fal_image_to_image_as_following_the_input() -> None:
     catalog = load_catalog()
     assert catalog.offer(I2I).size.output == "input"
-    # fal's endpoints that edit an image come out at its size: image-to-image, Kontext, inpainting
+    # fal's endpoints that edit an image come out at its size: image-to-image, Kontext, inpainting; so do local edits
     follows = {o.id for o in catalog.offers if o.size.output == "input"}
-    assert follows == {I2I, "fal-flux-kontext-dev", "fal-flux-krea-inpaint"}
+    assert {I2I, "fal-flux-kontext-dev", "fal-flux-krea-inpaint"} <= follows
+    assert {"local-flux-krea-dev", "local-flux-dev", "local-flux-kontext-dev"} <= follows
+    assert all(o.provider in ("fal", "local") for o in catalog.offers if o.id in follows)
 
 
 def test_output_following_the_input_needs_a_mode_with_an_input_image() -> None:

@@ -175,3 +175,22 @@ async def test_a_kontext_edit_on_fal_once_its_price_is_set_is_billed_by_the_inpu
     (job,) = fal_fake.jobs
     assert job.input["prompt"] == "make it snow" and "image_size" not in job.input and "strength" not in job.input
     assert fal_fake.billed == Decimal("0.050") == Decimal(str(output.cost_usd))  # 1.3 MP, rounded up to 2
+
+
+async def test_an_image_to_image_edit_on_krea_takes_style_references(
+    hosted_settings: Settings, krea_fake: KreaFake
+) -> None:
+    library = ToolLibrary(Router(hosted_settings))
+    style = {"url": png_uri(256, 256, (250, 200, 10)), "strength": 0.4}
+    try:
+        output = await library.dispatch(
+            "edit_image",
+            {"image": png_uri(512, 512, (5, 5, 5)), "prompt": "the same street", "strength": 0.5,
+             "style_references": [style], "provider": "krea"},
+        )  # fmt: skip
+    finally:
+        await library.aclose()
+    assert isinstance(output, GenerateOutput) and output.offer_id == "krea-flux-1-dev"
+    (job,) = krea_fake.jobs
+    assert job.input["strength"] == 0.5 and len(job.input["image_style_references"]) == 1
+    assert job.input["image_style_references"][0]["strength"] == 0.4

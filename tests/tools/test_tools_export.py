@@ -175,7 +175,7 @@ def _what_the_model_reads(tool: dict[str, object]) -> dict[str, object]:
 
 
 # characters of compact JSON: what every tool costs a model's context, all together. 12,000 held until the image
-# tools landed (edit_image and vary_image add about 4,300); the upscale tool still to come fits in what is left.
+# tools landed: edit_image, vary_image and the loras option add about 4,600.
 BUDGET = 17_000
 
 
