@@ -15,7 +15,7 @@ from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.providers.base import Availability
 from fluxroute.providers.wire import WIRE_BUILDERS, ResolvedCall
 from fluxroute.router.pricing import billed_megapixels, estimate_cost
-from fluxroute.router.sizing import Target, fit, target_of
+from fluxroute.router.sizing import Target, fit, sized_by_caller, target_of
 from fluxroute.settings import Settings
 from fluxroute.types import Adjustment, Candidate, ImageRequest, Plan, Rejection, Usage, rejection_line
 
@@ -143,7 +143,7 @@ class Planner:
                 self._duties[offer.id] = duty
         self._providers = sorted({offer.provider for offer in catalog.offers})
         self._scopes: dict[tuple[str, str, tuple[str, ...], int], _Scope] = {}
-        self._fits: dict[tuple[int, int, int, str | None, str | None], _Fit] = {}
+        self._fits: dict[tuple[int, int, int, str | None, str | None, bool], _Fit] = {}
         # what a candidate of an offer shares with every plan: its fields in Candidate's order, the
         # request-dependent ones to be filled in
         self._templates: list[dict[str, object]] = [
@@ -176,7 +176,7 @@ class Planner:
                 [FieldError("model", request.model, f"allowed: {', '.join([AUTO, *self._model_ids])}")]
             )
         usage: Usage = request.usage or self.settings.usage
-        target = target_of(request, self.catalog.presets)
+        target = target_of(request, self.catalog.presets, input_size)
         max_cost = None if request.max_cost_usd is None else Decimal(str(request.max_cost_usd))
         scope = self._scope(request, usage)
         offers = self.catalog.offers
@@ -252,6 +252,8 @@ class Planner:
         needs that size (model, mode and provider pins decide "may"; the rest is left to plan)."""
         if request.init_image is None:
             return False
+        if not sized_by_caller(request):
+            return True  # an edit without a size of its own comes out at its input's
         return any(
             offer.size.output == "input"
             and self._asks_for(request.model, offer.model)
@@ -429,7 +431,7 @@ class Planner:
 
     def _fit(self, index: int, offer: Offer, target: Target) -> _Fit:
         """sizing.fit for `offer`'s size rule and `target`, kept for the next plans."""
-        key = (self._rule[index], target.width, target.height, target.ratio_text, target.preset)
+        key = (self._rule[index], target.width, target.height, target.ratio_text, target.preset, target.shrinkable)
         fitted = self._fits.get(key)
         if fitted is None:
             if len(self._fits) >= FIT_CACHE_SIZE:

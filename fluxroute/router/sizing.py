@@ -24,6 +24,8 @@ class Target:
     ratio_text: str | None  # as the caller wrote it, when given as an aspect ratio
     preset: str | None
     derivation: str  # how width x height was obtained, for the explanation
+    # taken from an input image: an offer that cannot render that large renders it smaller, at the same shape
+    shrinkable: bool = False
 
     @property
     def ratio(self) -> float:
@@ -63,7 +65,19 @@ def size_for_ratio(ratio: float, megapixels: float, multiple: int = SNAP) -> tup
     return best[2], best[3]
 
 
-def target_of(request: ImageRequest, presets: dict[str, tuple[int, int]]) -> Target:
+def sized_by_caller(request: ImageRequest) -> bool:
+    """Whether the request names a size (width/height, a preset or an aspect ratio)."""
+    return request.width is not None or request.image_size is not None or request.aspect_ratio is not None
+
+
+def target_of(
+    request: ImageRequest, presets: dict[str, tuple[int, int]], input_size: tuple[int, int] | None = None
+) -> Target:
+    """The size a request asks for: as given, or, for a request with an input image and no size of its own, the
+    input image's (`input_size`, when known), else its aspect ratio (default 1:1) at its megapixels."""
+    if input_size is not None and request.init_image is not None and not sized_by_caller(request):
+        width, height = input_size
+        return Target(width, height, None, None, f"the input image's size, {width}x{height}", shrinkable=True)
     if request.width is not None and request.height is not None:
         return Target(request.width, request.height, None, None, f"{request.width}x{request.height} as given")
     if request.image_size is not None:
@@ -90,6 +104,35 @@ def fit(rule: SizeRule, target: Target, presets: dict[str, tuple[int, int]]) -> 
     if not rule.custom:
         return Sized(target.width, target.height, rejection=f"{target.width}x{target.height} is not one of its presets")
     width, height, adjustments = target.width, target.height, []
+    if target.shrinkable:
+        scale = min(1.0, rule.max_side / max(width, height))
+        if rule.max_megapixels is not None:
+            scale = min(scale, math.sqrt(rule.max_megapixels * 1e6 / (width * height)))
+        if min(width, height) < rule.min_side:
+            scale = rule.min_side / min(width, height)
+        if scale != 1.0:
+            multiple = max(rule.multiple, 1)
+            width = max(
+                rule.min_side,
+                math.ceil(width * scale / multiple) * multiple
+                if scale > 1
+                else int(width * scale) // multiple * multiple,
+            )
+            height = max(
+                rule.min_side,
+                math.ceil(height * scale / multiple) * multiple
+                if scale > 1
+                else int(height * scale) // multiple * multiple,
+            )
+            way = "up" if scale > 1 else "down"
+            adjustments.append(
+                Adjustment(
+                    field="size",
+                    requested=f"{target.width}x{target.height}",
+                    sent=f"{width}x{height}",
+                    reason=f"the input image's size, scaled {way} to what the offer renders",
+                )
+            )
     if rule.multiple > 1 and (width % rule.multiple or height % rule.multiple):
         width, height = _snap(width, rule.multiple), _snap(height, rule.multiple)
         adjustments.append(

@@ -43,7 +43,7 @@ class Planner:
                 [FieldError("model", request.model, f"allowed: {', '.join([AUTO, *self._model_ids])}")]
             )
         usage: Usage = request.usage or self.settings.usage
-        target = target_of(request, self.catalog.presets)
+        target = target_of(request, self.catalog.presets, input_size)
         candidates: list[Candidate] = []
         unavailable: list[Candidate] = []
         rejections: list[Rejection] = []

@@ -84,3 +84,24 @@ def test_each_cell_picks_its_offer_or_says_why_not(tmp_path: Path, mode: str, pr
 def test_the_matrix_covers_every_mode_and_backend() -> None:
     assert {mode for mode, _, _ in MATRIX} == set(REQUESTS)
     assert {provider for _, provider, _ in MATRIX} == {"krea", "fal", "local"}
+
+
+@pytest.mark.parametrize(
+    ("input_size", "sent"),
+    [((1600, 896), (1600, 896)), ((4000, 3000), (2368, 1776)), ((640, 480), (683, 512))],
+)
+def test_an_edit_without_a_size_of_its_own_comes_out_at_its_input_size_scaled_to_fit(
+    tmp_path: Path, input_size: tuple[int, int], sent: tuple[int, int]
+) -> None:
+    router = Router(Settings(home=tmp_path), availability=ALL)
+    request = ImageRequest.parse({"prompt": "make it night", "provider": "krea", **REQUESTS["instruction-edit"]})
+    assert router.planner.needs_input_size(request)
+    plan = router.plan(request, input_size)
+
+    assert plan.chosen is not None and (plan.chosen.width, plan.chosen.height) == sent
+    assert f"the input image's size, {input_size[0]}x{input_size[1]}" in plan.explanation
+    scaled = [a for a in plan.chosen.adjustments if "the input image's size, scaled" in a.reason]
+    assert bool(scaled) == (sent != input_size)
+    # a size the caller gives is kept as given, whatever the input's
+    given = router.plan(request.model_copy(update={"aspect_ratio": "1:1"}), input_size)
+    assert given.chosen is not None and given.chosen.width == given.chosen.height

@@ -301,7 +301,8 @@ async def test_an_input_declaring_more_pixels_than_the_cap_is_refused(settings: 
 async def test_no_probe_when_no_offer_in_play_follows_the_input(settings: Settings, fal_fake: FalFake) -> None:
     router = Router(settings)
     unreachable = f"http://127.0.0.1:{closed_port()}/input.png"
-    assert await router.input_size(i2i_request(unreachable, provider="krea")) is None
+    # an edit that names its size, on Krea (whose output takes the size it is sent): nothing to read
+    assert await router.input_size(i2i_request(unreachable, provider="krea", aspect_ratio="16:9")) is None
     assert await router.input_size(ImageRequest(prompt=PROMPT, provider="fal")) is None
     assert fal_fake.request_counts["download"] == 0
 
