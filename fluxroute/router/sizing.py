@@ -105,44 +105,14 @@ def fit(rule: SizeRule, target: Target, presets: dict[str, tuple[int, int]]) -> 
         return Sized(target.width, target.height, rejection=f"{target.width}x{target.height} is not one of its presets")
     width, height, adjustments = target.width, target.height, []
     if target.shrinkable:
-        scale = min(1.0, rule.max_side / max(width, height))
-        if rule.max_megapixels is not None:
-            scale = min(scale, math.sqrt(rule.max_megapixels * 1e6 / (width * height)))
-        if min(width, height) < rule.min_side:
-            scale = rule.min_side / min(width, height)
-        if scale != 1.0:
-            multiple = max(rule.multiple, 1)
-            width = max(
-                rule.min_side,
-                math.ceil(width * scale / multiple) * multiple
-                if scale > 1
-                else int(width * scale) // multiple * multiple,
-            )
-            height = max(
-                rule.min_side,
-                math.ceil(height * scale / multiple) * multiple
-                if scale > 1
-                else int(height * scale) // multiple * multiple,
-            )
-            way = "up" if scale > 1 else "down"
-            adjustments.append(
-                Adjustment(
-                    field="size",
-                    requested=f"{target.width}x{target.height}",
-                    sent=f"{width}x{height}",
-                    reason=f"the input image's size, scaled {way} to what the offer renders",
-                )
-            )
+        width, height = _within_limits(rule, width, height)
+        if (width, height) != (target.width, target.height):
+            way = "up" if width > target.width else "down"
+            reason = f"the input image's size, scaled {way} to what the offer renders"
+            adjustments.append(_resized(target, width, height, reason))
     if rule.multiple > 1 and (width % rule.multiple or height % rule.multiple):
         width, height = _snap(width, rule.multiple), _snap(height, rule.multiple)
-        adjustments.append(
-            Adjustment(
-                field="size",
-                requested=f"{target.width}x{target.height}",
-                sent=f"{width}x{height}",
-                reason=f"snapped to multiples of {rule.multiple}",
-            )
-        )
+        adjustments.append(_resized(target, width, height, f"snapped to multiples of {rule.multiple}"))
     problems = []
     for name, side in (("width", width), ("height", height)):
         if not rule.min_side <= side <= rule.max_side:
@@ -152,6 +122,28 @@ def fit(rule: SizeRule, target: Target, presets: dict[str, tuple[int, int]]) -> 
     if problems:
         return Sized(width, height, rejection="; ".join(problems))
     return Sized(width, height, adjustments=adjustments)
+
+
+def _resized(target: Target, width: int, height: int, reason: str) -> Adjustment:
+    requested = f"{target.width}x{target.height}"
+    return Adjustment(field="size", requested=requested, sent=f"{width}x{height}", reason=reason)
+
+
+def _within_limits(rule: SizeRule, width: int, height: int) -> tuple[int, int]:
+    """width x height at the same shape, scaled down to the rule's longest side and area, or up to its shortest
+    side (whole multiples of its step: down when shrinking, up when growing, so the limit holds)."""
+    scale = min(1.0, rule.max_side / max(width, height))
+    if rule.max_megapixels is not None:
+        scale = min(scale, math.sqrt(rule.max_megapixels * 1e6 / (width * height)))
+    if min(width, height) < rule.min_side:
+        scale = rule.min_side / min(width, height)
+    if scale == 1.0:
+        return width, height
+    step = max(rule.multiple, 1)
+    rounded = math.ceil if scale > 1 else math.floor
+    return max(rule.min_side, rounded(width * scale / step) * step), max(
+        rule.min_side, rounded(height * scale / step) * step
+    )
 
 
 def _snap(side: int, multiple: int) -> int:
