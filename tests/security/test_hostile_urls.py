@@ -149,8 +149,11 @@ async def test_every_refused_url_of_a_request_is_named_at_once(
 
 async def test_private_addresses_pass_when_allowed(settings: Settings) -> None:
     router = Router(settings.model_copy(update={"allow_private_urls": True}))
-    request = ImageRequest(prompt=PROMPT, provider="krea", init_image="http://10.0.0.1/a.png", strength=0.5)
-    assert await router.input_size(request) is None  # checked and allowed; krea does not price by input size
+    request = ImageRequest(
+        prompt=PROMPT, provider="krea", init_image="http://10.0.0.1/a.png", strength=0.5, aspect_ratio="1:1"
+    )
+    # checked and allowed; an edit with a size of its own, on Krea (which does not price by input size): not read
+    assert await router.input_size(request) is None
 
 
 def test_cli_route_refuses_hostile_urls_with_exit_code_2(
