@@ -12,9 +12,9 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fluxroute.errors import (
     AllProvidersFailed,
@@ -39,8 +39,9 @@ from fluxroute.types import PROVIDER_NAMES, GenerationResult, ImageRequest, Plan
 if TYPE_CHECKING:
     from fluxroute.providers.base import Progress
     from fluxroute.router import Router
-    from fluxroute.router.drafts import DraftSet, FinalImage
     from fluxroute.settings import Settings
+
+T = TypeVar("T")
 
 # Every exit code, in the one place it is decided; the README's table says the same (a test compares them).
 # First match wins: a subclass comes before its base.
@@ -283,18 +284,28 @@ def _print_result(result: GenerationResult) -> None:
         print(f"  note: {warning}")
 
 
+def _follow(router: Router, call: Coroutine[Any, Any, T], line: ProgressLine | None = None) -> T:
+    """Run `call` on `router` to its end; the progress line is cleared and the router closed whatever happens."""
+
+    async def run() -> T:
+        try:
+            return await call
+        finally:
+            if line is not None:
+                line.done()
+            await router.aclose()
+
+    return asyncio.run(run())
+
+
 async def _generate(
     router: Router, request: ImageRequest, out_dir: Path | None, line: ProgressLine, explain: bool = False
 ) -> GenerationResult:
-    try:
-        if explain:  # the route's reasons first, on stderr (stdout stays the result, --json included)
-            resolved = router.resolve_references(request)
-            plan = router.plan(resolved, await router.input_size(resolved))  # kept: generate plans it once more
-            print(_plan_text(plan, explain=True), file=sys.stderr, flush=True)
-        return await router.generate(request, progress=line, out_dir=out_dir)
-    finally:
-        line.done()
-        await router.aclose()
+    if explain:  # the route's reasons first, on stderr (stdout stays the result, --json included)
+        resolved = router.resolve_references(request)
+        plan = router.plan(resolved, await router.input_size(resolved))  # kept: generate plans it once more
+        print(_plan_text(plan, explain=True), file=sys.stderr, flush=True)
+    return await router.generate(request, progress=line, out_dir=out_dir)
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -305,7 +316,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     request = _request_from(args, settings)
     router = Router(settings)
     line = ProgressLine(enabled=sys.stderr.isatty() and not args.json)
-    result = asyncio.run(_generate(router, request, args.out, line, explain=args.explain))
+    result = _follow(router, _generate(router, request, args.out, line, explain=args.explain), line)
     if args.json:
         _print_json(result.model_dump(mode="json"))
     else:
@@ -352,15 +363,7 @@ def cmd_draft(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{planned.summary}\n{planned.drafts.explanation}\nfinal: {planned.final.reason}")
         return 0
     line = ProgressLine(enabled=sys.stderr.isatty() and not args.json)
-
-    async def draft() -> DraftSet:
-        try:
-            return await router.draft(request, args.n, progress=line, out_dir=args.out)
-        finally:
-            line.done()
-            await router.aclose()
-
-    drafts = asyncio.run(draft())
+    drafts = _follow(router, router.draft(request, args.n, progress=line, out_dir=args.out), line)
     if args.json:
         _print_json(drafts.model_dump(mode="json"))
         return 0
@@ -380,23 +383,19 @@ def cmd_finalize(args: argparse.Namespace, settings: Settings) -> int:
 
     router = Router(settings)
     line = ProgressLine(enabled=sys.stderr.isatty() and not args.json)
-
-    async def finalize() -> FinalImage:
-        try:
-            return await router.finalize(
-                args.draft_set_id,
-                args.index,
-                strength=args.strength,
-                method=args.method,
-                idempotency_key=args.idempotency_key,
-                progress=line,
-                out_dir=args.out,
-            )
-        finally:
-            line.done()
-            await router.aclose()
-
-    final = asyncio.run(finalize())
+    final = _follow(
+        router,
+        router.finalize(
+            args.draft_set_id,
+            args.index,
+            strength=args.strength,
+            method=args.method,
+            idempotency_key=args.idempotency_key,
+            progress=line,
+            out_dir=args.out,
+        ),
+        line,
+    )
     if args.json:
         _print_json(final.model_dump(mode="json"))
         return 0
@@ -408,14 +407,8 @@ def cmd_finalize(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_jobs_resume(args: argparse.Namespace, settings: Settings) -> int:
     from fluxroute.router import Router
 
-    async def resume() -> list[GenerationResult | FluxrouteError]:
-        router = Router(settings)
-        try:
-            return await router.resume_in_flight()
-        finally:
-            await router.aclose()
-
-    outcomes = asyncio.run(resume())
+    router = Router(settings)
+    outcomes = _follow(router, router.resume_in_flight())
     if not outcomes:
         print("nothing in flight")
     for outcome in outcomes:
@@ -430,14 +423,8 @@ def cmd_jobs_resume(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_jobs_cancel(args: argparse.Namespace, settings: Settings) -> int:
     from fluxroute.router import Router
 
-    async def cancel() -> str:
-        router = Router(settings)
-        try:
-            return (await router.cancel_job(args.job_id)).message
-        finally:
-            await router.aclose()
-
-    print(asyncio.run(cancel()))
+    router = Router(settings)
+    print(_follow(router, router.cancel_job(args.job_id)).message)
     return 0
 
 
