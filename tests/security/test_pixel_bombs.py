@@ -81,7 +81,8 @@ def test_decoding_a_pixel_bomb_is_refused_in_little_memory() -> None:
     with peak_growth() as accepted, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         image = decode_image(bomb, "https://cdn.example/bomb.png", provider="fal", max_pixels=10**9)
-    # the control: decoding those bytes takes 144 MB at least, and the measurement sees it
+    # the control: decoding those bytes takes 144 MB (one byte a pixel), and the measurement sees most of it
+    # (memory the allocator already holds can hide some of the rise: CI once saw +96 MB)
     with peak_growth() as decoded, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(io.BytesIO(bomb)) as whole:
@@ -90,8 +91,8 @@ def test_decoding_a_pixel_bomb_is_refused_in_little_memory() -> None:
         f"{len(bomb)} byte PNG declaring 12000x12000: refused with peak memory +{refused[0] / MB:.1f} MB; "
         f"accepted without the cap: +{accepted[0] / MB:.1f} MB; decoded by Pillow: +{decoded[0] / MB:.1f} MB"
     )
-    assert refused[0] < 100 * MB and accepted[0] < 100 * MB
-    assert (image.width, image.height) == (12000, 12000) and decoded[0] > 100 * MB
+    assert refused[0] < 16 * MB and accepted[0] < 16 * MB
+    assert (image.width, image.height) == (12000, 12000) and decoded[0] > 64 * MB
 
 
 async def test_an_input_declaring_more_pixels_than_the_cap_is_refused_before_anything_is_sent(
