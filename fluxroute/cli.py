@@ -110,6 +110,10 @@ def _add_request_options(parser: argparse.ArgumentParser, prompt: str = "what th
         help="a LoRA: krea:<style id> (Krea) or weights by https URL or Hugging Face repo owner/name (fal), with an "
         "optional scale -2..2 after = (default 1; repeatable)",
     )
+    _add_routing_options(parser)
+
+
+def _add_routing_options(parser: argparse.ArgumentParser) -> None:
     routing = parser.add_argument_group("routing")
     routing.add_argument("--usage", choices=["commercial", "non-commercial"], help="default from settings: commercial")
     routing.add_argument("--max-cost", type=float, metavar="USD", help="refuse offers that cost more")
@@ -120,34 +124,38 @@ def _add_request_options(parser: argparse.ArgumentParser, prompt: str = "what th
 
 def _request_from(args: argparse.Namespace, settings: Settings | None = None) -> ImageRequest:
     """The request the options describe; an image given as a local file is sent as a data: URI."""
-    data: dict[str, Any] = {
-        "prompt": args.prompt,
-        "model": args.model,
-        "width": args.width,
-        "height": args.height,
-        "aspect_ratio": args.aspect_ratio,
-        "megapixels": args.megapixels,
-        "image_size": args.image_size,
-        "num_images": args.num_images,
-        "steps": args.steps,
-        "guidance": args.guidance,
-        "seed": args.seed,
-        "output_format": args.output_format,
-        "negative_prompt": args.negative_prompt,
-        "init_image": _image_input("init_image", args.init_image, settings),
-        "mask_image": _image_input("mask_image", getattr(args, "mask", None), settings),
-        "task": getattr(args, "task", None),
-        "strength": args.strength,
-        "usage": args.usage,
-        "max_cost_usd": args.max_cost,
-        "provider": args.provider,
-        "exclude_providers": args.exclude_provider,
-        "prefer": args.prefer,
-        "idempotency_key": getattr(args, "idempotency_key", None),
+    given = {  # request field: option (a command without the option leaves the field to its default)
+        "prompt": "prompt",
+        "model": "model",
+        "width": "width",
+        "height": "height",
+        "aspect_ratio": "aspect_ratio",
+        "megapixels": "megapixels",
+        "image_size": "image_size",
+        "num_images": "num_images",
+        "steps": "steps",
+        "guidance": "guidance",
+        "seed": "seed",
+        "output_format": "output_format",
+        "negative_prompt": "negative_prompt",
+        "task": "task",
+        "strength": "strength",
+        "upscale_factor": "factor",
+        "upscale_method": "method",
+        "creativity": "creativity",
+        "usage": "usage",
+        "max_cost_usd": "max_cost",
+        "provider": "provider",
+        "exclude_providers": "exclude_provider",
+        "prefer": "prefer",
+        "idempotency_key": "idempotency_key",
     }
+    data: dict[str, Any] = {field: getattr(args, option, None) for field, option in given.items()}
+    data["init_image"] = _image_input("init_image", getattr(args, "init_image", None), settings)
+    data["mask_image"] = _image_input("mask_image", getattr(args, "mask", None), settings)
     data["loras"] = [_lora(i, given) for i, given in enumerate(getattr(args, "lora", None) or [])] or None
     data["style_references"] = [
-        _style_reference(i, given, settings) for i, given in enumerate(args.style_ref or [])
+        _style_reference(i, given, settings) for i, given in enumerate(getattr(args, "style_ref", None) or [])
     ] or None
     return ImageRequest.parse({k: v for k, v in data.items() if v is not None})
 
@@ -342,6 +350,20 @@ def cmd_vary(args: argparse.Namespace, settings: Settings) -> int:
     return cmd_generate(args, settings)
 
 
+def cmd_upscale(args: argparse.Namespace, settings: Settings) -> int:
+    """`fluxroute upscale IMAGE`: IMAGE made larger, as upscale_image makes it."""
+    from fluxroute.tools.image_args import UPSCALE_PROMPT, size_fields
+
+    args.init_image, args.task = args.image, "upscale"
+    args.prompt = args.prompt or UPSCALE_PROMPT
+    if args.size is not None:
+        box = size_fields(args.size) if "x" in args.size.lower() else {}
+        if "width" not in box:
+            raise InvalidRequest([FieldError("--size", args.size, "the output's largest WxH, such as 4096x4096")])
+        args.width, args.height = box["width"], box["height"]
+    return cmd_generate(args, settings)
+
+
 def cmd_draft(args: argparse.Namespace, settings: Settings) -> int:
     from fluxroute.router import Router
 
@@ -393,6 +415,7 @@ def cmd_finalize(args: argparse.Namespace, settings: Settings) -> int:
             idempotency_key=args.idempotency_key,
             progress=line,
             out_dir=args.out,
+            upscale=args.upscale,
         ),
         line,
     )
@@ -401,6 +424,9 @@ def cmd_finalize(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"draft {final.draft_number} of {final.draft_set_id}, {final.method.replace('_', ' ')}: {final.reason}")
     _print_result(final.result)
+    if final.upscaled is not None:
+        print(f"upscaled x{args.upscale:g}:")
+        _print_result(final.upscaled)
     return 0
 
 
@@ -638,6 +664,24 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--idempotency-key", help="the same key never pays for a second generation")
         command.set_defaults(handler=handler)
 
+    upscale = sub.add_parser(
+        "upscale", help="make an image larger, faithfully or generatively (spends money on hosted providers)"
+    )
+    upscale.add_argument("image", help="the image: " + image_help)
+    upscale.add_argument("--factor", type=float, help="1-32, how much larger (default 2)")
+    upscale.add_argument("--size", help="instead of --factor: the output's largest WxH, the image's shape kept")
+    upscale.add_argument("--method", choices=["faithful", "generative"], help="faithful (default): invent nothing")
+    upscale.add_argument("--creativity", type=float, help="generative: 0-1, how much detail to invent")
+    upscale.add_argument("--prompt", help="generative: what the image shows")
+    upscale.add_argument("--model", default="auto", help="an upscaler (fluxroute models) or auto (default)")
+    _add_routing_options(upscale)
+    upscale.add_argument("--out", type=Path, help="directory for the image (default: FLUXROUTE_HOME/images)")
+    upscale.add_argument("--json", action="store_true")
+    upscale.add_argument("--dry-run", action="store_true", help="only plan, like `fluxroute route`")
+    upscale.add_argument("--explain", action="store_true", help="every candidate and rejection on stderr")
+    upscale.add_argument("--idempotency-key", help="the same key never pays for a second upscale")
+    upscale.set_defaults(handler=cmd_upscale)
+
     draft = sub.add_parser(
         "draft", help="n cheap variants as a draft set with a numbered contact sheet (spends money on hosted providers)"
     )
@@ -664,6 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     finalize.add_argument("--out", type=Path, help="directory for the image (default: FLUXROUTE_HOME/images)")
     finalize.add_argument("--json", action="store_true")
     finalize.add_argument("--idempotency-key", help="the same key never pays for a second final")
+    finalize.add_argument("--upscale", type=float, metavar="FACTOR", help="then upscale the final (faithful), 1-32")
     finalize.set_defaults(handler=cmd_finalize)
 
     jobs = sub.add_parser("jobs", help="recent generation jobs and draft sets; `jobs resume` collects interrupted ones")

@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fluxroute.errors import ConfigError
 from fluxroute.types import Usage
@@ -21,6 +30,12 @@ APP_NAME = "fluxroute"
 HOST_PORT_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?$"
 
 # environment variable -> settings field
+# what the JSON-object settings look like, for the error that refuses another value
+JSON_EXAMPLES = {
+    "local_models": '{"krea/Krea-2-Turbo": "/path/to/weights"}',
+    "local_loras": '{"me/ink-style": "/loras/ink.safetensors"}',
+    "local_upscalers": '{"ai-forever/Real-ESRGAN/RealESRGAN_x4.pth": "/models/RealESRGAN_x4.pth"}',
+}
 ENV_FIELDS: dict[str, str] = {
     "FAL_KEY": "fal_key",
     "KREA_API_TOKEN": "krea_api_token",
@@ -34,6 +49,7 @@ ENV_FIELDS: dict[str, str] = {
     "FLUXROUTE_LOCAL_MODEL": "local_model",
     "FLUXROUTE_LOCAL_MODELS": "local_models",
     "FLUXROUTE_LOCAL_LORAS": "local_loras",
+    "FLUXROUTE_LOCAL_UPSCALERS": "local_upscalers",
     "FLUXROUTE_LOCAL_DEVICE": "local_device",
     "FLUXROUTE_LOCAL_MEMORY_PLAN": "local_memory_plan",
     "FLUXROUTE_LOCAL_COMPILE": "local_compile",
@@ -115,6 +131,13 @@ class Settings(BaseModel):
         description="LoRA reference (a Hugging Face repo owner/name) -> its .safetensors file or a folder holding it, "
         'e.g. {"me/ink-style": "/loras/ink.safetensors"}, for local runs (offline: else the Hugging Face cache); '
         "a JSON object in FLUXROUTE_LOCAL_LORAS",
+    )
+    local_upscalers: dict[str, Path] = Field(
+        default_factory=dict,
+        description="upscaler weights reference (a local upscale offer's endpoint: Hugging Face repo owner/name/file, "
+        'or owner/name) -> its .safetensors / .pth file or a folder holding it, e.g. {"ai-forever/Real-ESRGAN/'
+        'RealESRGAN_x4.pth": "/models/RealESRGAN_x4.pth"}, for local upscaling with spandrel (offline: else the '
+        "Hugging Face cache); a JSON object in FLUXROUTE_LOCAL_UPSCALERS",
     )
     local_device: Literal["auto", "cuda", "cpu"] = "auto"
     local_memory_plan: Literal["auto", "gpu", "model_offload", "sequential_offload"] = Field(
@@ -221,25 +244,15 @@ class Settings(BaseModel):
             )
         return self
 
-    @field_validator("local_models", mode="before")
+    @field_validator("local_models", "local_loras", "local_upscalers", mode="before")
     @classmethod
-    def _parse_models(cls, value: object) -> object:
+    def _parse_json_object(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, str):
             return value
         try:
             return json.loads(value)
         except json.JSONDecodeError:
-            raise ValueError('not a JSON object (e.g. {"krea/Krea-2-Turbo": "/path/to/weights"})') from None
-
-    @field_validator("local_loras", mode="before")
-    @classmethod
-    def _parse_loras(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            raise ValueError('not a JSON object (e.g. {"me/ink-style": "/loras/ink.safetensors"})') from None
+            raise ValueError(f"not a JSON object (e.g. {JSON_EXAMPLES[str(info.field_name)]})") from None
 
     @field_validator("server_allowed_hosts", mode="before")
     @classmethod

@@ -111,11 +111,17 @@ def _image_url(value: str) -> str:
 
 # What a call makes of its input image, if any; offers list the modes they serve (catalog data), and a plan
 # considers only offers of the request's mode.
-Mode = Literal["text-to-image", "image-to-image", "instruction-edit", "inpaint", "variation"]
+Mode = Literal["text-to-image", "image-to-image", "instruction-edit", "inpaint", "variation", "upscale"]
 # the modes that take an input image: image-to-image (the prompt describes the result, `strength` says how far
 # from the input), instruction-edit (the prompt is an instruction, FLUX.1 Kontext), inpaint (only the white of
-# `mask_image` changes), variation (new images like the input, FLUX.1 Redux or Krea's image prompts)
-ImageMode = Literal["image-to-image", "instruction-edit", "inpaint", "variation"]
+# `mask_image` changes), variation (new images like the input, FLUX.1 Redux or Krea's image prompts), upscale (the
+# input made larger: by `upscale_factor` or to a width x height, `upscale_method` faithful or generative)
+ImageMode = Literal["image-to-image", "instruction-edit", "inpaint", "variation", "upscale"]
+# faithful: restores and sharpens, adds nothing (ESRGAN, SeedVR, Topaz standard); generative: invents plausible
+# fine detail, `creativity` says how much (Clarity, Topaz generative / Bloom, Krea enhance)
+UpscaleMethod = Literal["faithful", "generative"]
+MAX_UPSCALE_FACTOR = 32
+DEFAULT_UPSCALE_FACTOR = 2.0
 
 
 class StyleReference(BaseModel):
@@ -182,6 +188,11 @@ class ImageRequest(BaseModel):
     # what to do with init_image; None: inpaint when a mask is given, else image-to-image
     task: ImageMode | None = None
     strength: float | None = Field(default=None, ge=0.01, le=1)
+    # task upscale: how much larger (default 2; or width/height give the output size, the input's shape kept),
+    # faithful or generative (default faithful), and for generative how much detail to invent (0-1)
+    upscale_factor: float | None = Field(default=None, ge=1, le=MAX_UPSCALE_FACTOR)
+    upscale_method: UpscaleMethod | None = None
+    creativity: float | None = Field(default=None, ge=0, le=1)
     style_references: tuple[StyleReference, ...] = Field(default=(), max_length=10)
     loras: tuple[LoraRef, ...] = Field(default=(), max_length=5)
     usage: Usage | None = None
@@ -225,6 +236,39 @@ class ImageRequest(BaseModel):
             raise _fields_clash(self, ("mask_image", "task"), "a mask goes with task inpaint (or no task)")
         if self.task == "inpaint" and self.mask_image is None:
             raise _fields_clash(self, ("task", "mask_image"), "inpaint needs mask_image (white: change, black: keep)")
+        return self._upscale_consistent()
+
+    def _upscale_consistent(self) -> ImageRequest:
+        """An upscale takes an input image and a factor or an output size, nothing a generation takes; the
+        upscale fields go with task upscale only."""
+        upscale_fields = [n for n in ("upscale_factor", "upscale_method", "creativity") if getattr(self, n) is not None]
+        if self.task != "upscale":
+            if upscale_fields:
+                raise _fields_clash(self, (upscale_fields[0], "task"), f"{upscale_fields[0]} goes with task upscale")
+            return self
+        if self.upscale_factor is not None and self.width is not None:
+            raise _fields_clash(
+                self, ("upscale_factor", "width", "height"), "give upscale_factor or the output width/height, not both"
+            )
+        if self.creativity is not None and self.upscale_method != "generative":
+            raise _fields_clash(
+                self, ("creativity", "upscale_method"), "creativity goes with upscale_method generative"
+            )
+        ignored: list[str] = [
+            name
+            for name in ("aspect_ratio", "image_size", "megapixels", "steps", "guidance", "strength", "negative_prompt")
+            if name in self.model_fields_set and getattr(self, name) is not None
+        ]
+        ignored += [n for n in ("mask_image", "style_references", "loras") if getattr(self, n)]
+        if self.num_images != 1:
+            ignored.append("num_images")
+        if ignored:
+            raise _fields_clash(
+                self,
+                (ignored[0], "task"),
+                "an upscale takes its input image, upscale_factor or width/height, upscale_method and creativity; "
+                f"not {ignored[0]}",
+            )
         return self
 
     @classmethod
@@ -238,6 +282,11 @@ class ImageRequest(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise InvalidRequest(field_errors(exc)) from None
+
+    @property
+    def method(self) -> UpscaleMethod:
+        """The upscale method asked for (faithful unless generative is)."""
+        return self.upscale_method or "faithful"
 
     @property
     def mode(self) -> Mode:

@@ -88,7 +88,7 @@ def test_building_the_server_and_listing_its_tools_loads_none_of_them(tmp_path: 
         "from fluxroute.server import build_server\n"
         "from fluxroute.settings import Settings\n"
         "server = build_server(Settings.load())\n"
-        "assert len(asyncio.run(server.list_tools())) == 10"
+        "assert len(asyncio.run(server.list_tools())) == 11"
     )
     assert added_by_fluxroute(code, tmp_path) == []
 

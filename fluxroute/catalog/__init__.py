@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from fluxroute.errors import ConfigError
 from fluxroute.settings import Settings, summarize
-from fluxroute.types import Mode, ProviderName
+from fluxroute.types import Mode, ProviderName, UpscaleMethod
 
 __all__ = [
     "Catalog",
@@ -23,13 +23,14 @@ __all__ = [
     "Price",
     "Range",
     "SizeRule",
+    "UpscaleRule",
     "license_duty",
     "license_line",
     "license_refusal",
     "load_catalog",
 ]
 
-Wire = Literal["fal", "krea-flux", "krea-2", "local"]
+Wire = Literal["fal", "krea-flux", "krea-2", "local", "upscale"]
 
 
 class _Data(BaseModel):
@@ -122,10 +123,45 @@ class SizeRule(_Data):
         return self
 
 
-class Price(_Data):
-    """A price with its unit, the date it was read and where."""
+class UpscaleRule(_Data):
+    """How an upscale endpoint takes its job, as data the `upscale` wire builder follows (providers/wire.py).
 
-    unit: Literal["image", "megapixel_ceil", "gpu_second"]
+    `method`: faithful or generative (requests of the other method are refused). `factor`: the scale factors it
+    renders (min = max: that factor only, e.g. aura-sr's x4). `send`: "factor" sends the factor in `factor_field`;
+    "size" sends the output size as width/height (Topaz on Krea). `creativity`: the endpoint's own range for a
+    generative request's creativity (0-1 is mapped onto it; `integer_creativity` rounds it), sent in
+    `creativity_field`. `prompt_field`: where the prompt goes, if the endpoint takes one. `image_field`: the
+    input image's field. `fixed`: values sent as they are (a model choice, an output format).
+    The output size limits are the offer's size rule (max_side, max_megapixels), applied to the output.
+    """
+
+    method: UpscaleMethod
+    factor: Range
+    send: Literal["factor", "size"] = "factor"
+    factor_field: str | None = None
+    creativity: Range | None = None
+    creativity_field: str | None = None
+    integer_creativity: bool = False
+    prompt_field: str | None = None
+    image_field: str = "image_url"
+    fixed: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fields_named(self) -> UpscaleRule:
+        if self.send == "factor" and self.factor_field is None:
+            raise ValueError('send = "factor" needs factor_field')
+        if (self.creativity is None) != (self.creativity_field is None):
+            raise ValueError("creativity and creativity_field go together")
+        return self
+
+
+class Price(_Data):
+    """A price with its unit, the date it was read and where. Units: per image; per megapixel of each output,
+    rounded up per image; per GPU-second (local, estimated from the offer's latency); per compute-second (a
+    hosted endpoint billed by its run time: reserved at the estimate, settled at the compute time the provider
+    reports)."""
+
+    unit: Literal["image", "megapixel_ceil", "gpu_second", "compute_second"]
     # None: not published by the provider; the offer is refused until the user sets one ([prices])
     usd: Decimal | None = Field(default=None, ge=0)
     with_style_references_usd: Decimal | None = Field(default=None, ge=0)
@@ -165,11 +201,16 @@ class Offer(_Data):
     draft: bool = False
     draft_steps: int | None = Field(default=None, ge=1)
     seeds_per_image: bool = False
+    # an upscale endpoint (mode upscale, wire "upscale"): how it takes its job
+    upscale: UpscaleRule | None = None
 
     @model_validator(mode="after")
     def _output_follows_an_input(self) -> Offer:
         if self.size.output == "input" and self.modes == ("text-to-image",):
             raise ValueError('size.output = "input" needs a mode with an input image to follow')
+        upscales = self.modes == ("upscale",)
+        if upscales != (self.upscale is not None) or upscales != (self.wire == "upscale"):
+            raise ValueError('an upscale offer has modes = ["upscale"], wire = "upscale" and an upscale rule; no other')
         return self
 
 

@@ -6,7 +6,7 @@ import importlib.util
 from collections.abc import Sequence
 
 from fluxroute.providers.base import Availability
-from fluxroute.providers.local_weights import find_weights, gpu_memory_plan
+from fluxroute.providers.local_weights import UPSCALER, find_upscaler, find_weights, gpu_memory_plan
 from fluxroute.settings import Settings
 
 LOCAL_PACKAGES = ("torch", "diffusers", "transformers")
@@ -42,13 +42,55 @@ def local_packages_missing() -> str | None:
 
 
 def local_availability_by_repo(settings: Settings, repos: Sequence[str]) -> dict[str, Availability]:
-    """Availability of each local offer's weights, by its endpoint (Hugging Face repo id): an offer is available
-    only where its own weights are present (configured in local_models / local_model, or in the HF cache)."""
+    """Availability of each local offer's weights, by its endpoint (Hugging Face repo id, or an upscaler's weights
+    file `owner/name/file.pth`): an offer is available only where its own weights are present (configured in
+    local_models / local_model / local_upscalers, or in the HF cache)."""
     return {repo: local_availability(settings, [repo]) for repo in dict.fromkeys(repos)}
 
 
+def is_upscaler_ref(endpoint: str) -> bool:
+    """Whether a local offer's endpoint names an upscaler's weights file (`owner/name/file.pth`) rather than a
+    diffusers pipeline repo (`owner/name`)."""
+    return endpoint.count("/") >= 2 and endpoint.lower().endswith(UPSCALER.suffixes)
+
+
 def local_availability(settings: Settings, repos: Sequence[str] = ()) -> Availability:
-    """Local diffusers inference: the extra installed, weights on disk, a usable device with memory enough."""
+    """Local inference: for diffusers pipelines the extra installed, weights on disk, a usable device with memory
+    enough; for upscalers (endpoints naming a weights file) spandrel importable and the file found. With both kinds
+    asked about, available when either is (each offer's own entry then decides)."""
+    upscalers = [repo for repo in repos if is_upscaler_ref(repo)]
+    if not upscalers:
+        return _pipeline_availability(settings, repos)
+    pipelines = [repo for repo in repos if not is_upscaler_ref(repo)]
+    answers = [upscaler_availability(settings, ref) for ref in upscalers]
+    if pipelines:
+        answers.insert(0, _pipeline_availability(settings, pipelines))
+    return next((a for a in answers if a.ok), answers[0])
+
+
+def upscaler_availability(settings: Settings, ref: str) -> Availability:
+    """A local upscaler (providers/local_upscale.py): its weights file found offline, spandrel importable; on the
+    CPU when there is no GPU (slow for large images) unless FLUXROUTE_LOCAL_DEVICE=cuda."""
+    path, reason = find_upscaler(settings, ref)
+    if path is None:
+        return Availability(False, reason)
+    from fluxroute.providers.local_upscale import spandrel_missing  # deferred: imports spandrel (and torch)
+
+    missing = spandrel_missing()
+    if missing:
+        return Availability(False, missing)
+    if settings.local_device == "cpu":
+        return Availability(True, f"upscaler {path.name} on the CPU (FLUXROUTE_LOCAL_DEVICE=cpu)")
+    import torch  # type: ignore[import-not-found, unused-ignore]
+
+    if torch.cuda.is_available():
+        return Availability(True, f"upscaler {path.name} on the GPU")
+    if settings.local_device == "cuda":
+        return Availability(False, "FLUXROUTE_LOCAL_DEVICE=cuda but no CUDA GPU found")
+    return Availability(True, f"upscaler {path.name} on the CPU (no CUDA GPU found): slow for large images")
+
+
+def _pipeline_availability(settings: Settings, repos: Sequence[str]) -> Availability:
     missing = local_packages_missing()
     if missing:
         return Availability(False, missing)

@@ -61,6 +61,9 @@ class ProviderResult:
     review: str | None = None
     # the seed of each image, where the provider reports one per image (local: image i uses seed + i)
     seeds: list[int] = field(default_factory=list)
+    # the compute time the provider billed, where it reports one (fal: the completed status's
+    # metrics.inference_time); a per-compute-second price is settled by it
+    compute_seconds: float | None = None
 
 
 # What a provider answered to a cancel. Only "cancelled" proves the job will not be billed; after the

@@ -15,8 +15,17 @@ from fluxroute.providers.polling import Pace
 from fluxroute.providers.url_guard import AddressPolicy, guarded_client, url_problem, without_credentials
 from fluxroute.settings import Settings
 
-# a result image larger than this is not an image we asked for (FLUX outputs are a few MB at most)
+# a result image larger than this is not an image we asked for (FLUX outputs are a few MB at most); a larger
+# max_image_pixels (upscales for print) raises it to what a PNG of that many pixels can take (result_byte_cap)
 MAX_RESULT_BYTES = 64 * 1024 * 1024
+
+
+def result_byte_cap(max_pixels: int) -> int:
+    """The most bytes a result image may take: 64 MiB, or more where `max_pixels` allows larger images (4 bytes a
+    pixel, RGBA uncompressed, and a MiB for the format's own bytes)."""
+    return max(MAX_RESULT_BYTES, 4 * max_pixels + 1024 * 1024)
+
+
 MAX_REDIRECTS = 5
 _GONE = (403, 404, 410)
 DECODE_ATTEMPTS = 3
@@ -86,7 +95,7 @@ def _unreadable(where: str, exc: Exception, provider: str) -> JobFailed:
 
 
 class ResultDownloads:
-    """Result images from the URLs a provider answers with (data: URIs too), read up to MAX_RESULT_BYTES and
+    """Result images from the URLs a provider answers with (data: URIs too), read up to result_byte_cap and
     checked whole (see decode_image) only when the size they declare is within `max_image_pixels`.
 
     Fetched through the address guard (see url_guard.GuardedNetwork): public addresses, or the providers'
@@ -97,6 +106,7 @@ class ResultDownloads:
 
     def __init__(self, settings: Settings, timeout: httpx.Timeout) -> None:
         self.max_pixels = settings.max_image_pixels
+        self.max_bytes = result_byte_cap(settings.max_image_pixels)
         self._client = guarded_client(AddressPolicy.for_results(settings), timeout=timeout)
 
     async def aclose(self) -> None:
@@ -145,7 +155,7 @@ class ResultDownloads:
 
     def _decode_data_uri(self, url: str, provider: str, flagged: bool) -> ProviderImage:
         _, _, payload = url.partition(",")
-        if len(payload) > MAX_RESULT_BYTES * 4 // 3 + 4:
+        if len(payload) > self.max_bytes * 4 // 3 + 4:
             raise JobFailed("the result data: URI is larger than an image can be", provider=provider, billing="charged")
         try:
             data = base64.b64decode(payload, validate=False)
@@ -157,7 +167,7 @@ class ResultDownloads:
 
     async def _read(self, url: str, shown: str, provider: str) -> bytes:
         try:
-            return await read_bounded(self._client, url, MAX_RESULT_BYTES)
+            return await read_bounded(self._client, url, self.max_bytes)
         except UnsafeURL as exc:
             raise JobFailed(
                 f"the result at {shown} was not fetched: {exc}", provider=provider, billing="charged"

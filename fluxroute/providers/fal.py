@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from typing import Any
 
@@ -66,6 +67,27 @@ UNBILLED_ERROR_TYPES = frozenset(
     }
 )
 CANCELLED_ERROR_TYPES = frozenset({"request_cancelled", "client_cancelled"})
+
+
+def compute_seconds(status: fal_client.Completed) -> float | None:
+    """The compute time fal reports for a COMPLETED request (`metrics.inference_time`, what fal bills a
+    per-compute-second endpoint by): a finite number ≥ 0, else None (no metrics, as legacy apps, or garbled)."""
+    metrics = status.metrics if isinstance(status.metrics, dict) else {}
+    value = metrics.get("inference_time")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _output_images(output: dict[str, Any]) -> list[Any] | None:
+    """The output's images: its `images` list (FLUX endpoints), or its single `image` object (the upscalers:
+    seedvr, clarity, esrgan, aura-sr answer `{"image": {url, ...}}`); None when it has neither."""
+    images = output.get("images")
+    if isinstance(images, list) and images:
+        return images
+    image = output.get("image")
+    return [image] if isinstance(image, dict) else None
 
 
 def completed_billing(status: fal_client.Completed, ran: bool) -> Billing:
@@ -253,10 +275,10 @@ class FalProvider:
                 billing=billing,
             )
         output = await self._result(handle, pace)
-        raw_images = output.get("images")
+        raw_images = _output_images(output)
         flags = output.get("has_nsfw_concepts")
         flags = flags if isinstance(flags, list) else []
-        if not isinstance(raw_images, list) or not raw_images:
+        if raw_images is None:
             raise JobFailed(
                 f"request {job_id} completed without images", provider=NAME, provider_job_id=job_id, billing="charged"
             )
@@ -274,7 +296,13 @@ class FalProvider:
             {k: float(v) for k, v in timings.items() if isinstance(v, int | float)} if isinstance(timings, dict) else {}
         )
         seed = output.get("seed")
-        return ProviderResult(job_id, images, seed=int(seed) if isinstance(seed, int) else None, timings=timings)
+        return ProviderResult(
+            job_id,
+            images,
+            seed=int(seed) if isinstance(seed, int) else None,
+            timings=timings,
+            compute_seconds=compute_seconds(status),
+        )
 
     async def _result(self, handle: fal_client.AsyncRequestHandle, pace: Pace) -> dict[str, Any]:
         """The completed request's output. fal keeps it 1 h (6 min when ≥ 10 KB): a 404 then means it is gone

@@ -34,10 +34,14 @@ from fluxroute.types import Candidate
 NAME = "krea"
 TERMINAL = {"completed", "failed", "cancelled"}
 LISTING_PAGES = 20
+# Krea's generation paths are `/generate/{category}/{vendor}/{model}`; the categories an endpoint may name
+CATEGORIES = ("image", "enhance")
 # The job type `GET /jobs?types=` filters by, per generation endpoint. The API lists every job of the account,
 # the web app's too (types "k1", "externalImage", ... in the OpenAPI example), and its items carry no type:
 # the query parameter is the only filter. "flux" is the OpenAPI example's name for Flux jobs; the Krea 2 name
-# is not documented (assumed). An endpoint without a known type is never adopted from a listing.
+# is not documented (assumed). An endpoint without a known type is never adopted from a listing: the enhance
+# endpoints (`enhance/topaz/...`, `enhance/krea/enhance`) have none documented, so a job whose answer was lost
+# stays at risk rather than be confused with another.
 JOB_TYPES = {
     "bfl/flux-1-dev": "flux",
     "bfl/flux-1-kontext-dev": "flux",  # assumed: Krea's Flux family
@@ -46,10 +50,28 @@ JOB_TYPES = {
 }
 
 
+def generation_path(endpoint: str) -> str:
+    """The URL path a candidate's `endpoint` is posted to. An endpoint that names its category
+    (`enhance/topaz/standard-enhance`, `image/bfl/flux-1-dev`) goes to `/generate/{endpoint}`; any other (the
+    image offers' `bfl/flux-1-dev`, `krea/krea-2/medium`) to `/generate/image/{endpoint}`."""
+    category = endpoint.partition("/")[0]
+    return f"/generate/{endpoint}" if category in CATEGORIES else f"/generate/image/{endpoint}"
+
+
+def _error_text(value: object) -> str | None:
+    """The text of an `error` Krea answered: a string, or (krea/enhance's jobs) `{code, message}`."""
+    if isinstance(value, dict):
+        message, code = value.get("message"), value.get("code")
+        text = str(message) if message else None
+        return f"{text} ({code})" if text and code else text or (str(code) if code else None)
+    return str(value) if value else None
+
+
 def map_error(response: httpx.Response, job_id: str | None = None) -> ProviderError:
     """Krea's HTTP errors -> the error tree; the body's `error` text is kept, nothing else."""
     try:
-        message = str(response.json().get("error") or response.text)
+        body = response.json()
+        message = (_error_text(body.get("error")) if isinstance(body, dict) else None) or response.text
     except ValueError:
         message = response.text or response.reason_phrase
     return error_for_status(response, message, provider=NAME, job_id=job_id)
@@ -88,7 +110,7 @@ class KreaProvider:
         params = await place_images(candidate.params, self.upload_asset)
         answer = await post_once(
             self._client,
-            f"/generate/image/{candidate.endpoint}",
+            generation_path(candidate.endpoint),
             provider=NAME,
             map_error=map_error,
             json=params,
@@ -171,7 +193,9 @@ class KreaProvider:
         if status == "cancelled":
             raise Cancelled(f"job {job_id} was cancelled", provider=NAME, provider_job_id=job_id, billing="unbilled")
         if status == "failed":
-            error = redact(str(result.get("error") or "no reason given"), self._secrets)[:300]
+            # image jobs say why in `result.error`; krea/enhance's in a top-level `error {code, message}`
+            reason = _error_text(result.get("error")) or _error_text(job.get("error")) or "no reason given"
+            error = redact(reason, self._secrets)[:300]
             kind = ContentFiltered if any(w in error.lower() for w in ("nsfw", "moderation")) else JobFailed
             raise kind(f"job {job_id} failed: {error}", provider=NAME, provider_job_id=job_id, billing="unbilled")
         urls = result.get("urls")
@@ -210,8 +234,9 @@ class KreaProvider:
         return "charged" if status == "completed" else "unbilled" if status in ("failed", "cancelled") else None
 
     def job_type(self, candidate: Candidate) -> str | None:
-        """The `types` value of the jobs `candidate`'s endpoint creates; None when it is not known."""
-        return JOB_TYPES.get(candidate.endpoint)
+        """The `types` value of the jobs `candidate`'s endpoint creates; None when it is not known (every
+        enhance endpoint: see JOB_TYPES)."""
+        return JOB_TYPES.get(candidate.endpoint.removeprefix("image/"))
 
     async def jobs_created_between(self, start: datetime, end: datetime, types: str | None = None) -> list[str]:
         """Ids of jobs created in [start, end], newest first, from `GET /jobs` (paged by its cursor); only jobs

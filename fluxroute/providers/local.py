@@ -10,6 +10,11 @@ setting (FLUXROUTE_LOCAL_LORAS) or the Hugging Face cache (local_weights.find_lo
 downloaded, and a LoRA not on this machine fails the submission unbilled with the reason, before anything runs (the
 router then tries the next offer, fal's LoRA endpoints say). The pipeline loads them for that job only.
 
+An upscale (params mode "upscale": image, width x height of the output, scale) runs a spandrel super-resolution
+model instead (providers/local_upscale.py). Its endpoint names one weights file, `owner/name/file.pth`, found offline
+like a LoRA: the local_upscalers setting (FLUXROUTE_LOCAL_UPSCALERS) or the Hugging Face cache
+(local_weights.find_upscaler); one not on this machine fails the submission unbilled, before anything runs.
+
 The work happens in providers/local_worker.py (one thread per device, the pipeline kept warm), the diffusers
 calls in local_pipeline.py, weights and memory plans in local_weights.py, the license's review duty in
 local_review.py.
@@ -27,7 +32,7 @@ from fluxroute.providers.availability import local_packages_missing
 from fluxroute.providers.base import CancelAnswer, ProgressCallback, ProviderResult
 from fluxroute.providers.local_inputs import fetch_inputs, read_inputs
 from fluxroute.providers.local_review import UNFILTERED, ContentChecker, ContentVerdict
-from fluxroute.providers.local_weights import find_lora, find_weights
+from fluxroute.providers.local_weights import find_lora, find_upscaler, find_weights
 from fluxroute.providers.local_worker import NAME, LocalJob, LocalWorker, StepHook
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
@@ -55,6 +60,8 @@ class LocalProvider:
         self.worker = worker or LocalWorker(settings)
 
     async def submit(self, candidate: Candidate, *, webhook_url: str | None = None) -> str:
+        if candidate.params.get("mode") == "upscale":
+            return await self._submit_upscale(candidate)
         weights = await asyncio.to_thread(self._weights_for, candidate)
         params = dict(candidate.params)
         if params.get("loras"):
@@ -63,6 +70,43 @@ class LocalProvider:
         params = await fetch_inputs(params, self.settings, NAME)
         params = await asyncio.to_thread(read_inputs, params, self.settings, NAME)
         return self.worker.submit(params, weights).id
+
+    async def _submit_upscale(self, candidate: Candidate) -> str:
+        """An upscale: its weights file found offline and its input image read before the job is queued.
+
+        Raises:
+            ProviderUnavailable: spandrel is missing or the weights file is not on this machine; unbilled.
+            JobFailed: unbilled — the input image or the output size cannot be used.
+        """
+        weights = await asyncio.to_thread(self._upscaler_for, candidate)
+        params = dict(candidate.params)
+        width, height = params.get("width"), params.get("height")
+        if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+            raise JobFailed(f"an upscale needs its output width and height, got {width!r} x {height!r}", provider=NAME)
+        if width * height > self.settings.max_image_pixels:
+            raise JobFailed(
+                f"an upscale to {width}x{height} exceeds max_image_pixels ({self.settings.max_image_pixels}); "
+                "nothing was run",
+                provider=NAME,
+                billing="unbilled",
+                retryable=False,
+            )
+        if not isinstance(params.get("image"), str | bytes):
+            raise JobFailed("an upscale needs its input image (params 'image')", provider=NAME, billing="unbilled")
+        params = await fetch_inputs(params, self.settings, NAME)
+        params = await asyncio.to_thread(read_inputs, params, self.settings, NAME)
+        return self.worker.submit(params, weights).id
+
+    def _upscaler_for(self, candidate: Candidate) -> Path:
+        from fluxroute.providers.local_upscale import spandrel_missing
+
+        missing = spandrel_missing()
+        if missing:
+            raise ProviderUnavailable(missing, provider=NAME, billing="unbilled")
+        path, reason = find_upscaler(self.settings, candidate.endpoint)
+        if path is None:
+            raise ProviderUnavailable(f"{reason}; nothing was run", provider=NAME, billing="unbilled")
+        return path
 
     def _weights_for(self, candidate: Candidate) -> Path:
         missing = local_packages_missing()
@@ -138,7 +182,7 @@ class LocalProvider:
         return outcome
 
     async def cancel(self, job_id: str, candidate: Candidate) -> CancelAnswer:
-        # the worker stops between denoising steps; a local job bills no provider
+        # the worker stops between denoising steps (an upscale: between tiles); a local job bills no provider
         self.worker.cancel(job_id)
         return "cancelled"
 

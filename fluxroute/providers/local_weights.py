@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -221,45 +221,100 @@ def gpu_memory_plan(path: Path, settings: Settings) -> MemoryPlan:
     return choose_memory_plan(int(free), weight_sizes(path), available_ram(), settings.local_memory_plan)
 
 
-# ---- LoRA weights (offline only: a local run never downloads) ----
+# ---- single weights files: LoRAs, upscalers (offline only: a local run never downloads) ----
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """What kind of single weights file a reference names, and where it may be configured: the wording of every
+    message find_file gives, and the files it accepts."""
+
+    label: str  # "LoRA", "upscaler"
+    setting: str  # the Settings field mapping references to files or folders
+    env: str  # its environment variable
+    suffixes: tuple[str, ...]  # the file types that may be loaded
+    suffix_note: str  # why only those
+    default_file: str | None = None  # the file a folder is read for first, if any
+    url_hint: str = ""  # what to do instead of giving a URL
+
 
 LORA_SUFFIX = ".safetensors"
 # the file diffusers' save_lora_weights writes, and load_lora_weights looks for first in a folder or repo
 DEFAULT_LORA_FILE = "pytorch_lora_weights.safetensors"
+LORA = FileKind(
+    "LoRA",
+    "local_loras",
+    "FLUXROUTE_LOCAL_LORAS",
+    (LORA_SUFFIX,),
+    "only safetensors are loaded",
+    DEFAULT_LORA_FILE,
+    ", or let fal load the URL",
+)
+# spandrel reads both: safetensors as data, .pth through its restricted unpickler (plain tensors and dicts only)
+UPSCALER = FileKind(
+    "upscaler",
+    "local_upscalers",
+    "FLUXROUTE_LOCAL_UPSCALERS",
+    (".safetensors", ".pth"),
+    "spandrel loads safetensors, and .pth through its restricted unpickler",
+)
 
 
 def find_lora(settings: Settings, ref: str) -> tuple[Path | None, str]:
     """The .safetensors file of a LoRA reference on this machine, or None and why not, in words a user can act on.
 
     `ref` is a Hugging Face repo `owner/name`, optionally followed by a path inside it (`owner/name/dir/x.safetensors`).
-    Looked up, without any network: the whole ref, then `owner/name`, in `local_loras` (FLUXROUTE_LOCAL_LORAS: a file,
-    or a folder the rest of the path is read in); else the repo's snapshot in the Hugging Face cache. Without a path,
-    a folder's pytorch_lora_weights.safetensors, else its only .safetensors file. An https URL is never downloaded
-    (local runs use offline weights only), a Krea style runs only on Krea, and a ref with an empty, `.` or `..`
-    segment is refused: nothing outside the configured folder or the repo's snapshot is ever read. Only safetensors
-    files are loaded (a pickled .bin could run code).
+    Looked up as find_file says, in `local_loras` (FLUXROUTE_LOCAL_LORAS); without a path, a folder's
+    pytorch_lora_weights.safetensors, else its only .safetensors file. A Krea style runs only on Krea. Only
+    safetensors files are loaded (a pickled .bin could run code).
     """
     if ref.startswith("krea:"):
         return None, f"LoRA {ref}: a Krea style runs only on Krea"
+    return find_file(settings.local_loras, ref, LORA)
+
+
+def find_upscaler(settings: Settings, ref: str) -> tuple[Path | None, str]:
+    """The weights file of an upscaler reference (a local upscale offer's endpoint, `owner/name/file.pth`) on this
+    machine, or None and why not; looked up as find_file says, in `local_upscalers` (FLUXROUTE_LOCAL_UPSCALERS).
+    Every reason names FLUXROUTE_LOCAL_UPSCALERS."""
+    path, reason = find_file(settings.local_upscalers, ref, UPSCALER)
+    if path is None and UPSCALER.env not in reason:
+        reason += f" (FLUXROUTE_LOCAL_UPSCALERS maps {ref} to its file)"
+    return path, reason
+
+
+def find_file(mapping: Mapping[str, Path], ref: str, kind: FileKind) -> tuple[Path | None, str]:
+    """The weights file a reference names on this machine, or None and why not, in words a user can act on.
+
+    `ref` is a Hugging Face repo `owner/name`, optionally followed by a path inside it (`owner/name/dir/file`).
+    Looked up, without any network: the whole ref, then `owner/name`, in `mapping` (the kind's setting: a file, or a
+    folder the rest of the path is read in); else the repo's snapshot in the Hugging Face cache. Without a path, a
+    folder's default file (if the kind has one), else its only file of an accepted type. An https URL is never
+    downloaded (local runs use offline weights only), and a ref with an empty, `.` or `..` segment is refused:
+    nothing outside the configured folder or the repo's snapshot is ever read. Only the kind's file types load.
+    """
+    label = kind.label
     if "://" in ref:
         return None, (
-            f"LoRA {_without_query(ref)}: local inference never downloads; it loads LoRA weights already on this "
-            "machine only (download the file and name it in FLUXROUTE_LOCAL_LORAS, or let fal load the URL)"
+            f"{label} {_without_query(ref)}: local inference never downloads; it loads {label} weights already on this "
+            f"machine only (download the file and name it in {kind.env}{kind.url_hint})"
         )
     parts = ref.split("/")
     if len(parts) < 2 or "\\" in ref or any(part in ("", ".", "..") for part in parts):
-        return None, f"LoRA {ref!r}: not a Hugging Face repo owner/name[/path/file.safetensors] (no '.' or '..' parts)"
+        return None, (
+            f"{label} {ref!r}: not a Hugging Face repo owner/name[/path/file{kind.suffixes[0]}] (no '.' or '..' parts)"
+        )
     repo, inner = "/".join(parts[:2]), parts[2:]
-    if ref in settings.local_loras:
-        return _lora_file(settings.local_loras[ref], [], f"local_loras[{ref!r}]", ref)
-    if repo in settings.local_loras:
-        return _lora_file(settings.local_loras[repo], inner, f"local_loras[{repo!r}]", ref)
+    if ref in mapping:
+        return _weights_file(mapping[ref], [], f"{kind.setting}[{ref!r}]", ref, kind)
+    if repo in mapping:
+        return _weights_file(mapping[repo], inner, f"{kind.setting}[{repo!r}]", ref, kind)
     snapshot = hf_cached_snapshot(repo)
     if snapshot is not None:
-        return _lora_file(snapshot, inner, f"the Hugging Face cache of {repo}", ref)
+        return _weights_file(snapshot, inner, f"the Hugging Face cache of {repo}", ref, kind)
     return None, (
-        f"LoRA {ref}: not on this machine (local runs use offline weights only: name its file in "
-        f"FLUXROUTE_LOCAL_LORAS, or download {repo} into the Hugging Face cache)"
+        f"{label} {ref}: not on this machine (local runs use offline weights only: name its file in "
+        f"{kind.env}, or download {repo} into the Hugging Face cache)"
     )
 
 
@@ -268,27 +323,30 @@ def _without_query(url: str) -> str:
     return url.split("?", 1)[0].split("#", 1)[0]
 
 
-def _lora_file(root: Path, inner: Sequence[str], where: str, ref: str) -> tuple[Path | None, str]:
-    """The LoRA file `root` (a file or a folder) and `inner` (checked path parts inside it) name, or why none."""
+def _weights_file(root: Path, inner: Sequence[str], where: str, ref: str, kind: FileKind) -> tuple[Path | None, str]:
+    """The file `root` (a file or a folder) and `inner` (checked path parts inside it) name, or why none."""
+    label, accepted = kind.label, " or ".join(kind.suffixes)
     if inner:
         if not root.is_dir():
-            return None, f"LoRA {ref}: {where} is {root}, not a folder a path can be read in"
+            return None, f"{label} {ref}: {where} is {root}, not a folder a path can be read in"
         root = root.joinpath(*inner)
     if root.is_dir():
-        chosen = root / DEFAULT_LORA_FILE
-        if not chosen.is_file():
-            found = sorted(p.name for p in root.iterdir() if p.name.endswith(LORA_SUFFIX) and p.is_file())
+        chosen = root / kind.default_file if kind.default_file else None
+        if chosen is None or not chosen.is_file():
+            found = sorted(p.name for p in root.iterdir() if p.name.endswith(kind.suffixes) and p.is_file())
             if not found:
-                return None, f"LoRA {ref}: no {LORA_SUFFIX} file in {root} ({where})"
+                return None, f"{label} {ref}: no {accepted} file in {root} ({where})"
             if len(found) > 1:
                 listed = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
-                return None, f"LoRA {ref}: {root} ({where}) holds several LoRA files ({listed}); name one: {ref}/<file>"
+                return None, (
+                    f"{label} {ref}: {root} ({where}) holds several {label} files ({listed}); name one: {ref}/<file>"
+                )
             chosen = root / found[0]
         root = chosen
     if not root.is_file():
-        return None, f"LoRA {ref}: no file at {root} ({where})"
-    if not root.name.endswith(LORA_SUFFIX):
-        return None, f"LoRA {ref}: {root} ({where}) is not a {LORA_SUFFIX} file (only safetensors are loaded)"
+        return None, f"{label} {ref}: no file at {root} ({where})"
+    if not root.name.endswith(kind.suffixes):
+        return None, f"{label} {ref}: {root} ({where}) is not a {accepted} file ({kind.suffix_note})"
     return root, ""
 
 
@@ -311,3 +369,42 @@ def hf_cached_snapshot(repo_id: str) -> Path | None:
         if isinstance(found, str) and Path(found).is_dir():
             return Path(found)
     return None
+
+
+# ---- upscaler tiles (local_upscale.py): how large a piece of the input one model call sees ----
+
+# input tile edge on the CPU: a 4x ESRGAN's float32 activations for a 256 + 2 x 32 px piece stay within about
+# 1.5 GB (the 4x layers: 1280² px x 64 channels x 4 bytes = 420 MB each), and the overlap costs 1.56x the compute
+CPU_UPSCALE_TILE = 256
+# input pixels of context on each side of a tile, cropped off its output: seams vanish once this covers what a
+# model looks at around a pixel (Real-ESRGAN's own tool uses 10; a 4x ESRGAN barely changes beyond 32)
+UPSCALE_OVERLAP = 32
+MIN_UPSCALE_TILE = 64
+MAX_UPSCALE_TILE = 2048
+# working memory per input pixel of a padded tile, in values of the compute dtype: a 4x ESRGAN (64 filters) holds
+# about 200 channels at the input scale and 3 x 64 channels x 16 pixels at 4x at once; rounded up to leave room
+UPSCALE_VALUES_PER_PIXEL = 4096
+# the share of free GPU memory (after the upscaler's weights) one tile may use
+UPSCALE_GPU_SHARE = 0.5
+
+
+def upscale_tile(free_bytes: int | None, dtype_bytes: int, overlap: int = UPSCALE_OVERLAP) -> tuple[int | None, str]:
+    """The input tile edge (px, a multiple of 64) for an upscale, and why; None when even the smallest tile does not
+    fit. `free_bytes` is the GPU's free memory with the upscaler loaded, None on the CPU (a fixed, conservative
+    tile)."""
+    if free_bytes is None:
+        return CPU_UPSCALE_TILE, f"CPU: {CPU_UPSCALE_TILE} px input tiles, {overlap} px overlap"
+    budget = free_bytes * UPSCALE_GPU_SHARE
+    padded = int((budget / (UPSCALE_VALUES_PER_PIXEL * dtype_bytes)) ** 0.5)
+    tile = min(MAX_UPSCALE_TILE, (padded - 2 * overlap) // 64 * 64)
+    free = free_bytes / GIB
+    if tile < MIN_UPSCALE_TILE:
+        return None, f"not enough GPU memory to upscale: {free:.1f} GiB free, a {MIN_UPSCALE_TILE} px tile needs more"
+    return tile, f"{tile} px input tiles, {overlap} px overlap ({free:.1f} GiB free GPU memory)"
+
+
+def upscaler_fits(free_bytes: int, weight_bytes: int, dtype_bytes: int) -> bool:
+    """Whether an upscaler of `weight_bytes` (on disk, float32 or half) and its smallest tile fit in `free_bytes` of
+    GPU memory: when not, a warm pipeline on the GPU is released first."""
+    smallest = (MIN_UPSCALE_TILE + 2 * UPSCALE_OVERLAP) ** 2 * UPSCALE_VALUES_PER_PIXEL * dtype_bytes
+    return weight_bytes + smallest / UPSCALE_GPU_SHARE <= free_bytes

@@ -4,6 +4,13 @@ One pipeline is kept warm per device: a job naming another weights folder (anoth
 after Krea 2 Turbo, say) releases the warm one before loading its own, since two full-size pipelines rarely fit
 in one GPU's memory together; jobs for the same folder reuse it.
 
+Upscale jobs (params mode "upscale", weights a single spandrel file: providers/local_upscale.py) keep one upscaler
+warm beside the pipeline. On the CPU both stay; on a GPU they share it only while the memory plan says both fit:
+an upscaler that would not fit next to the warm pipeline releases the pipeline first, and a pipeline whose plan
+is anything but all-on-the-GPU with the upscaler there releases the upscaler and plans again. Upscales run tile by
+tile (the tile size from the GPU's free memory, or a fixed CPU tile), report each tile as a step, and stop between
+tiles when cancelled; they carry no content-filter duty (no license review: Real-ESRGAN-style weights are BSD-3).
+
 The event loop only enqueues jobs and reads their events; loading, denoising, screening and encoding all run
 on the worker thread. torch and diffusers are imported there, on first use.
 """
@@ -27,7 +34,7 @@ from fluxroute.errors import Cancelled, ConfigError, JobFailed, ProviderError, P
 from fluxroute.providers.availability import local_packages_missing
 from fluxroute.providers.base import Progress, ProviderResult
 from fluxroute.providers.local_review import ContentChecker, encode, load_checker, screen
-from fluxroute.providers.local_weights import MemoryPlan, gpu_memory_plan
+from fluxroute.providers.local_weights import MemoryPlan, gpu_memory_plan, upscale_tile, upscaler_fits
 from fluxroute.settings import Settings
 from fluxroute.types import MAX_SEED
 
@@ -53,6 +60,15 @@ def _pipeline_module() -> ModuleType:
     return local_pipeline
 
 
+def _upscale_module() -> ModuleType:
+    from fluxroute.providers import local_upscale
+
+    missing = local_upscale.spandrel_missing()
+    if missing:
+        raise ProviderUnavailable(missing, provider=NAME)
+    return local_upscale
+
+
 @dataclasses.dataclass
 class LocalJob:
     """One queued or running generation; `events` is append-only, read by whoever waits on it."""
@@ -72,10 +88,14 @@ class LocalWorker:
     """Owns one device: the warm pipeline and the single thread that runs it. Jobs run in submission order;
     the pipeline stays loaded between them and is replaced only when a job names other weights."""
 
-    def __init__(self, settings: Settings, *, step_hook: StepHook | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, step_hook: StepHook | None = None, upscale_tile: int | None = None
+    ) -> None:
         self.settings = settings
         self.device = "cpu" if settings.local_device == "cpu" else "cuda"
         self._step_hook = step_hook
+        # the input tile edge of upscales, instead of the memory plan's (tests, and tuning by hand)
+        self.upscale_tile = upscale_tile
         self._lock = threading.Condition()
         self._queue: deque[LocalJob] = deque()
         self._jobs: dict[str, LocalJob] = {}
@@ -84,6 +104,7 @@ class LocalWorker:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._loaded: Any = None  # local_pipeline.LoadedPipeline, touched only on the worker thread
+        self._upscaler: Any = None  # local_upscale.LoadedUpscaler, likewise
         self._checker: ContentChecker | None = None
 
     # ---- called from the event loop (never blocks for long) ----
@@ -110,7 +131,8 @@ class LocalWorker:
             self._jobs.pop(job_id, None)
 
     def cancel(self, job_id: str) -> None:
-        """A queued job ends at once; a running one stops before its next denoising step."""
+        """A queued job ends at once; a running one stops before its next denoising step (an upscale: its next
+        tile)."""
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.outcome is not None:
@@ -157,8 +179,13 @@ class LocalWorker:
         if self._loaded is not None:
             _pipeline_module().release(self._loaded)
             self._loaded = None
+        if self._upscaler is not None:
+            _upscale_module().release(self._upscaler)
+            self._upscaler = None
 
     def _execute(self, job: LocalJob) -> ProviderResult | ProviderError:
+        if job.params.get("mode") == "upscale":
+            return self._execute_upscale(job)
         started = time.monotonic()
         timings = {"queue_s": round(started - job.submitted, 3)}
         try:
@@ -185,6 +212,103 @@ class LocalWorker:
         except Exception as exc:
             return self._map_error(job, exc)
 
+    # ---- upscales (providers/local_upscale.py) ----
+    def _execute_upscale(self, job: LocalJob) -> ProviderResult | ProviderError:
+        started = time.monotonic()
+        timings = {"queue_s": round(started - job.submitted, 3)}
+        try:
+            module = _upscale_module()
+            loaded, tile, note = self._upscaler_for(job, module, timings)
+            self._raise_if_cancelled(job)
+            image: Any = job.params["image"]  # a PIL image (read_inputs)
+            size = (_int(job.params, "width"), _int(job.params, "height"))
+            edge, advice = module.tile_edge(loaded, image.width, image.height, tile)
+            self._emit_locked(job, "IN_PROGRESS", f"upscaling x{loaded.scale} with {loaded.architecture} ({note})")
+            if advice:
+                self._emit_locked(job, "IN_PROGRESS", advice)
+            began = time.monotonic()
+            upscaled = module.upscale(loaded, image, size, edge, lambda i, n: self._on_tile(job, i, n))
+            timings["upscale_s"] = timings["inference_s"] = round(time.monotonic() - began, 3)
+            self._raise_if_cancelled(job)
+            assert upscaled is not None, "an upscale stops early only when cancelled"
+            # no review duty: upscaler weights carry no content-filter clause (the input's own mark stays the input's)
+            encoded = encode(upscaled, str(job.params.get("output_format") or "png"), False)
+            timings["total_s"] = round(time.monotonic() - job.submitted, 3)
+            warnings = [advice] if advice.startswith("the model discourages tiling, but") else []
+            return ProviderResult(job.id, [encoded], timings=timings, warnings=warnings)
+        except ProviderError as exc:
+            return exc
+        except Exception as exc:
+            return self._map_upscale_error(job, exc)
+
+    def _upscaler_for(self, job: LocalJob, module: ModuleType, timings: dict[str, float]) -> tuple[Any, int, str]:
+        """The warm upscaler for the job's weights (loaded if needed) and the input tile edge to run it with."""
+        device = self._upscale_device()
+        if self._upscaler is not None and (self._upscaler.path != job.weights or self._upscaler.device != device):
+            module.release(self._upscaler)
+            self._upscaler = None
+        if self._upscaler is None:
+            if device == "cuda" and self._loaded is not None and self._pipeline_crowds(job.weights):
+                self._emit_locked(job, "IN_PROGRESS", "releasing the warm pipeline: it and the upscaler do not fit")
+                _pipeline_module().release(self._loaded)
+                self._loaded = None
+            self._emit_locked(job, "IN_PROGRESS", f"loading upscaler {job.weights.name} on the {device.upper()}")
+            self._upscaler = module.load_upscaler(job.weights, device)
+            timings["load_s"] = round(self._upscaler.load_s, 3)
+        loaded = self._upscaler
+        if self.upscale_tile is not None:
+            return loaded, self.upscale_tile, f"{self.upscale_tile} px input tiles (set by hand)"
+        free = None
+        if device == "cuda":
+            import torch  # type: ignore[import-not-found, unused-ignore]
+
+            free = int(torch.cuda.mem_get_info()[0])
+        tile, reason = upscale_tile(free, loaded.dtype_bytes)
+        if tile is None:
+            raise ProviderUnavailable(f"{reason}; nothing was run", provider=NAME, billing="unbilled")
+        return loaded, tile, reason
+
+    def _upscale_device(self) -> str:
+        """The CPU when asked for or when there is no GPU (FLUXROUTE_LOCAL_DEVICE=auto: an upscaler runs there too,
+        slowly); else the GPU."""
+        if self.settings.local_device == "cpu":
+            return "cpu"
+        import torch  # type: ignore[import-not-found, unused-ignore]
+
+        if torch.cuda.is_available():
+            return "cuda"
+        if self.settings.local_device == "cuda":
+            raise ProviderUnavailable("FLUXROUTE_LOCAL_DEVICE=cuda but no CUDA GPU found", provider=NAME)
+        return "cpu"
+
+    def _pipeline_crowds(self, weights: Path) -> bool:
+        """Whether the warm pipeline leaves too little GPU memory for the upscaler in `weights` and its smallest tile
+        (the upscaler counted at float32, its size on disk at most)."""
+        import torch  # type: ignore[import-not-found, unused-ignore]
+
+        free = int(torch.cuda.mem_get_info()[0])
+        return not upscaler_fits(free, weights.stat().st_size, 2)
+
+    def _on_tile(self, job: LocalJob, tile: int, total: int) -> bool:
+        self._emit_locked(job, "IN_PROGRESS", "upscaling", step=tile, total_steps=total)
+        if self._step_hook is not None:
+            self._step_hook(job.id, tile)
+        return job.cancel_requested
+
+    def _map_upscale_error(self, job: LocalJob, exc: Exception) -> ProviderError:
+        import torch  # type: ignore[import-not-found, unused-ignore]
+
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            _upscale_module().release(self._upscaler)
+            self._upscaler = None
+            return JobFailed(
+                f"job {job.id}: out of GPU memory while upscaling (a smaller tile or a free GPU helps)",
+                provider=NAME,
+                provider_job_id=job.id,
+            )
+        log.exception("local upscale %s failed", job.id)
+        return JobFailed(f"job {job.id} failed: {type(exc).__name__}: {exc}", provider=NAME, provider_job_id=job.id)
+
     @staticmethod
     def _raise_if_cancelled(job: LocalJob) -> None:
         if job.cancel_requested:
@@ -196,7 +320,7 @@ class LocalWorker:
         if self._loaded is not None:
             module.release(self._loaded)
             self._loaded = None
-        plan = self._memory_plan(job.weights)
+        plan = self._plan_beside_upscaler(job.weights)
         self._emit_locked(job, "IN_PROGRESS", f"loading {job.weights} (memory plan: {plan})")
         self._loaded = module.load_pipeline(
             job.weights, self.device, plan, module.PipelineOptions.from_settings(self.settings)
@@ -205,6 +329,20 @@ class LocalWorker:
         applied = ", ".join(self._loaded.notes) or "eager defaults"
         self._emit_locked(job, "IN_PROGRESS", f"pipeline loaded in {self._loaded.load_s:.1f} s ({applied})")
         return self._loaded
+
+    def _plan_beside_upscaler(self, weights: Path) -> MemoryPlan:
+        """The memory plan for `weights`; a warm upscaler on the GPU stays only if the pipeline still fits there
+        whole beside it, else its memory is given back first (it reloads in a moment when next needed)."""
+        if self._upscaler is not None and self._upscaler.device == "cuda":
+            try:
+                plan = self._memory_plan(weights)
+            except ProviderUnavailable:
+                plan = MemoryPlan(None, "")
+            if plan.name == "gpu":
+                return plan
+            _upscale_module().release(self._upscaler)
+            self._upscaler = None
+        return self._memory_plan(weights)
 
     def _memory_plan(self, weights: Path) -> MemoryPlan:
         if self.device == "cpu":

@@ -10,6 +10,21 @@ from fluxroute.types import LoraRef, Mode, StyleReference
 LOCAL_TRUE_CFG_SCALE = 4.0
 
 
+@dataclass(frozen=True, slots=True)
+class UpscaleWire:
+    """How an upscale endpoint takes its job (the offer's catalog.UpscaleRule) and this job's values: the factor,
+    and creativity already on the endpoint's own scale (None: not sent)."""
+
+    factor: float
+    creativity: float | None
+    send: str  # "factor" (factor_field only) or "size" (width/height, and factor_field too when named)
+    factor_field: str | None
+    creativity_field: str | None
+    prompt_field: str | None
+    image_field: str
+    fixed: tuple[tuple[str, object], ...] = ()
+
+
 @dataclass(slots=True)
 class ResolvedCall:
     """A request after an offer has adapted it: every value final, nothing left to default."""
@@ -31,6 +46,7 @@ class ResolvedCall:
     mode: Mode = "text-to-image"
     mask_image: str | None = None
     loras: tuple[LoraRef, ...] = ()
+    upscale: UpscaleWire | None = None
 
 
 def fal_arguments(call: ResolvedCall) -> dict[str, object]:
@@ -136,4 +152,29 @@ def local_kwargs(call: ResolvedCall) -> dict[str, object]:
     return kwargs
 
 
-WIRE_BUILDERS = {"fal": fal_arguments, "krea-flux": krea_flux_body, "krea-2": krea_2_body, "local": local_kwargs}
+def upscale_body(call: ResolvedCall) -> dict[str, object]:
+    """Any upscale endpoint, by its rule (catalog.UpscaleRule): the input image, the factor or the output size,
+    creativity and the prompt where the endpoint takes them, its fixed values. Krea's Topaz takes the output
+    size, fal's upscalers a factor, the local upscaler both (providers/local_upscale.py)."""
+    rule = call.upscale
+    assert rule is not None, "an upscale offer's call carries its upscale rule"
+    body: dict[str, object] = {rule.image_field: call.init_image}
+    if rule.send == "size":
+        body["width"], body["height"] = call.width, call.height
+    if rule.factor_field is not None:
+        body[rule.factor_field] = rule.factor
+    if rule.creativity_field is not None and rule.creativity is not None:
+        body[rule.creativity_field] = rule.creativity
+    if rule.prompt_field is not None:
+        body[rule.prompt_field] = call.prompt
+    body.update(rule.fixed)
+    return body
+
+
+WIRE_BUILDERS = {
+    "fal": fal_arguments,
+    "krea-flux": krea_flux_body,
+    "krea-2": krea_2_body,
+    "local": local_kwargs,
+    "upscale": upscale_body,
+}

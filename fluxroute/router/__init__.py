@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 from fluxroute.catalog import Catalog, load_catalog
-from fluxroute.errors import FluxrouteError, JobBusy, JobNotFound, NoRouteError
+from fluxroute.errors import FieldError, FluxrouteError, InvalidRequest, JobBusy, JobNotFound, NoRouteError
 from fluxroute.providers import create_provider
-from fluxroute.providers.availability import check_availability, local_availability_by_repo
+from fluxroute.providers.availability import check_availability, is_upscaler_ref, local_availability_by_repo
 from fluxroute.providers.base import Availability, ProgressCallback, Provider
 from fluxroute.router.drafts import (
     DEFAULT_DRAFTS,
@@ -30,7 +30,7 @@ from fluxroute.router.planner import Planner, plan_bytes
 from fluxroute.settings import Settings
 from fluxroute.store import JobStore, Store
 from fluxroute.store.leases import attempt_free
-from fluxroute.types import GenerationResult, ImageRequest, Plan
+from fluxroute.types import MAX_UPSCALE_FACTOR, GenerationResult, ImageRequest, Plan
 
 __all__ = ["Router"]
 
@@ -55,9 +55,11 @@ class Router:
         if availability is None:
             local_repos = [offer.endpoint for offer in self.catalog.offers if offer.provider == "local"]
             availability = check_availability(settings, local_repos)
-            if availability["local"].ok:  # each local offer runs only where its own weights are
-                by_repo = local_availability_by_repo(settings, local_repos)
-                availability = {**availability, **{f"local:{repo}": a for repo, a in by_repo.items()}}
+            # each local offer runs only where its own weights are; an upscaler says why it cannot (its weights
+            # file, spandrel) even where no pipeline can run either
+            asked = local_repos if availability["local"].ok else [r for r in local_repos if is_upscaler_ref(r)]
+            by_repo = local_availability_by_repo(settings, asked)
+            availability = {**availability, **{f"local:{repo}": a for repo, a in by_repo.items()}}
         self.availability: dict[str, Availability] = dict(availability)
         self.planner = Planner(self.catalog, settings, self.availability)
         # plans depend only on the request, the settings, the catalog and availability, all fixed here
@@ -202,16 +204,21 @@ class Router:
         idempotency_key: str | None = None,
         progress: ProgressCallback | None = None,
         out_dir: Path | None = None,
+        upscale: float | None = None,
     ) -> FinalImage:
         """Draft `index` (from 1) of set `draft_set_id` at full quality: the same model, size and seed at full
-        steps where the draft ran on that model, else the draft as init image at `strength` (default 0.5).
+        steps where the draft ran on that model, else the draft as init image at `strength` (default 0.5). With
+        `upscale`, the final is then upscaled by that factor (faithfully, routed like any upscale; its own job,
+        upscaled_from the final, idempotent under `idempotency_key` + ":upscale").
 
         Raises:
             JobNotFound: no such draft set.
             InvalidRequest: no draft `index`, or a method the draft's route cannot take.
             FluxrouteError: what generate raises.
         """
-        return await make_final(
+        if upscale is not None and not 1 <= upscale <= MAX_UPSCALE_FACTOR:  # refused before the final is paid for
+            raise InvalidRequest([FieldError("upscale", upscale, f"a factor from 1 to {MAX_UPSCALE_FACTOR}")])
+        final = await make_final(
             self,
             draft_set_id,
             index,
@@ -221,6 +228,17 @@ class Router:
             out_dir=out_dir,
             progress=progress,
         )
+        if upscale is None:
+            return final
+        request = ImageRequest(
+            prompt=str(final.result.plan.request.get("prompt") or "an image"),
+            init_image=f"job:{final.result.job_id}/0",
+            task="upscale",
+            upscale_factor=upscale,
+            idempotency_key=None if idempotency_key is None else f"{idempotency_key[:190]}:upscale",
+        )
+        upscaled = await self.generate(request, progress, out_dir)
+        return final.model_copy(update={"upscaled": upscaled})
 
     async def resume_in_flight(
         self, progress: ProgressCallback | None = None

@@ -122,6 +122,8 @@ class FinalImage(BaseModel):
     method: FinalizeMethod
     reason: str
     result: GenerationResult
+    # the final upscaled, when the finalize asked for it (its lineage: upscaled_from the final)
+    upscaled: GenerationResult | None = None
 
 
 @dataclass(frozen=True)

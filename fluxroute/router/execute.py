@@ -46,10 +46,10 @@ from fluxroute.providers.polling import EXPECTED, Expectation
 from fluxroute.providers.polling import learned as learned_expectation
 from fluxroute.redact import redact, settings_secrets
 from fluxroute.router.input_images import Parent
-from fluxroute.router.pricing import estimate_cost
+from fluxroute.router.pricing import compute_time_cost, estimate_cost
 from fluxroute.settings import Settings
 from fluxroute.store import AttemptRecord, AttemptStart, CallStart, JobChange, JobRecord, Reservation, Store, leases
-from fluxroute.store.images import ImageStore
+from fluxroute.store.images import ImageStore, read_parameters
 from fluxroute.store.leases import Owner, this_process
 from fluxroute.store.money import usd
 from fluxroute.types import Candidate, GenerationResult, ImageRequest, Plan
@@ -575,7 +575,7 @@ class Executor:
 
     def _complete(self, run: _Run, attempt: AttemptRecord, result: ProviderResult) -> GenerationResult:
         job, request, candidate = run.job, run.request, run.candidate
-        cost = billed_cost(self.catalog, candidate, request, len(result.images))
+        cost = billed_cost(self.catalog, candidate, request, len(result.images), result.compute_seconds)
         # until the charge below is written, the reservation keeps the job's cost counted (at risk)
         try:
             generation = self._save_images(run, result, cost)
@@ -601,6 +601,19 @@ class Executor:
                 self.store.record_lineage(job.id, index, parent.job_id, parent.image_index, parent.relation)
         return generation
 
+    def _source_parameters(self, parents: tuple[Parent, ...]) -> dict[str, object]:
+        """The parameters embedded in the image an upscale was made from (empty when it is not an upscale of a
+        saved result, or they cannot be read: the upscale is saved all the same)."""
+        parent = next((p for p in parents if p.relation == "upscaled_from"), None)
+        if parent is None:
+            return {}
+        try:
+            images = (self.store.get_job(parent.job_id).result or {}).get("images")
+            path = Path(str(images[parent.image_index]["path"]))  # type: ignore[index]
+            return read_parameters(path)
+        except (FluxrouteError, LookupError, TypeError, OSError, ValueError):
+            return {}
+
     def _save_images(self, run: _Run, result: ProviderResult, cost: Decimal) -> GenerationResult:
         job, request, candidate = run.job, run.request, run.candidate
         images = ImageStore(run.out_dir or self.settings.images_dir)
@@ -620,6 +633,9 @@ class Executor:
             parameters["review"] = result.review
         if run.parents:
             parameters["lineage"] = [f"{p.relation} job:{p.job_id}/{p.image_index}" for p in run.parents]
+        source = self._source_parameters(run.parents)
+        if source:
+            parameters["source"] = source  # an upscale keeps what made its source: prompt, model, seed, ...
         # each image's own seed where the provider reports one per image (image i: seed + i), else the call's
         seeds = result.seeds if len(result.seeds) == len(result.images) else [seed] * len(result.images)
         saved = [
@@ -638,6 +654,11 @@ class Executor:
         if any(image.flagged for image in saved):
             warnings.append("the provider's safety checker flagged at least one image (returned blank)")
         warnings.extend(result.warnings)
+        if self.catalog.offer(candidate.offer_id).price.unit == "compute_second" and result.compute_seconds is None:
+            warnings.append(
+                f"cost estimated: {candidate.provider} reported no compute time for this job, so it is charged at "
+                f"the estimate, {usd(cost)}"
+            )
         return GenerationResult(
             job_id=job.id,
             images=saved,
@@ -775,10 +796,19 @@ async def _outlast_cancel(work: Awaitable[T]) -> tuple[T, bool]:
             cancelled = True
 
 
-def billed_cost(catalog: Catalog, candidate: Candidate, request: ImageRequest, num_images: int) -> Decimal:
-    """What the provider bills for `num_images` images of this candidate: the offer's price rule."""
+def billed_cost(
+    catalog: Catalog,
+    candidate: Candidate,
+    request: ImageRequest,
+    num_images: int,
+    compute_seconds: float | None = None,
+) -> Decimal:
+    """What the provider bills for `num_images` images of this candidate: the offer's price rule. A per-compute-
+    second price is settled at the compute time the provider reported (`compute_seconds`), else at the estimate."""
     price = catalog.offer(candidate.offer_id).price
-    if price.unit == "gpu_second":
+    if price.unit == "compute_second" and compute_seconds is not None:
+        return compute_time_cost(price, compute_seconds)
+    if price.unit in ("gpu_second", "compute_second"):
         return Decimal(str(candidate.cost_usd))
     return estimate_cost(
         price,

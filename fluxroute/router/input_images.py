@@ -108,6 +108,7 @@ RELATION_BY_MODE = {
     "instruction-edit": "edited_from",
     "inpaint": "edited_from",
     "variation": "varied_from",
+    "upscale": "upscaled_from",
 }
 
 

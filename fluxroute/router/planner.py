@@ -13,9 +13,9 @@ from pydantic import BaseModel
 from fluxroute.catalog import Catalog, Offer, Range, license_duty, license_refusal
 from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.providers.base import Availability
-from fluxroute.providers.wire import WIRE_BUILDERS, ResolvedCall
+from fluxroute.providers.wire import WIRE_BUILDERS, ResolvedCall, UpscaleWire
 from fluxroute.router.pricing import billed_megapixels, estimate_cost
-from fluxroute.router.sizing import Target, fit, sized_by_caller, target_of
+from fluxroute.router.sizing import Target, fit, fit_upscale, sized_by_caller, target_of
 from fluxroute.settings import Settings
 from fluxroute.types import Adjustment, Candidate, ImageRequest, Plan, Rejection, Usage, rejection_line
 
@@ -36,7 +36,14 @@ PLAN_BYTES = 6_000
 CANDIDATE_BYTES = 700
 REJECTION_BYTES = 550
 # a price's unit, as the words after "USD" in an explanation
-PRICE_UNIT_WORDS = {"image": "per image", "megapixel_ceil": "per megapixel", "gpu_second": "per GPU-second"}
+PRICE_UNIT_WORDS = {
+    "image": "per image",
+    "megapixel_ceil": "per megapixel",
+    "gpu_second": "per GPU-second",
+    "compute_second": "per compute-second",
+}
+# in an unpriced offer's reason, where its rejection names the offer id to set
+SET_PRICE = "set one in [prices]"
 CANDIDATE_FIELDS = frozenset(Candidate.model_fields)
 REJECTION_FIELDS = frozenset(Rejection.model_fields)
 PLAN_FIELDS = frozenset(Plan.model_fields)
@@ -142,6 +149,7 @@ class Planner:
             if duty is not None:
                 self._duties[offer.id] = duty
         self._providers = sorted({offer.provider for offer in catalog.offers})
+        self._accepted_pixels = accepted_pixels(settings)
         self._scopes: dict[tuple[str, str, tuple[str, ...], int], _Scope] = {}
         self._fits: dict[tuple[int, int, int, str | None, str | None, bool], _Fit] = {}
         # what a candidate of an offer shares with every plan: its fields in Candidate's order, the
@@ -207,7 +215,7 @@ class Planner:
                     "num_images": request.num_images,
                     "latency_s": round(assessed.latency, 2),
                     "adjustments": list(assessed.adjustments),
-                    "params": WIRE_BUILDERS[offers[alike].wire](self._call(request, assessed)),
+                    "params": WIRE_BUILDERS[offers[alike].wire](self._call(request, assessed, offers[alike], target)),
                 }
                 kinds[kind] = (assessed, shared)
             cost, latency = float(price), round(assessed.latency, 2)
@@ -252,7 +260,7 @@ class Planner:
         needs that size (model, mode and provider pins decide "may"; the rest is left to plan)."""
         if request.init_image is None:
             return False
-        if not sized_by_caller(request):
+        if request.mode == "upscale" or not sized_by_caller(request):
             return True  # an edit without a size of its own comes out at its input's
         return any(
             offer.size.output == "input"
@@ -292,7 +300,12 @@ class Planner:
             groups: dict[int, list[int]] = {}
             for i in matching:
                 groups.setdefault(self._alike[i], []).append(i)
-            listed = tuple(i for i, offer in enumerate(self.catalog.offers) if self._asks_for(model, offer.model))
+            # upscalers and generators are listed apart: an upscale lists upscale offers only, and a generation none
+            listed = tuple(
+                i
+                for i, offer in enumerate(self.catalog.offers)
+                if self._asks_for(model, offer.model) and (offer.upscale is not None) == (mode == "upscale")
+            )
             scope = self._scopes[key] = _Scope(listed, tuple((a, tuple(m)) for a, m in groups.items()))
         return scope
 
@@ -336,6 +349,8 @@ class Planner:
             )
         if request.loras:
             reasons.extend(_lora_reasons(offer, request))
+        if offer.upscale is not None and offer.upscale.method != request.method:
+            reasons.append(f"{offer.upscale.method} upscaler; request is {request.method}")
         if request.num_images > offer.max_images:
             what = "one image per job" if offer.max_images == 1 else f"at most {offer.max_images} images per call"
             reasons.append(f"{what}; num_images={request.num_images}")
@@ -364,8 +379,8 @@ class Planner:
         those a cap on its cost adds."""
         if offer.price.usd is None:
             unit = PRICE_UNIT_WORDS[offer.price.unit]
-            # no offer id in it: alike offers share their judgement (`fluxroute models` names the id to set)
-            unpriced = f"price not published by {offer.provider}: set one in [prices] (USD {unit}) to use it"
+            # alike offers share their judgement: the offer id is put in as each rejection is built (_Draft)
+            unpriced = f"price not published by {offer.provider}: {SET_PRICE} (USD {unit}) to use it"
             return Decimal(0), [*assessed.reasons, unpriced]
         sized = assessed.size
         if sized is None:
@@ -405,8 +420,8 @@ class Planner:
         return reasons
 
     @staticmethod
-    def _call(request: ImageRequest, verdict: _Verdict) -> ResolvedCall:
-        """What a candidate assessed as `verdict` sends."""
+    def _call(request: ImageRequest, verdict: _Verdict, offer: Offer, target: Target) -> ResolvedCall:
+        """What a candidate of `offer` assessed as `verdict` sends."""
         sized = verdict.size
         assert sized is not None
         return ResolvedCall(
@@ -427,6 +442,7 @@ class Planner:
             mode=request.mode,
             mask_image=request.mask_image,
             loras=request.loras,
+            upscale=_upscale_wire(offer, request, target),
         )
 
     def _fit(self, index: int, offer: Offer, target: Target) -> _Fit:
@@ -446,7 +462,11 @@ class Planner:
         self, index: int, offer: Offer, request: ImageRequest, target: Target, input_size: tuple[int, int] | None
     ) -> _Fit:
         """The size `offer` renders and bills: the request's (through its size rules), or, for offers whose
-        output follows the input image, that image's size through the same rules."""
+        output follows the input image, that image's size through the same rules; for upscale offers, the
+        upscaled size (sizing.fit_upscale)."""
+        if offer.upscale is not None:
+            upscaled = fit_upscale(offer.upscale, offer.size, target, *self._accepted_pixels)
+            return _Fit(upscaled.width, upscaled.height, None, None, (), upscaled.rejection)
         if offer.size.output != "input" or request.init_image is None:
             return self._fit(index, offer, target)
         requested = f"{target.width}x{target.height}"
@@ -467,6 +487,46 @@ class Planner:
             reason += f", billed {billed_megapixels(sized.width, sized.height)} MP per image"
         adjustment = Adjustment(field="size", requested=requested, sent=f"{sized.width}x{sized.height}", reason=reason)
         return replace(sized, adjustments=(adjustment, *sized.adjustments))
+
+
+def accepted_pixels(settings: Settings) -> tuple[int, str]:
+    """The most pixels a result may have here, and what sets it: max_image_pixels, or Pillow's decompression-bomb
+    limit where that is lower (images above it are refused when read)."""
+    from PIL import Image
+
+    pillow = Image.MAX_IMAGE_PIXELS
+    if pillow is not None and pillow < settings.max_image_pixels:
+        return pillow, "Pillow's decompression-bomb limit: no larger image is decoded here"
+    return (
+        settings.max_image_pixels,
+        "max_image_pixels: the result would be refused; raise FLUXROUTE_MAX_IMAGE_PIXELS",
+    )
+
+
+def _upscale_wire(offer: Offer, request: ImageRequest, target: Target) -> UpscaleWire | None:
+    """An upscale offer's rule with this job's values: the factor, and a generative request's creativity (0-1)
+    put on the endpoint's own scale (its default when none is given)."""
+    rule = offer.upscale
+    if rule is None:
+        return None
+    creativity = None
+    if rule.creativity is not None:
+        scale = rule.creativity
+        creativity = (
+            scale.default if request.creativity is None else scale.min + request.creativity * (scale.max - scale.min)
+        )
+        if rule.integer_creativity:
+            creativity = round(creativity)
+    return UpscaleWire(
+        factor=target.factor or rule.factor.default,
+        creativity=creativity,
+        send=rule.send,
+        factor_field=rule.factor_field,
+        creativity_field=rule.creativity_field,
+        prompt_field=rule.prompt_field,
+        image_field=rule.image_field,
+        fixed=tuple(rule.fixed.items()),
+    )
 
 
 def _fit_range(
@@ -599,7 +659,7 @@ class _Draft:
                             "label": offer.label,
                             "provider": offer.provider,
                             "model": offer.model,
-                            "reasons": list(reasons),
+                            "reasons": [r.replace(SET_PRICE, f"set [prices] {offer.id}") for r in reasons],
                         }
                         built.append(_trusted(Rejection, fields, REJECTION_FIELDS))
                 self._next = position

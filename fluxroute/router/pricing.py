@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from fluxroute.catalog import Price
 
 PIXELS_PER_MEGAPIXEL = 1_000_000
+MICRO = Decimal("0.000001")
 
 
 def billed_megapixels(width: int, height: int) -> int:
@@ -27,7 +28,8 @@ def estimate_cost(
     """What one call costs under `price`.
 
     image: usd x images (the style-reference rate when references are sent);
-    megapixel_ceil: ceil(w*h / 1e6) x usd x images; gpu_second: usd x expected GPU seconds.
+    megapixel_ceil: ceil(w*h / 1e6) x usd x images; gpu_second and compute_second: usd x expected seconds
+    (`gpu_seconds`: the offer's latency estimate).
     """
     usd = price.usd
     if usd is None:
@@ -37,4 +39,11 @@ def estimate_cost(
         return rate * num_images
     if price.unit == "megapixel_ceil":
         return billed_megapixels(width, height) * usd * num_images
-    return (usd * Decimal(str(round(gpu_seconds, 3)))).quantize(Decimal("0.000001"))
+    return (usd * Decimal(str(round(gpu_seconds, 3)))).quantize(MICRO)
+
+
+def compute_time_cost(price: Price, compute_seconds: float) -> Decimal:
+    """What a per-compute-second price bills for the compute time a provider reported, to the micro-dollar,
+    rounded up (the ledger never counts less than was billed)."""
+    assert price.unit == "compute_second" and price.usd is not None
+    return (price.usd * Decimal(str(compute_seconds))).quantize(MICRO, rounding=ROUND_CEILING)

@@ -6,8 +6,9 @@ import functools
 import math
 from dataclasses import dataclass, field
 
-from fluxroute.catalog import SizeRule
-from fluxroute.types import Adjustment, ImageRequest, parse_aspect_ratio
+from fluxroute.catalog import SizeRule, UpscaleRule
+from fluxroute.errors import FieldError, InvalidRequest
+from fluxroute.types import DEFAULT_UPSCALE_FACTOR, Adjustment, ImageRequest, parse_aspect_ratio
 
 DEFAULT_ASPECT_RATIO = "1:1"
 SNAP = 16
@@ -26,6 +27,8 @@ class Target:
     derivation: str  # how width x height was obtained, for the explanation
     # taken from an input image: an offer that cannot render that large renders it smaller, at the same shape
     shrinkable: bool = False
+    # an upscale's factor: width x height is the input's size times it
+    factor: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -74,7 +77,10 @@ def target_of(
     request: ImageRequest, presets: dict[str, tuple[int, int]], input_size: tuple[int, int] | None = None
 ) -> Target:
     """The size a request asks for: as given, or, for a request with an input image and no size of its own, the
-    input image's (`input_size`, when known), else its aspect ratio (default 1:1) at its megapixels."""
+    input image's (`input_size`, when known), else its aspect ratio (default 1:1) at its megapixels. An upscale's
+    is its input's size times its factor (see upscale_target)."""
+    if request.mode == "upscale":
+        return upscale_target(request, input_size)
     if input_size is not None and request.init_image is not None and not sized_by_caller(request):
         width, height = input_size
         return Target(width, height, None, None, f"the input image's size, {width}x{height}", shrinkable=True)
@@ -89,6 +95,59 @@ def target_of(
     mp = f"{request.megapixels:g} MP"
     derivation = f"aspect_ratio {ratio_text}{given} at {mp} -> {w}x{h} (multiples of 16, area <= {mp})"
     return Target(w, h, ratio_text, None, derivation)
+
+
+# an upscale planned without its input's size read is estimated as if the input were this size
+ASSUMED_INPUT_SIZE = (1024, 1024)
+
+
+def upscale_target(request: ImageRequest, input_size: tuple[int, int] | None) -> Target:
+    """An upscale's output: the input's size times upscale_factor (default x2), or the largest size of the input's
+    shape within the width x height asked for.
+
+    Raises:
+        InvalidRequest: width/height smaller than the input (an upscale makes images larger).
+    """
+    width, height = input_size or ASSUMED_INPUT_SIZE
+    source = f"the input image's {width}x{height}" if input_size else f"an input assumed {width}x{height} (not read)"
+    if request.width is not None and request.height is not None:
+        factor = min(request.width / width, request.height / height)
+        if factor < 1:
+            raise InvalidRequest(
+                [
+                    FieldError(
+                        "width, height",
+                        f"{request.width}x{request.height}",
+                        f"an output larger than the input image ({width}x{height}); an upscale does not shrink",
+                    )
+                ]
+            )
+        how = f"to fit {request.width}x{request.height}"
+    else:
+        factor = request.upscale_factor or DEFAULT_UPSCALE_FACTOR
+        how = "" if request.upscale_factor else " (default)"
+    out_w, out_h = round(width * factor), round(height * factor)
+    derivation = f"{source} x{factor:g}{how} -> {out_w}x{out_h}"
+    return Target(out_w, out_h, None, None, derivation, factor=factor)
+
+
+def fit_upscale(rule: UpscaleRule, size: SizeRule, target: Target, max_pixels: int, limit: str) -> Sized:
+    """Whether an upscale offer renders `target` (an upscale_target): its factor range, and its output limits and
+    the largest result this machine accepts (`max_pixels`, which `limit` names and says how to raise)."""
+    factor, width, height = target.factor or DEFAULT_UPSCALE_FACTOR, target.width, target.height
+    low, high = rule.factor.min, rule.factor.max
+    problems = []
+    if low == high and factor != low:
+        problems.append(f"x{low:g} only; request is x{factor:g}")
+    elif not low <= factor <= high:
+        problems.append(f"factor {low:g}-{high:g}; request is x{factor:g}")
+    if max(width, height) > size.max_side:
+        problems.append(f"output {width}x{height} is over its largest side, {size.max_side} px")
+    if size.max_megapixels is not None and width * height / 1e6 > size.max_megapixels:
+        problems.append(f"output {width * height / 1e6:.1f} MP exceeds {size.max_megapixels:g} MP")
+    if width * height > max_pixels:
+        problems.append(f"output {width}x{height} is more than {max_pixels:,} pixels ({limit})")
+    return Sized(width, height, rejection="; ".join(problems) or None)
 
 
 def fit(rule: SizeRule, target: Target, presets: dict[str, tuple[int, int]]) -> Sized:

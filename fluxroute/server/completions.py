@@ -22,6 +22,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import Completion, CompletionArgument, CompletionContext, PromptReference, ResourceTemplateReference
 
 from fluxroute.catalog import Catalog, load_catalog
+from fluxroute.prompts import FAMILIES
 from fluxroute.server.backend import Backend
 from fluxroute.server.delivery import MIME_TYPES
 
@@ -78,7 +79,7 @@ PROMPT_SUFFIX = "-prompt"
 def add_completions(server: MCPServer, backend: Backend) -> None:
     """Answer `completion/complete` for the prompts and resource templates (and so advertise `completions`)."""
     catalog = load_catalog()
-    families = [model.id for model in catalog.models]
+    families = [model.id for model in catalog.models if model.id in FAMILIES]  # the models with a prompting guide
 
     @server.completion()  # type: ignore[no-untyped-call, untyped-decorator]
     async def complete(

@@ -58,6 +58,8 @@ def tool_result(output: BaseModel) -> CallToolResult:
         reason = TextContent(
             type="text", text=f"Finalized from draft {output.draft} ({output.method}): {output.reason}"
         )
+        if output.upscaled is not None:  # the upscaled final after it: the image to download
+            blocks += generation_content(output.upscaled)
         return CallToolResult(content=[reason, *blocks], structured_content=structured)
     text = summary(output)
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)

@@ -14,7 +14,8 @@ from fluxroute.errors import InvalidRequest
 
 
 def add_prompts(server: MCPServer) -> None:
-    families = [(model.id, model.name) for model in load_catalog().models]
+    # the models with a prompting guide (an upscaler takes no prompt worth writing)
+    families = [(model.id, model.name) for model in load_catalog().models if model.id in prompts.FAMILIES]
     for model_id, name in families:
         server.add_prompt(_prompt(model_id, name))
 

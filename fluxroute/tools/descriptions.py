@@ -79,6 +79,35 @@ def vary_fields(catalog: Catalog) -> dict[str, str]:
     return _fields(catalog, own, _VARY_SHARED)
 
 
+def upscale_fields(catalog: Catalog) -> dict[str, str]:
+    """One line per upscale_image argument."""
+    own = {
+        "image": "As edit_image's image.",
+        "factor": "1-32, how much larger. null: 2 (or size).",
+        "size": "auto, or WxH: the largest output within it.",
+        "method": "faithful: invents nothing. generative: adds detail.",
+        "creativity": "Generative: 0-1, how much to invent. null: the offer's default.",
+        "prompt": "Generative: what the image shows.",
+        "model": "auto: the cheapest upscaler that fits.",
+    }
+    return _fields(catalog, own, _UPSCALE_SHARED)
+
+
+def upscale_description() -> str:
+    return (
+        "Make an image larger (the final step before download): faithful (ESRGAN, SeedVR, Topaz) or generative "
+        "(Clarity, Topaz Redefine, Krea Enhance), routed by cost, license and the output size each offer "
+        "reaches; the plan says why."
+    )
+
+
+def models_for(catalog: Catalog, mode: str) -> list[str]:
+    """The ids of the models some offer serves in `mode`, in catalog order."""
+    served = {offer.model for offer in catalog.offers if mode in offer.modes}
+    return [model.id for model in catalog.models if model.id in served]
+
+
+_UPSCALE_SHARED = ("usage", "max_cost_usd", "provider", "idempotency_key", "wait_s")
 _EDIT_SHARED = (
     "style_references",
     "style_references.url",
@@ -148,7 +177,7 @@ def cancel_description() -> str:
 
 
 def plan_description(catalog: Catalog) -> str:
-    names = ", ".join(m.name for m in catalog.models)
+    names = ", ".join(m.name for m in catalog.models if m.id in text_to_image_models(catalog))
     return (
         "Dry run of generate_image, same arguments: the offer that would run it, why, its cost, the fallbacks "
         f"and why every other offer was rejected. Spends nothing; use it first if the user mentions budget, "
@@ -192,23 +221,23 @@ FINALIZE_FIELDS: dict[str, str] = {
     "draft_set_id": "From draft_images.",
     "index": "The draft's number on the sheet.",
     "strength": "Image-conditioned finals only. null: 0.5.",
+    "upscale": "Then upscale the final by this factor (faithful). null: no.",
     "idempotency_key": _IDEMPOTENCY,
     "confirm_spend": _CONFIRM,
 }
 
 
 def models_description(catalog: Catalog) -> str:
-    names = ", ".join(m.name for m in catalog.models)
+    names = ", ".join(m.name for m in catalog.models if m.id in text_to_image_models(catalog))
     return (
-        f"List the image models ({names}) and their offers: provider, price (unit, date), license, "
+        f"List the image models ({names}; upscalers too) and their offers: provider, price (unit, date), license, "
         "commercial use, and whether it can run here (if not, why)."
     )
 
 
 def text_to_image_models(catalog: Catalog) -> list[str]:
     """The models some offer makes images of from a prompt alone (not FLUX.1 Kontext, an editing model)."""
-    drawn = {offer.model for offer in catalog.offers if "text-to-image" in offer.modes}
-    return [model.id for model in catalog.models if model.id in drawn]
+    return models_for(catalog, "text-to-image")
 
 
 def _prompting(catalog: Catalog) -> list[str]:
@@ -244,4 +273,4 @@ def price_line(catalog: Catalog) -> str:
     return "Prices: " + "; ".join(parts) + rounding + "."
 
 
-_UNIT_SUFFIX = {"image": "/image", "megapixel_ceil": "/MP", "gpu_second": "/GPU-s"}
+_UNIT_SUFFIX = {"image": "/image", "megapixel_ceil": "/MP", "gpu_second": "/GPU-s", "compute_second": "/compute-s"}

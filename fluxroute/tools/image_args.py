@@ -20,6 +20,7 @@ from pydantic.json_schema import SkipJsonSchema
 from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.types import (
     MAX_IMAGE_INPUT_CHARS,
+    MAX_UPSCALE_FACTOR,
     FalPreset,
     IdempotencyKey,
     ImageMode,
@@ -30,6 +31,7 @@ from fluxroute.types import (
     Prefer,
     PromptText,
     ProviderName,
+    UpscaleMethod,
     Usage,
     parse_aspect_ratio,
 )
@@ -113,9 +115,12 @@ class ImageArgs(BaseModel):
     megapixels: SkipJsonSchema[float | None] = None
     image_size: SkipJsonSchema[str | None] = None
     providers: SkipJsonSchema[list[ProviderName] | None] = None
-    # set by edit_image and vary_image, not published here
+    # set by edit_image, vary_image and upscale_image, not published here
     mask_image: SkipJsonSchema[str | None] = None
     task: SkipJsonSchema[ImageMode | None] = None
+    upscale_factor: SkipJsonSchema[float | None] = None
+    upscale_method: SkipJsonSchema[UpscaleMethod | None] = None
+    creativity: SkipJsonSchema[float | None] = None
 
     @model_validator(mode="after")
     def _one_way_to_size(self) -> ImageArgs:
@@ -232,6 +237,51 @@ class VaryArgs(BaseModel):
         return GenerateArgs(init_image=self.image, task="variation", num_images=self.n, prompt=prompt, **fields)
 
 
+# what upscale_image sends as the prompt when none is given (only generative upscalers read one): Clarity
+# Upscaler's documented default
+UPSCALE_PROMPT = "masterpiece, best quality, highres"
+
+
+class UpscaleArgs(BaseModel):
+    """upscale_image's arguments: the image, how much larger, faithful or generative."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    image: str = Field(min_length=1, max_length=MAX_IMAGE_INPUT_CHARS)
+    factor: float | None = Field(default=None, ge=1, le=MAX_UPSCALE_FACTOR)
+    size: str = Field(default="auto", min_length=1, max_length=40)
+    method: UpscaleMethod = "faithful"
+    creativity: float | None = Field(default=None, ge=0, le=1)
+    prompt: PromptText | None = None
+    model: ModelId = "auto"
+    usage: Usage | None = None
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    provider: Literal["auto", "krea", "fal", "local"] = "auto"
+    idempotency_key: IdempotencyKey | None = None
+    wait_s: float = Field(default=45.0, ge=0, le=3600)
+    confirm_spend: bool = False
+
+    def generate_args(self) -> GenerateArgs:
+        """generate_image's arguments for this upscale.
+
+        Raises:
+            InvalidRequest: `size` is not auto or WxH.
+        """
+        fields = self.model_dump(exclude={"image", "factor", "method", "prompt", "size"}, exclude_none=True)
+        size = self.size.strip()
+        if size.lower() != "auto" and not _PIXELS.fullmatch(size):
+            raise InvalidRequest([FieldError("size", self.size, "auto, or the output's largest WxH (4096x4096)")])
+        return GenerateArgs(
+            init_image=self.image,
+            task="upscale",
+            prompt=self.prompt or UPSCALE_PROMPT,
+            size=size,
+            upscale_factor=self.factor,
+            upscale_method=self.method,
+            **fields,
+        )
+
+
 class PlanArgs(ImageArgs):
     """plan_image_route's arguments: the image, and optionally a draft → final round to plan instead."""
 
@@ -271,5 +321,6 @@ class FinalizeArgs(BaseModel):
     draft_set_id: str = Field(min_length=1, max_length=64)
     index: int = Field(ge=1, le=8)
     strength: float | None = Field(default=None, ge=0.01, le=1)
+    upscale: float | None = Field(default=None, ge=1, le=MAX_UPSCALE_FACTOR)
     idempotency_key: IdempotencyKey | None = None
     confirm_spend: bool = False

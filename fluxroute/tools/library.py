@@ -15,7 +15,16 @@ from fluxroute.prompts import RewriteQuery, rewrite_image_prompt
 from fluxroute.providers.base import Availability, ProgressCallback
 from fluxroute.router.drafts import DraftSet, FinalImage, FinalizeRoute, RoundPlan
 from fluxroute.settings import Settings
-from fluxroute.tools.image_args import DraftArgs, EditArgs, FinalizeArgs, GenerateArgs, ImageArgs, PlanArgs, VaryArgs
+from fluxroute.tools.image_args import (
+    DraftArgs,
+    EditArgs,
+    FinalizeArgs,
+    GenerateArgs,
+    ImageArgs,
+    PlanArgs,
+    UpscaleArgs,
+    VaryArgs,
+)
 from fluxroute.tools.jobs import BackgroundJobs, JobRunner
 from fluxroute.tools.outputs import (
     DraftSetOutput,
@@ -59,6 +68,7 @@ class ImageRouter(JobRunner, Protocol):
         strength: float | None = None,
         idempotency_key: str | None = None,
         progress: ProgressCallback | None = None,
+        upscale: float | None = None,
     ) -> FinalImage: ...
 
 
@@ -118,6 +128,8 @@ class ToolLibrary:
                 return await self.generate(parsed.generate_args(), progress, approved_usd)
             case "vary", VaryArgs():
                 return await self.generate(parsed.generate_args(), progress, approved_usd)
+            case "upscale", UpscaleArgs():
+                return await self.generate(parsed.generate_args(), progress, approved_usd)
             case "plan", PlanArgs() if parsed.drafts is not None:
                 planned = self.router.plan_round(self.image_request(parsed), parsed.drafts)
                 return PlanOutput.from_round(planned).model_copy(update={"warnings": parsed.deprecations()})
@@ -175,7 +187,7 @@ class ToolLibrary:
                 self._check_spend(Decimal(str(route.plan.chosen.cost_usd)), "the final", False, None)
         final = await self.router.finalize(
             args.draft_set_id, args.index, strength=args.strength, idempotency_key=args.idempotency_key,
-            progress=progress,
+            progress=progress, upscale=args.upscale,
         )  # fmt: skip
         return FinalOutput.from_final(final)
 

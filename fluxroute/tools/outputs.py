@@ -25,6 +25,7 @@ PRICE_UNITS: dict[str, str] = {
     "image": "per image",
     "megapixel_ceil": "per megapixel, rounded up per image",
     "gpu_second": "per GPU-second",
+    "compute_second": "per compute-second (settled at the compute time the provider reports)",
 }
 
 
@@ -277,6 +278,8 @@ class FinalOutput(_Output):
     seed: int | None
     images: list[ImageOutput]
     warnings: list[str]
+    # the final upscaled (finalize_image with upscale): its own job, upscaled_from the final
+    upscaled: GenerateOutput | None = None
 
     @classmethod
     def from_final(cls, final: FinalImage) -> FinalOutput:
@@ -292,6 +295,7 @@ class FinalOutput(_Output):
             seed=final.result.seed,
             images=generated.images,
             warnings=generated.warnings,
+            upscaled=None if final.upscaled is None else GenerateOutput.from_result(final.upscaled),
         )
 
     def generation(self) -> GenerateOutput:

@@ -26,13 +26,24 @@ from fluxroute.tools.descriptions import (
     generate_description,
     job_description,
     models_description,
+    models_for,
     plan_description,
     request_fields,
     text_to_image_models,
+    upscale_description,
+    upscale_fields,
     vary_description,
     vary_fields,
 )
-from fluxroute.tools.image_args import DraftArgs, EditArgs, FinalizeArgs, GenerateArgs, PlanArgs, VaryArgs
+from fluxroute.tools.image_args import (
+    DraftArgs,
+    EditArgs,
+    FinalizeArgs,
+    GenerateArgs,
+    PlanArgs,
+    UpscaleArgs,
+    VaryArgs,
+)
 from fluxroute.tools.outputs import (
     DraftSetOutput,
     FinalOutput,
@@ -43,7 +54,9 @@ from fluxroute.tools.outputs import (
 )
 from fluxroute.tools.schema import JsonSchema, closed_schema, input_schema, output_schema, strict_schema
 
-Handler = Literal["generate", "edit", "vary", "plan", "models", "job", "cancel", "rewrite", "draft", "finalize"]
+Handler = Literal[
+    "generate", "edit", "vary", "upscale", "plan", "models", "job", "cancel", "rewrite", "draft", "finalize"
+]
 
 # A client's request timeout is often 60 s; a generation still running after this comes back as a job handle.
 DEFAULT_WAIT_S = 45.0
@@ -132,7 +145,23 @@ class ToolSpec:
 def tool_specs() -> tuple[ToolSpec, ...]:
     """Every tool, in the order clients list them; descriptions quote the built-in catalog."""
     catalog = load_catalog()
-    models = {"model": ["auto", *(model.id for model in catalog.models)]}
+    editing = {
+        "model": [
+            "auto",
+            *(
+                m.id
+                for m in catalog.models
+                if m.id
+                in {
+                    *models_for(catalog, "image-to-image"),
+                    *models_for(catalog, "instruction-edit"),
+                    *models_for(catalog, "inpaint"),
+                }
+            ),
+        ]
+    }
+    varying = {"model": ["auto", *models_for(catalog, "variation")]}
+    upscaling = {"model": ["auto", *models_for(catalog, "upscale")]}
     # generate_image, plan_image_route and draft_images make images from a prompt: models with such an offer
     drawing = {"model": ["auto", *text_to_image_models(catalog)]}
     return (
@@ -198,7 +227,7 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             hints=ToolHints(read_only=False, destructive=False, idempotent=False, open_world=True),
             handler="edit",
             field_descriptions=edit_fields(catalog),
-            enums=models,
+            enums=editing,
         ),
         ToolSpec(
             name="vary_image",
@@ -209,7 +238,18 @@ def tool_specs() -> tuple[ToolSpec, ...]:
             hints=ToolHints(read_only=False, destructive=False, idempotent=False, open_world=True),
             handler="vary",
             field_descriptions=vary_fields(catalog),
-            enums=models,
+            enums=varying,
+        ),
+        ToolSpec(
+            name="upscale_image",
+            title="Upscale image",
+            description=upscale_description(),
+            input_model=UpscaleArgs,
+            output_model=GenerateOutput,
+            hints=ToolHints(read_only=False, destructive=False, idempotent=False, open_world=True),
+            handler="upscale",
+            field_descriptions=upscale_fields(catalog),
+            enums=upscaling,
         ),
         ToolSpec(
             name="draft_images",

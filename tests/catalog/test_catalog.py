@@ -23,6 +23,7 @@ def test_every_offer_has_a_dated_sourced_price_and_a_known_license() -> None:
         "krea-2",
         "flux-schnell",
         "flux-kontext-dev",
+        *("real-esrgan", "seedvr2", "aura-sr", "topaz", "clarity-upscaler", "krea-enhance"),
     }
     for offer in catalog.offers:
         assert offer.price.as_of and offer.price.source
@@ -97,3 +98,30 @@ def test_malformed_added_offer_is_a_config_error_naming_the_field(tmp_path: Path
     added = len(load_catalog().offers)  # the added offer comes after the built-in ones
     with pytest.raises(ConfigError, match=rf"invalid catalog: offers\.{added}\.label: Field required"):
         load_catalog(Settings(home=tmp_path, offers=[{"id": "x"}]))
+
+
+def test_upscale_offers_carry_their_rule_and_price_units_as_data() -> None:
+    catalog = load_catalog()
+    upscalers = {o.id: o for o in catalog.offers if o.upscale is not None}
+    assert all(o.modes == ("upscale",) and o.wire == "upscale" for o in upscalers.values())
+    assert {o.provider for o in upscalers.values()} == {"krea", "fal", "local"}
+    esrgan = upscalers["fal-esrgan"]
+    assert (esrgan.price.unit, esrgan.price.usd) == ("compute_second", Decimal("0.00111"))
+    aura = upscalers["fal-aura-sr"].upscale
+    assert aura is not None and (aura.factor.min, aura.factor.max) == (4, 4)
+    topaz = upscalers["krea-topaz-standard"]
+    assert topaz.upscale is not None and topaz.upscale.send == "size" and topaz.price.usd is None
+
+
+def test_an_upscale_rule_on_a_generation_offer_is_refused_by_the_catalog() -> None:
+    bad = {
+        **_offer_data("fal-flux-krea"),
+        "id": "odd",
+        "upscale": {"method": "faithful", "factor": {"min": 1, "max": 2, "default": 2}, "factor_field": "f"},
+    }
+    with pytest.raises(ConfigError, match='an upscale offer has modes = \\["upscale"\\]'):
+        load_catalog(Settings(offers=[bad]))
+
+
+def _offer_data(offer_id: str) -> dict[str, object]:
+    return load_catalog().offer(offer_id).model_dump(mode="json", exclude_none=True)

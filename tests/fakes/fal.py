@@ -1,4 +1,4 @@
-"""Protocol-faithful fake of fal.ai's queue (and run) hosts for the FLUX endpoints, on 127.0.0.1."""
+"""Protocol-faithful fake of fal.ai's queue (and run) hosts for the FLUX and upscaler endpoints, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
+import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,6 +33,16 @@ from tests.fakes.webhooks import FalWebhookSigner
 def _detail(status: int, detail: Any, request_id: str | None = None) -> JSONResponse:
     headers = {"x-fal-request-id": request_id} if request_id else None
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _download_error(url: str) -> dict[str, Any]:
+    """The 422 detail of an input image the runner could not download (fal's error type for it)."""
+    return {
+        "loc": ["body", "image_url"],
+        "msg": "Failed to download the file. Please check if the URL is accessible.",
+        "type": "file_download_error",
+        "input": url[:200],
+    }
 
 
 def _wants_logs(request: Request) -> bool:
@@ -54,6 +66,16 @@ class FalFake(FakeService):
     ``/files/{name}`` answer 404 once that old; None = never), ``webhook_signing`` ("valid" |
     "forged" | "stale" | "unsigned"), ``default_i2i_size``, ``manual``, ``image_scale``,
     ``webhook_max_attempts``, ``webhook_retry_delay``.
+
+    Upscalers (``fal_schema.UPSCALERS``: seedvr, clarity, esrgan, aura-sr) answer one ``image`` at the input's
+    size times the factor. The input's size is read from a data: URI, a file on the fake's ``/files/``, or a
+    bounded GET of a ``127.0.0.1``/``localhost`` URL (``input_fetch_max_bytes``; one that cannot be read fails
+    the request at run time with a 422 ``file_download_error``); any other URL counts as ``default_i2i_size``.
+    Their COMPLETED status reports ``metrics.inference_time`` = ``upscale_seconds_per_mp`` (Decimal, 0.35) per
+    output megapixel in whole ms (``reported_inference_time(id)``), which esrgan is billed by exactly
+    ($0.00111/s); seedvr ($0.001) and clarity ($0.03) bill per output megapixel rounded up; aura-sr bills
+    ``aura_sr_price`` (Decimal USD per request, 0.01: fal publishes none). ``faults.drop_metrics()`` makes the
+    next job's COMPLETED status carry no ``metrics``.
     """
 
     name: ClassVar[str] = "fal"
@@ -81,6 +103,9 @@ class FalFake(FakeService):
         self.large_result_bytes = 10 * 1024
         self.webhook_signing = "valid"
         self.default_i2i_size = (1024, 1024)
+        self.upscale_seconds_per_mp = Decimal("0.35")
+        self.aura_sr_price = Decimal("0.01")
+        self.input_fetch_max_bytes = 32 * 1024 * 1024
 
     @property
     def run_url(self) -> str:
@@ -94,6 +119,11 @@ class FalFake(FakeService):
         """Make a ``manual`` IN_PROGRESS request log ``steps_done`` denoising steps."""
         self.job(request_id).meta["steps_done"] = steps_done
         self._kick()
+
+    def reported_inference_time(self, request_id: str) -> float | None:
+        """The ``metrics.inference_time`` an upscale's COMPLETED status reports (None for other endpoints)."""
+        seconds = self.job(request_id).meta.get("inference_time")
+        return None if seconds is None else float(seconds)
 
     def rotate_webhook_key(self) -> str:
         """Sign with a new key from now on; the JWKS keeps publishing the old ones."""
@@ -150,7 +180,9 @@ class FalFake(FakeService):
 
     # --- terminal effects -------------------------------------------------------------------------
     def on_terminal(self, job: Job) -> None:
-        if job.outcome is Outcome.COMPLETED:
+        if job.outcome is Outcome.COMPLETED and job.model in fal_schema.UPSCALERS:
+            job.result = fal_wire.make_upscale_result(job, files=self.files, base_url=self.base_url)
+        elif job.outcome is Outcome.COMPLETED:
             job.result = fal_wire.make_result(
                 job, files=self.files, base_url=self.base_url, nsfw_prompts=self.nsfw_prompts
             )
@@ -185,24 +217,44 @@ class FalFake(FakeService):
         """Submit and run alike: auth, model, body, validation, then a new job."""
         if not self._authorized(request):
             return self._unauthorized()
-        model = fal_schema.MODELS.get(request.path_params["model_id"].strip("/"))
-        if model is None:
+        model_id = request.path_params["model_id"].strip("/")
+        model = fal_schema.MODELS.get(model_id)
+        upscaler = fal_schema.UPSCALERS.get(model_id)
+        if model is None and upscaler is None:
             return _detail(404, f"Application '{request.path_params['model_id']}' not found")
         try:
             raw = json.loads(await request.body() or b"null")
         except ValueError:
             return _detail(422, [{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}])
-        params, errors = fal_schema.validate(model, raw)
+        if upscaler is not None:
+            params, errors = fal_schema.validate_upscale(upscaler, raw)
+        else:
+            assert model is not None
+            params, errors = fal_schema.validate(model, raw)
         if errors and (self.validate_at_submit or not queued):
             return _detail(422, errors)
-        size = (0, 0) if errors else self._size(model, params)
-        cost = Decimal("0") if errors else fal_schema.price(model, *size, params["num_images"])
         seed = params.get("seed")
+        endpoint = upscaler if upscaler is not None else model
+        assert endpoint is not None
+        size, cost, seconds = (0, 0), Decimal("0"), None
+        if not errors and upscaler is not None:
+            found = await self._input_size(params["image_url"])
+            if found is None:  # the runner could not download the input: a 422 when it runs
+                errors = [_download_error(params["image_url"])]
+            else:
+                size = fal_schema.upscale_output_size(upscaler, params, *found)
+                seconds = fal_schema.compute_seconds(*size, self.upscale_seconds_per_mp)
+                cost = fal_schema.upscale_price(upscaler, *size, seconds=seconds, unpublished_price=self.aura_sr_price)
+        elif not errors:
+            assert model is not None
+            size = self._size(model, params)
+            cost = fal_schema.price(model, *size, params["num_images"])
         meta = {
             "base": str(request.base_url).rstrip("/"),
-            "owner_app": model.owner_app,
-            "default_steps": model.default_steps,
+            "owner_app": endpoint.owner_app,
+            "default_steps": endpoint.default_steps,
             "size": size,
+            "inference_time": seconds,
             "seed": int(seed) if isinstance(seed, int | float) else random.randrange(2**31),
             "webhook_url": request.query_params.get("fal_webhook"),
             "ahead": self.queue_ahead,
@@ -219,8 +271,35 @@ class FalFake(FakeService):
             )
         else:
             phases.append(("IN_PROGRESS", self.timings["IN_PROGRESS"]))
-            failure = self.faults.take_job_failure("submit" if queued else "run")
-        return self.create_job(model=model.id, input=params, price=cost, phases=phases, meta=meta, failure=failure)
+            route = "submit" if queued else "run"
+            failure = self.faults.take_job_failure(route)
+            meta["drop_metrics"] = self.faults.take_job_fault("drop_metrics", route) is not None
+        return self.create_job(model=model_id, input=params, price=cost, phases=phases, meta=meta, failure=failure)
+
+    async def _input_size(self, url: str) -> tuple[int, int] | None:
+        """An upscaler's input size: a data: URI decoded, a file on the fake's ``/files/``, a loopback URL
+        fetched (at most ``input_fetch_max_bytes``); None when such an image cannot be read. Any other URL
+        (the fake reaches no network) counts as ``default_i2i_size``."""
+        data = decode_data_uri(url)
+        if data is not None:
+            return size_of(data)
+        prefix = self.base_url + "/files/"
+        if url.startswith(prefix):
+            return await asyncio.to_thread(self.files.logical_size, url[len(prefix) :])
+        if urlsplit(url).hostname not in ("127.0.0.1", "localhost"):
+            return self.default_i2i_size
+        body = bytearray()
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client, client.stream("GET", url) as response:
+                if response.is_error:
+                    return None
+                async for piece in response.aiter_bytes():
+                    body += piece
+                    if len(body) > self.input_fetch_max_bytes:
+                        return None
+        except httpx.HTTPError:
+            return None
+        return size_of(bytes(body))
 
     def _size(self, model: fal_schema.FalModel, params: dict[str, Any]) -> tuple[int, int]:
         """Output size: the t2i ``image_size``, or the input image's size when the fake can read it."""

@@ -1,10 +1,12 @@
-"""Input rules, defaults and prices of the fal FLUX endpoints the fake serves (pydantic-style 422 details)."""
+"""Input rules, defaults and prices of the fal endpoints the fake serves, FLUX and the upscalers (pydantic-style
+422 details)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 IMAGE_SIZE_PRESETS: dict[str, tuple[int, int]] = {
@@ -277,3 +279,159 @@ def output_size(image_size: Any) -> tuple[int, int]:
     if isinstance(image_size, str):
         return IMAGE_SIZE_PRESETS[image_size]
     return int(image_size.get("width", 512)), int(image_size.get("height", 512))
+
+
+# --- the upscalers -----------------------------------------------------------------------------------------
+# Input schemas and prices from fal's own model pages (llms.txt: fal-ai/seedvr/upscale/image,
+# fal-ai/clarity-upscaler, fal-ai/esrgan; fal-ai/aura-sr from its API page as copied into a fal skill, and
+# fal-js's generated types). Each answers one `image` object, not an `images` list.
+SEEDVR_TARGETS: dict[str, int] = {"720p": 720, "1080p": 1080, "1440p": 1440, "2160p": 2160}
+ESRGAN_MODELS = (
+    "RealESRGAN_x4plus",
+    "RealESRGAN_x2plus",
+    "RealESRGAN_x4plus_anime_6B",
+    "RealESRGAN_x4_v3",
+    "RealESRGAN_x4_wdn_v3",
+    "RealESRGAN_x4_anime_v3",
+)
+UpscalePricing = Literal["per_output_mp", "per_compute_second", "unpublished"]
+
+
+@dataclass(frozen=True)
+class Upscaler:
+    """One fal upscaler endpoint: the field that carries its factor, and how the fake bills it.
+
+    `pricing`: "per_output_mp" — `unit_price` per megapixel of the output, rounded up per image like the FLUX
+    entries above (fal documents no rounding for these; its seedvr *video* example bills fractional MP);
+    "per_compute_second" — `unit_price` times the inference_time the fake reports in the COMPLETED status's
+    metrics, exactly; "unpublished" — fal publishes no price: the fake bills `FalFake.aura_sr_price` per request.
+    """
+
+    id: str
+    factor_field: str
+    factor_range: tuple[float, float]
+    default_factor: float
+    pricing: UpscalePricing
+    unit_price: Decimal | None
+    default_steps: int = 1  # log lines "step i/N" while it runs (clarity: its num_inference_steps)
+
+    @property
+    def owner_app(self) -> str:
+        return "/".join(self.id.split("/")[:2])
+
+
+UPSCALERS: dict[str, Upscaler] = {
+    u.id: u
+    for u in (
+        # $0.001 per megapixel (fal llms.txt); the fake counts the output's megapixels
+        Upscaler("fal-ai/seedvr/upscale/image", "upscale_factor", (1, 10), 2, "per_output_mp", Decimal("0.001")),
+        # $0.03 per megapixel (fal llms.txt); the fake counts the output's megapixels
+        Upscaler("fal-ai/clarity-upscaler", "upscale_factor", (1, 4), 2, "per_output_mp", Decimal("0.03"), 18),
+        # $0.00111 per compute second (fal llms.txt)
+        Upscaler("fal-ai/esrgan", "scale", (1, 8), 2, "per_compute_second", Decimal("0.00111")),
+        # upscale_factor is a constant 4 (older schemas: `upscaling_factor`, the string "4"); no published price
+        Upscaler("fal-ai/aura-sr", "upscale_factor", (4, 4), 4, "unpublished", None),
+    )
+}
+
+
+def _upscaler_defaults(upscaler: Upscaler) -> dict[str, Any]:
+    if upscaler.id == "fal-ai/seedvr/upscale/image":
+        return {
+            "upscale_mode": "factor",
+            "upscale_factor": 2,
+            "target_resolution": "1080p",
+            "noise_scale": 0.1,
+            "output_format": "jpg",
+            "sync_mode": False,
+        }
+    if upscaler.id == "fal-ai/clarity-upscaler":
+        return {
+            "prompt": "masterpiece, best quality, highres",
+            "upscale_factor": 2,
+            "negative_prompt": "(worst quality, low quality, normal quality:2)",
+            "creativity": 0.35,
+            "resemblance": 0.6,
+            "guidance_scale": 4,
+            "num_inference_steps": 18,
+            "enable_safety_checker": True,
+        }
+    if upscaler.id == "fal-ai/esrgan":
+        return {"scale": 2, "tile": 0, "face": False, "model": "RealESRGAN_x4plus", "output_format": "png"}
+    return {"upscale_factor": 4, "overlapping_tiles": False, "checkpoint": "v1"}
+
+
+def validate_upscale(upscaler: Upscaler, body: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Like `validate`, for an upscaler: ``(input with defaults, errors)``; unknown fields are kept and ignored."""
+    if not isinstance(body, dict):
+        return {}, [_error((), "model_attributes_type", "Input should be a valid dictionary", body)]
+    check = _Checker(body)
+    if check.required("image_url"):
+        check.string("image_url")
+    if upscaler.id == "fal-ai/seedvr/upscale/image":
+        check.choice("upscale_mode", ("target", "factor"))
+        check.field("upscale_factor", integer=False, ge=1, le=10)
+        check.choice("target_resolution", tuple(SEEDVR_TARGETS))
+        check.field("seed", integer=True)
+        check.field("noise_scale", integer=False, ge=0, le=1)
+        check.choice("output_format", ("png", "jpg", "webp"))
+        check.boolean("sync_mode")
+    elif upscaler.id == "fal-ai/clarity-upscaler":
+        for name in ("prompt", "negative_prompt"):
+            check.string(name)
+        check.field("upscale_factor", integer=False, ge=1, le=4)
+        check.field("creativity", integer=False, ge=0, le=1)
+        check.field("resemblance", integer=False, ge=0, le=1)
+        check.field("guidance_scale", integer=False, ge=0, le=20)
+        check.field("num_inference_steps", integer=True, ge=4, le=50)
+        check.field("seed", integer=True)
+        check.boolean("enable_safety_checker")
+    elif upscaler.id == "fal-ai/esrgan":
+        check.field("scale", integer=False, ge=1, le=8)
+        check.field("tile", integer=True, ge=0)  # "0, that is no tile"; no upper bound documented
+        check.boolean("face")
+        check.choice("model", ESRGAN_MODELS)
+        check.choice("output_format", ("png", "jpeg"))
+    else:  # aura-sr: `upscale_factor` is the constant 4 (pydantic's Literal[4])
+        value = body.get("upscale_factor", 4)
+        if "upscale_factor" in body and (isinstance(value, bool) or value != 4):
+            check.errors.append(
+                _error(("upscale_factor",), "literal_error", "Input should be 4", value, {"expected": "4"})
+            )
+        check.boolean("overlapping_tiles")
+        check.choice("checkpoint", ("v1", "v2"))
+    if check.errors:
+        return dict(body), check.errors
+    return {**_upscaler_defaults(upscaler), **body}, []
+
+
+def upscale_output_size(upscaler: Upscaler, params: Mapping[str, Any], width: int, height: int) -> tuple[int, int]:
+    """The output's pixel size for an input of ``width`` x ``height``: each side times the factor, rounded half
+    up (fal documents no rounding); seedvr's "target" mode scales the shorter side to the target's lines [I]."""
+    if upscaler.id == "fal-ai/seedvr/upscale/image" and params.get("upscale_mode") == "target":
+        factor = SEEDVR_TARGETS[params["target_resolution"]] / min(width, height)
+    else:
+        factor = float(params.get(upscaler.factor_field, upscaler.default_factor))
+    return max(1, math.floor(width * factor + 0.5)), max(1, math.floor(height * factor + 0.5))
+
+
+def compute_seconds(width: int, height: int, seconds_per_mp: Decimal) -> Decimal:
+    """The inference time the fake reports for an upscale to ``width`` x ``height``: proportional to the output's
+    megapixels, in whole milliseconds, at least 1 ms."""
+    seconds = (Decimal(width * height) / Decimal(1_000_000) * seconds_per_mp).quantize(
+        Decimal("0.001"), rounding=ROUND_HALF_UP
+    )
+    return max(seconds, Decimal("0.001"))
+
+
+def upscale_price(
+    upscaler: Upscaler, width: int, height: int, *, seconds: Decimal, unpublished_price: Decimal
+) -> Decimal:
+    """What the fake bills for one upscale to ``width`` x ``height`` that ran ``seconds`` (see `Upscaler`)."""
+    if upscaler.pricing == "per_output_mp":
+        assert upscaler.unit_price is not None
+        return -(-width * height // 1_000_000) * upscaler.unit_price
+    if upscaler.pricing == "per_compute_second":
+        assert upscaler.unit_price is not None
+        return seconds * upscaler.unit_price
+    return unpublished_price

@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from tests.fakes.server import ASGIApp, Message, Receive, Scope, Send, drop_connection
 
-FaultKind = Literal["http_error", "delay", "drop", "garble", "fail_job"]
+FaultKind = Literal["http_error", "delay", "drop", "garble", "fail_job", "drop_metrics"]
+# faults that apply to the jobs a fake creates, not to the HTTP answers its routes give
+JOB_FAULTS: frozenset[str] = frozenset({"fail_job", "drop_metrics"})
 
 NGINX_BODY = (
     "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
@@ -37,7 +39,8 @@ class Fault:
     ``method`` an HTTP method, ``path`` a path prefix; ``None`` matches anything.
     ``after_accept`` faults let the request be handled (a job is created and will be
     billed) and then replace the response the client sees. ``hits`` counts the requests
-    (or, for ``fail_job``, the jobs) it applied to; it stays readable after the fault is used up.
+    (or, for the job faults ``fail_job`` and ``drop_metrics``, the jobs) it applied to; it stays readable
+    after the fault is used up.
     """
 
     kind: FaultKind
@@ -71,9 +74,10 @@ class Faults:
     """The queue of faults a test has armed on one fake (thread-safe; FIFO per phase).
 
     ``fired`` counts every time a fault applied, even after a used-up fault left the queue:
-    keys are ``f"{kind}:{route}"`` with the route the request actually took (for ``fail_job``,
-    the route that created the job), plus ``":after"`` for ``after_accept`` faults, e.g.
-    ``"drop:create:after"``, ``"http_error:status"``, ``"fail_job:submit"``. ``clear()`` resets it.
+    keys are ``f"{kind}:{route}"`` with the route the request actually took (for the job faults
+    ``fail_job`` and ``drop_metrics``, the route that created the job), plus ``":after"`` for
+    ``after_accept`` faults, e.g. ``"drop:create:after"``, ``"http_error:status"``, ``"fail_job:submit"``,
+    ``"drop_metrics:submit"``. ``clear()`` resets it.
     """
 
     def __init__(self, *, accept_route: str, lock: threading.RLock) -> None:
@@ -175,6 +179,12 @@ class Faults:
         """
         return self.add(Fault("fail_job", times=times, error=error, details=details))
 
+    def drop_metrics(self, *, times: int = 1) -> Fault:
+        """The next ``times`` created jobs that run end COMPLETED with a status that has no ``metrics``
+        at all (fal-client: "legacy apps might not return metrics"), so no ``inference_time`` is reported;
+        they are billed as usual. A fal fault (the Krea fake has no metrics)."""
+        return self.add(Fault("drop_metrics", times=times))
+
     def clear(self) -> None:
         """Disarm every queued fault and forget ``fired``."""
         with self._lock:
@@ -189,7 +199,7 @@ class Faults:
         with self._lock:
             for fault in self.queued:
                 if (
-                    fault.kind != "fail_job"
+                    fault.kind not in JOB_FAULTS
                     and fault.after_accept == after_accept
                     and fault.remaining > 0
                     and fault.matches(route, method, path)
@@ -200,9 +210,14 @@ class Faults:
     def take_job_failure(self, route: str | None = None) -> Fault | None:
         """The next armed ``fail_job`` fault, if any, for a job created through ``route``
         (default: the fake's accept route)."""
+        return self.take_job_fault("fail_job", route)
+
+    def take_job_fault(self, kind: FaultKind, route: str | None = None) -> Fault | None:
+        """The next armed job fault of ``kind`` (``fail_job``, ``drop_metrics``), if any, for a job
+        created through ``route`` (default: the fake's accept route)."""
         with self._lock:
             for fault in self.queued:
-                if fault.kind == "fail_job" and fault.remaining > 0:
+                if fault.kind == kind and fault.remaining > 0:
                     return self._hit(fault, route or self._accept_route)
         return None
 

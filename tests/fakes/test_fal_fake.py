@@ -17,7 +17,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from PIL import Image
 
+from fluxroute.providers.image_header import png_or_webp_size
 from tests.fakes.fal import FalFake
+from tests.fakes.fal_wire import cheap_png
+from tests.fakes.krea import KreaFake
 from tests.fakes.webhooks import Delivery, WebhookReceiver
 
 KREA = "fal-ai/flux/krea"
@@ -468,3 +471,237 @@ async def test_krea_2_turbo_runs_8_steps_bills_0_008_per_megapixel_and_takes_two
     assert refused.status_code == 422
     (detail,) = refused.json()["detail"]
     assert detail["loc"] == ["body", "acceleration"] and detail["type"] == "literal_error"
+
+
+# --- the upscalers: fal-ai/seedvr/upscale/image, fal-ai/clarity-upscaler, fal-ai/esrgan, fal-ai/aura-sr ---------
+SEEDVR, CLARITY, ESRGAN, AURA = (
+    "fal-ai/seedvr/upscale/image",
+    "fal-ai/clarity-upscaler",
+    "fal-ai/esrgan",
+    "fal-ai/aura-sr",
+)
+
+
+def png_uri(width: int, height: int) -> str:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 20, 30)).save(out, "PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+@pytest.mark.parametrize(
+    ("model", "arguments", "loc", "kind", "ctx"),
+    [
+        (SEEDVR, {}, "image_url", "missing", None),
+        (SEEDVR, {"upscale_factor": 11}, "upscale_factor", "less_than_equal", {"le": 10}),
+        (SEEDVR, {"upscale_factor": 0.5}, "upscale_factor", "greater_than_equal", {"ge": 1}),
+        (SEEDVR, {"upscale_mode": "double"}, "upscale_mode", "literal_error", {"expected": "'target' or 'factor'"}),
+        (SEEDVR, {"target_resolution": "4k"}, "target_resolution", "literal_error", None),
+        (SEEDVR, {"output_format": "jpeg"}, "output_format", "literal_error", {"expected": "'png', 'jpg' or 'webp'"}),
+        (SEEDVR, {"noise_scale": 1.5}, "noise_scale", "less_than_equal", {"le": 1}),
+        (CLARITY, {}, "image_url", "missing", None),
+        (CLARITY, {"upscale_factor": 5}, "upscale_factor", "less_than_equal", {"le": 4}),
+        (CLARITY, {"creativity": -0.1}, "creativity", "greater_than_equal", {"ge": 0}),
+        (CLARITY, {"resemblance": 2}, "resemblance", "less_than_equal", {"le": 1}),
+        (CLARITY, {"num_inference_steps": 3}, "num_inference_steps", "greater_than_equal", {"ge": 4}),
+        (CLARITY, {"guidance_scale": 21}, "guidance_scale", "less_than_equal", {"le": 20}),
+        (CLARITY, {"prompt": 7}, "prompt", "string_type", None),
+        (ESRGAN, {}, "image_url", "missing", None),
+        (ESRGAN, {"scale": 9}, "scale", "less_than_equal", {"le": 8}),
+        (ESRGAN, {"model": "RealESRGAN_x8"}, "model", "literal_error", None),
+        (ESRGAN, {"output_format": "webp"}, "output_format", "literal_error", {"expected": "'png' or 'jpeg'"}),
+        (ESRGAN, {"tile": 1.5}, "tile", "int_from_float", None),
+        (ESRGAN, {"face": "yes"}, "face", "bool_type", None),
+        (AURA, {}, "image_url", "missing", None),
+        (AURA, {"upscale_factor": 2}, "upscale_factor", "literal_error", {"expected": "4"}),
+        (AURA, {"checkpoint": "v3"}, "checkpoint", "literal_error", {"expected": "'v1' or 'v2'"}),
+        (AURA, {"overlapping_tiles": "no"}, "overlapping_tiles", "bool_type", None),
+    ],
+)
+async def test_upscalers_refuse_bad_input_naming_the_field(
+    fal_fake: FalFake,
+    raw: httpx.AsyncClient,
+    model: str,
+    arguments: dict[str, object],
+    loc: str,
+    kind: str,
+    ctx: dict[str, object] | None,
+) -> None:
+    fal_fake.validate_at_submit = True
+    body = arguments if loc == "image_url" else {"image_url": png_uri(8, 8), **arguments}
+    refused = await raw.post(f"/{model}", json=body)
+    assert refused.status_code == 422
+    (detail,) = refused.json()["detail"]
+    assert (detail["loc"], detail["type"]) == (["body", loc], kind)
+    if ctx is not None:
+        assert detail["ctx"] == ctx
+    assert fal_fake.jobs == []
+
+
+async def test_an_upscaler_ignores_unknown_fields_and_fills_in_its_defaults(
+    fal: fal_client.AsyncClient, fal_fake: FalFake
+) -> None:
+    await fal.subscribe(ESRGAN, {"image_url": png_uri(8, 8), "prompt": "ignored"}, interval=0.005)
+    (job,) = fal_fake.jobs
+    defaults = {"scale": 2, "tile": 0, "face": False, "model": "RealESRGAN_x4plus", "output_format": "png"}
+    assert job.input == {"image_url": job.input["image_url"], "prompt": "ignored", **defaults}
+
+
+@pytest.mark.parametrize(
+    ("model", "arguments", "size", "keys"),
+    [
+        (
+            SEEDVR,
+            {"upscale_mode": "factor", "upscale_factor": 3, "output_format": "png", "seed": 5},
+            (900, 600),
+            {"image", "seed"},
+        ),
+        (
+            CLARITY,
+            {"upscale_factor": 2, "creativity": 0.2, "prompt": "a fox"},
+            (600, 400),
+            {"image", "seed", "timings"},
+        ),
+        (ESRGAN, {"scale": 2.5, "model": "RealESRGAN_x4plus", "output_format": "png"}, (750, 500), {"image"}),
+        (AURA, {"upscale_factor": 4}, (1200, 800), {"image", "timings"}),
+    ],
+)
+async def test_upscalers_answer_one_image_at_the_input_size_times_the_factor(
+    fal: fal_client.AsyncClient,
+    fal_fake: FalFake,
+    raw: httpx.AsyncClient,
+    model: str,
+    arguments: dict[str, object],
+    size: tuple[int, int],
+    keys: set[str],
+) -> None:
+    result = await fal.subscribe(model, {"image_url": png_uri(300, 200), **arguments}, interval=0.005)
+    assert set(result) == keys  # one `image` object, no `images` list
+    image = result["image"]
+    assert image["content_type"] == "image/png" and image["file_size"] > 0
+    if model == SEEDVR:  # fal's seedvr ImageFile example carries no width/height
+        assert "width" not in image and result["seed"] == 5
+    else:
+        assert (image["width"], image["height"]) == size
+    downloaded = decoded((await raw.get(image["url"])).content)
+    assert downloaded.format == "PNG" and downloaded.size == size
+    assert fal_fake.jobs[-1].meta["size"] == size
+
+
+async def test_seedvr_target_mode_scales_the_shorter_side_and_sync_mode_inlines_the_image(
+    fal: fal_client.AsyncClient,
+) -> None:
+    arguments = {"image_url": png_uri(400, 300), "upscale_mode": "target", "target_resolution": "720p"}
+    result = await fal.subscribe(SEEDVR, {**arguments, "sync_mode": True}, interval=0.005)
+    assert result["image"]["content_type"] == "image/jpeg"  # seedvr's default output_format is "jpg"
+    assert result["image"]["url"].startswith("data:image/jpeg;base64,")
+    assert decoded(base64.b64decode(result["image"]["url"].split(",", 1)[1])).size == (960, 720)
+
+
+async def test_upscalers_read_the_input_size_from_an_upload_or_a_loopback_url(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, krea_fake: KreaFake
+) -> None:
+    uploaded = await fal.upload_image(Image.new("RGB", (320, 240)), "png")
+    result = await fal.subscribe(ESRGAN, {"image_url": uploaded, "scale": 2}, interval=0.005)
+    assert (result["image"]["width"], result["image"]["height"]) == (640, 480)
+
+    out = io.BytesIO()
+    Image.new("RGB", (250, 125)).save(out, "PNG")
+    krea_fake.files.add_blob("input.png", out.getvalue(), "image/png")  # another 127.0.0.1 server
+    loopback = f"{krea_fake.base_url}/files/input.png"
+    result = await fal.subscribe(AURA, {"image_url": loopback}, interval=0.005)
+    assert (result["image"]["width"], result["image"]["height"]) == (1000, 500)
+
+    result = await fal.subscribe(CLARITY, {"image_url": "https://example.com/x.png"}, interval=0.005)
+    assert (result["image"]["width"], result["image"]["height"]) == (2048, 2048)  # default_i2i_size, x2
+
+
+async def test_an_unreadable_loopback_input_fails_the_request_at_run_time_unbilled(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, krea_fake: KreaFake
+) -> None:
+    handle = await fal.submit(SEEDVR, {"image_url": f"{krea_fake.base_url}/files/missing.png"})
+    with pytest.raises(fal_client.FalClientHTTPError) as caught:
+        await handle.get(interval=0.005)
+    assert caught.value.status_code == 422
+    (detail,) = caught.value.response.json()["detail"]
+    assert (detail["loc"], detail["type"]) == (["body", "image_url"], "file_download_error")
+    assert fal_fake.billed == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "arguments", "price"),
+    [
+        # 2048x1536 = 3.1 MP, rounded up to 4, x $0.001
+        (SEEDVR, {"upscale_factor": 2, "output_format": "png"}, "0.004"),
+        # 4096x3072 = 12.6 MP, rounded up to 13, x $0.001
+        (SEEDVR, {"upscale_factor": 4, "output_format": "png"}, "0.013"),
+        # 2048x1536 = 3.1 MP, rounded up to 4, x $0.03
+        (CLARITY, {"upscale_factor": 2}, "0.12"),
+        # 4096x3072 = 12.582912 MP x 0.35 s/MP = 4.404 s (whole ms) x $0.00111/s, exactly
+        (ESRGAN, {"scale": 4}, "0.00488844"),
+        # fal publishes none: the fake's own default, $0.01 per request
+        (AURA, {}, "0.01"),
+    ],
+)
+async def test_the_upscalers_price_table(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, model: str, arguments: dict[str, object], price: str
+) -> None:
+    fal_fake.image_scale = 1 / 16
+    await fal.subscribe(model, {"image_url": png_uri(1024, 768), **arguments}, interval=0.005)
+    assert fal_fake.billed == Decimal(price)
+
+
+async def test_aura_sr_bills_the_price_a_test_sets(fal: fal_client.AsyncClient, fal_fake: FalFake) -> None:
+    fal_fake.aura_sr_price = Decimal("0.0425")
+    await fal.subscribe(AURA, {"image_url": png_uri(64, 64)}, interval=0.005)
+    assert fal_fake.billed == Decimal("0.0425")
+    fal_fake.reset()
+    assert fal_fake.aura_sr_price == Decimal("0.01") and fal_fake.upscale_seconds_per_mp == Decimal("0.35")
+
+
+async def test_esrgan_is_billed_by_the_inference_time_its_completed_status_reports(
+    fal: fal_client.AsyncClient, fal_fake: FalFake
+) -> None:
+    fal_fake.upscale_seconds_per_mp = Decimal("1.2345")
+    handle = await fal.submit(ESRGAN, {"image_url": png_uri(640, 480), "scale": 3})
+    events = [event async for event in handle.iter_events(interval=0.005)]
+    completed = events[-1]
+    assert isinstance(completed, fal_client.Completed) and completed.error is None
+    # 1920x1440 = 2.7648 MP x 1.2345 s/MP = 3.4131456 s -> 3.413 s, reported with millisecond precision
+    assert completed.metrics == {"inference_time": 3.413}
+    assert fal_fake.reported_inference_time(handle.request_id) == 3.413
+    assert fal_fake.billed == Decimal("3.413") * Decimal("0.00111") == Decimal("0.00378843")
+
+
+async def test_drop_metrics_completes_without_metrics_and_still_bills(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    fault = fal_fake.faults.drop_metrics()
+    dropped = await fal.submit(ESRGAN, {"image_url": png_uri(100, 100)})
+    kept = await fal.submit(ESRGAN, {"image_url": png_uri(100, 100)})
+    await dropped.get(interval=0.005)
+    await kept.get(interval=0.005)
+    body = (await raw.get(dropped.status_url)).json()
+    assert body["status"] == "COMPLETED" and "metrics" not in body
+    assert await dropped.status() == fal_client.Completed(logs=None, metrics={})  # fal-client's default
+    assert (await raw.get(kept.status_url)).json()["metrics"] == {"inference_time": 0.014}  # 0.04 MP x 0.35
+    assert fault.hits == 1 and fal_fake.faults.fired == {"drop_metrics:submit": 1}
+    assert fal_fake.billed == 2 * Decimal("0.014") * Decimal("0.00111")
+
+
+async def test_upscale_results_expire_like_the_others(
+    fal: fal_client.AsyncClient, fal_fake: FalFake, raw: httpx.AsyncClient
+) -> None:
+    handle = await fal.submit(CLARITY, {"image_url": png_uri(64, 64)})
+    await handle.get(interval=0.005)
+    fal_fake.result_retention_s = 0.0
+    gone = await raw.get(handle.response_url)
+    assert (gone.status_code, gone.json()) == (404, {"detail": "Request not found"})
+
+
+def test_large_upscale_outputs_are_cheap_to_make() -> None:
+    started = time.monotonic()
+    data = cheap_png(16384, 16384, seed=3)
+    assert time.monotonic() - started < 2.0 and len(data) < 256 * 1024
+    assert png_or_webp_size(data) == (16384, 16384)  # past Pillow's own bomb limit: read from the header
+    small = decoded(cheap_png(37, 5, seed=3))  # a whole, decodable PNG
+    assert small.size == (37, 5) and small.convert("RGB").getpixel((0, 0)) != small.convert("RGB").getpixel((5, 0))

@@ -537,3 +537,275 @@ async def test_injected_upload_faults_store_nothing(krea: httpx.AsyncClient, kre
     response = await krea.post("/assets", files={"file": ("in.png", png_bytes(), "image/png")})
     assert response.status_code == status and krea_fake.assets == {}
     assert krea_fake.faults.fired["http_error:upload_asset"] == 1
+
+
+# --- enhance endpoints (POST /generate/enhance/...) ---------------------------------------------------------------
+
+STANDARD = "/generate/enhance/topaz/standard-enhance"
+GENERATIVE = "/generate/enhance/topaz/generative-enhance"
+BLOOM = "/generate/enhance/topaz/bloom-enhance"
+KREA_ENHANCE = "/generate/enhance/krea/enhance"
+SOURCE = "https://example.com/in.png"  # Topaz reads no input size: a URL elsewhere is taken as it is
+
+
+def topaz_body(path: str, **fields: Any) -> dict[str, Any]:
+    """The body fluxroute sends to each Topaz endpoint (see the catalog's enhance offers)."""
+    extras: dict[str, dict[str, Any]] = {
+        STANDARD: {"model": "Standard V2"},
+        GENERATIVE: {"model": "Redefine", "creativity": 3},
+        BLOOM: {"model": "Reimagine", "creativity": 5},
+    }
+    extra = extras[path]
+    return {"image_url": SOURCE, "width": 2048, "height": 1536, **extra, "output_format": "png", **fields}
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR (no decoding: enhance results may be far over Pillow's bomb limit)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+async def upload(krea: httpx.AsyncClient, width: int, height: int) -> str:
+    uploaded = await krea.post("/assets", files={"file": ("in.png", png_bytes(width, height), "image/png")})
+    assert uploaded.status_code == 200
+    return str(uploaded.json()["image_url"])
+
+
+@pytest.mark.parametrize(("path", "price"), [(STANDARD, "0.08"), (GENERATIVE, "0.16"), (BLOOM, "0.16")])
+async def test_a_topaz_job_runs_the_lifecycle_to_a_png_of_the_asked_output_size(
+    krea: httpx.AsyncClient, krea_fake: KreaFake, path: str, price: str
+) -> None:
+    created = await krea.post(path, json=topaz_body(path))
+    assert created.status_code == 200
+    body = created.json()
+    assert body["status"] == "queued" and body["result"] is None and body["completed_at"] is None
+
+    job, seen = await poll(krea, body["job_id"])
+
+    assert job["status"] == "completed" and "error" not in job  # Topaz's jobs: the image jobs' shape
+    order = ["queued", "scheduled", "processing", "sampling", "completed"]
+    assert [order.index(status) for status in seen] == sorted(order.index(status) for status in seen)
+    image = await krea.get(job["result"]["urls"][0])
+    assert image.headers["content-type"] == "image/png"
+    assert png_size(image.content) == (2048, 1536)
+    assert krea_fake.charges == [(body["job_id"], Decimal(price))]
+
+
+async def test_krea_enhance_scales_the_uploaded_input_and_its_jobs_carry_an_error_field(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    url = await upload(krea, 300, 200)
+    body = {"image_url": url, "prompt": "sharper", "image_scaling_factor": 2.5, "ai_strength": 0.4}
+    created = await krea.post(KREA_ENHANCE, json=body)
+    assert created.status_code == 200, created.text
+    job, _ = await poll(krea, created.json()["job_id"])
+    assert job["status"] == "completed" and job["error"] is None
+    image = await krea.get(job["result"]["urls"][0])
+    assert png_size(image.content) == (750, 500)
+    assert krea_fake.billed == Decimal("0.05")
+
+
+async def test_krea_enhance_reads_an_earlier_results_logical_size_and_a_loopback_url(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    krea_fake.image_scale = 1 / 8  # served smaller: the logical size still counts
+    first, _ = await poll(
+        krea, (await krea.post(FLUX, json={"prompt": "x", "width": 1024, "height": 768})).json()["job_id"]
+    )
+    again = await krea.post(KREA_ENHANCE, json={"image_url": first["result"]["urls"][0], "image_scaling_factor": 1.5})
+    job, _ = await poll(krea, again.json()["job_id"])
+    assert krea_fake.job(job["job_id"]).meta["size"] == (1536, 1152)
+    assert image_size((await krea.get(job["result"]["urls"][0])).content) == (192, 144)
+
+    # the same file by another loopback name is not this fake's: fetched over HTTP (a bounded read), default x2
+    krea_fake.image_scale = 1.0
+    asset = await upload(krea, 40, 30)
+    fetched = asset.replace("127.0.0.1", "localhost")
+    downloads = krea_fake.request_counts["download"]
+    created = await krea.post(KREA_ENHANCE, json={"image_url": fetched})
+    assert created.status_code == 200, created.text
+    assert krea_fake.request_counts["download"] == downloads + 1
+    assert krea_fake.job(created.json()["job_id"]).meta["size"] == (80, 60)
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "says"),
+    [
+        ("https://example.com/in.png", 422, "image_url: could not read image_url"),
+        ("http://127.0.0.1:9/in.png", 422, "image_url: could not read image_url"),
+        ("data:image/png;base64,iVBORw0KGgo=", 400, "image_url: must be an http(s) URL"),
+        ("{base}/files/missing.png", 400, "image_url: the image could not be fetched"),
+    ],
+)
+async def test_krea_enhance_refuses_an_input_it_cannot_read_and_creates_nothing(
+    krea: httpx.AsyncClient, krea_fake: KreaFake, url: str, status: int, says: str
+) -> None:
+    response = await krea.post(KREA_ENHANCE, json={"image_url": url.format(base=krea_fake.base_url)})
+    assert response.status_code == status and response.json()["error"].startswith(says)
+    assert krea_fake.jobs == [] and krea_fake.billed == 0
+
+
+async def test_krea_enhance_refuses_an_output_over_the_fakes_cap(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    url = await upload(krea, 40, 30)
+    response = await krea.post(KREA_ENHANCE, json={"image_url": url, "image_scaling_factor": 801})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("image_scaling_factor: the output would be 32040x24030")
+    assert krea_fake.jobs == []
+
+
+@pytest.mark.parametrize(
+    ("path", "change", "error"),
+    [
+        (STANDARD, {"upscale": 2}, "upscale: unknown field"),
+        (STANDARD, {"width": None}, "width: expected number"),
+        (STANDARD, {"width": 32001}, "width: must be <= 32000"),
+        (STANDARD, {"height": 0}, "height: must be >= 1"),
+        (STANDARD, {"model": "Standard"}, "model: must be one of Standard V2, Low Resolution V2"),
+        (STANDARD, {"output_format": "gif"}, "output_format: must be one of png, jpg, webp"),
+        (STANDARD, {"strength": 0}, "strength: must be >= 0.01"),
+        (STANDARD, {"face_enhancement": "yes"}, "face_enhancement: expected boolean"),
+        (STANDARD, {"image_scaling_factor": 33}, "image_scaling_factor: must be <= 32"),
+        (GENERATIVE, {"creativity": 2.5}, "creativity: expected integer"),
+        (GENERATIVE, {"creativity": 7}, "creativity: must be <= 6"),
+        (GENERATIVE, {"texture": 0}, "texture: must be >= 1"),
+        (GENERATIVE, {"model": "Standard V2"}, "model: must be one of Redefine"),
+        (BLOOM, {"width": 10001}, "width: must be <= 10000"),
+        (BLOOM, {"model": "Redefine"}, "model: must be one of Reimagine"),
+        (BLOOM, {"creativity": 10}, "creativity: must be <= 9"),
+        (BLOOM, {"texture": 3}, "texture: unknown field"),
+        (BLOOM, {"imageUrl": SOURCE}, "imageUrl: cannot be combined with image_url"),
+    ],
+)
+async def test_invalid_topaz_bodies_get_400_naming_the_field_and_create_nothing(
+    krea: httpx.AsyncClient, krea_fake: KreaFake, path: str, change: dict[str, Any], error: str
+) -> None:
+    response = await krea.post(path, json=topaz_body(path, **change))
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(error)
+    assert krea_fake.jobs == [] and krea_fake.billed == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "drop"),
+    [(STANDARD, "width"), (STANDARD, "model"), (GENERATIVE, "height"), (BLOOM, "image_url"), (BLOOM, "model")],
+)
+async def test_topaz_required_fields(krea: httpx.AsyncClient, krea_fake: KreaFake, path: str, drop: str) -> None:
+    body = {k: v for k, v in topaz_body(path).items() if k != drop}
+    response = await krea.post(path, json=body)
+    assert (response.status_code, response.json()["error"]) == (400, f"{drop}: required")
+    assert krea_fake.jobs == []
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"image_url": "https://example.com/" + "a" * 1010}, "image_url: must be at most 1024 characters"),
+        ({"image_url": None}, "image_url: required"),
+        ({"ai_strength": 0.05}, "ai_strength: must be >= 0.1"),
+        ({"ai_strength": 1.5}, "ai_strength: must be <= 1"),
+        ({"image_scaling_factor": 0.05}, "image_scaling_factor: must be >= 0.1"),
+        ({"clarity_strength": 13}, "clarity_strength: must be <= 12"),
+        ({"resemblance_strength": 3}, "resemblance_strength: must be <= 2.5"),
+        ({"rescale_color": 1}, "rescale_color: expected boolean"),
+        ({"width": 1024}, "width: unknown field"),
+    ],
+)
+async def test_invalid_krea_enhance_bodies_get_400_naming_the_field(
+    krea: httpx.AsyncClient, krea_fake: KreaFake, change: dict[str, Any], error: str
+) -> None:
+    body = {"image_url": SOURCE, "prompt": "x", "image_scaling_factor": 2, "ai_strength": 0.4, **change}
+    response = await krea.post(KREA_ENHANCE, json={k: v for k, v in body.items() if v is not None})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(error)
+    assert krea_fake.jobs == []
+
+
+async def test_enhance_prices_are_the_fakes_own_and_settable(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    assert krea_fake.prices["enhance/topaz/standard-enhance"] == Decimal("0.08")
+    krea_fake.set_price("enhance/topaz/standard-enhance", Decimal("0.25"))
+    job_id = (await krea.post(STANDARD, json=topaz_body(STANDARD))).json()["job_id"]
+    await poll(krea, job_id)
+    assert krea_fake.charges == [(job_id, Decimal("0.25"))]
+    krea_fake.balance = Decimal("0.10")
+    refused = await krea.post(STANDARD, json=topaz_body(STANDARD))
+    assert refused.status_code == 402 and len(krea_fake.jobs) == 1
+    with pytest.raises(KeyError):
+        krea_fake.set_price("enhance/topaz/unknown", Decimal("1"))
+    krea_fake.reset()
+    assert krea_fake.prices["enhance/topaz/standard-enhance"] == Decimal("0.08")
+
+
+async def test_topaz_answers_jpeg_by_default_and_webp_when_asked(krea: httpx.AsyncClient) -> None:
+    for fmt, content_type, pil in [(None, "image/jpeg", "JPEG"), ("webp", "image/webp", "WEBP")]:
+        body = topaz_body(STANDARD, width=64, height=48, output_format=fmt)
+        created = await krea.post(STANDARD, json={k: v for k, v in body.items() if v is not None})
+        job, _ = await poll(krea, created.json()["job_id"])
+        image = await krea.get(job["result"]["urls"][0])
+        assert image.headers["content-type"] == content_type
+        with Image.open(io.BytesIO(image.content)) as decoded:
+            assert (decoded.format, decoded.size) == (pil, (64, 48))
+
+
+async def test_a_32000_px_output_is_served_quickly_and_compressed(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    body = topaz_body(STANDARD, width=32000, height=32000)
+    job, _ = await poll(krea, (await krea.post(STANDARD, json=body)).json()["job_id"])
+    image = await krea.get(job["result"]["urls"][0])
+    assert image.headers["content-type"] == "image/png" and len(image.content) < 1_000_000
+    assert image_size(image.content) == (32000, 32000)
+
+
+async def test_a_failed_krea_enhance_job_carries_error_code_and_message_and_is_not_billed(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    krea_fake.faults.fail_job("upscaler ran out of memory", code="oom")
+    url = await upload(krea, 40, 30)
+    job, _ = await poll(krea, (await krea.post(KREA_ENHANCE, json={"image_url": url})).json()["job_id"])
+    assert job["status"] == "failed" and job["result"] is None
+    assert job["error"] == {"code": "oom", "message": "upscaler ran out of memory"}
+    assert krea_fake.billed == 0 and krea_fake.faults.fired == {"fail_job:create": 1}
+
+
+async def test_a_failed_topaz_job_carries_result_error(krea: httpx.AsyncClient, krea_fake: KreaFake) -> None:
+    krea_fake.faults.fail_job("topaz said no")
+    job, _ = await poll(krea, (await krea.post(BLOOM, json=topaz_body(BLOOM))).json()["job_id"])
+    assert job["status"] == "failed" and job["result"] == {"error": "topaz said no"}
+    assert krea_fake.billed == 0
+
+
+@pytest.mark.parametrize("fault", ["garble", "http_error", "drop"])
+async def test_a_fault_after_acceptance_still_runs_and_bills_the_enhance_job(
+    krea: httpx.AsyncClient, krea_fake: KreaFake, fault: str
+) -> None:
+    if fault == "garble":
+        krea_fake.faults.garble(after_accept=True, route="create", status=200)
+    elif fault == "http_error":
+        krea_fake.faults.http_error(502, after_accept=True, route="create")
+    else:
+        krea_fake.faults.drop_after_accept()
+    try:
+        answer = await krea.post(GENERATIVE, json=topaz_body(GENERATIVE))
+        assert answer.status_code != 200 or answer.content == b'{"job_id": "'
+    except httpx.RemoteProtocolError:
+        assert fault == "drop"
+    (job,) = krea_fake.jobs
+    finished, _ = await poll(krea, job.id)
+    assert finished["status"] == "completed" and krea_fake.charges == [(job.id, Decimal("0.16"))]
+    assert krea_fake.faults.fired == {f"{fault}:create:after": 1}
+
+
+async def test_enhance_results_expire_and_their_jobs_have_their_own_listing_type(
+    krea: httpx.AsyncClient, krea_fake: KreaFake
+) -> None:
+    job, _ = await poll(
+        krea, (await krea.post(STANDARD, json=topaz_body(STANDARD, width=64, height=64))).json()["job_id"]
+    )
+    url = job["result"]["urls"][0]
+    assert (await krea.get(url)).status_code == 200
+    krea_fake.file_expiry_s = 0.0
+    assert (await krea.get(url)).status_code == 404
+    # an enhance input that expired is refused like any missing file
+    again = await krea.post(KREA_ENHANCE, json={"image_url": url})
+    assert again.status_code == 400
+    for types, listed in [("flux,krea-2", []), ("topaz-enhance", [job["job_id"]])]:
+        items = (await krea.get("/jobs", params={"types": types})).json()["items"]
+        assert [item["job_id"] for item in items] == listed

@@ -38,6 +38,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.fixture
 def serve_command(krea_fake: KreaFake, tmp_path: Path) -> tuple[str, list[str], dict[str, str]]:
-    """`fluxroute serve` over stdio as a client starts it (command, args, env), generating through the Krea fake."""
+    """`fluxroute serve` over stdio as a client starts it (command, args, env), generating through the Krea fake;
+    its config sets a price for Krea's Topaz upscaler (Krea publishes none), so that upscale_image has a route."""
     krea_fake.image_scale = 1 / 8
-    return sys.executable, ["-m", "fluxroute", "serve"], server_env(krea_fake, tmp_path / "home")
+    config = tmp_path / "fluxroute.toml"
+    config.write_text('[prices]\n"krea-topaz-standard" = "0.08"\n', encoding="utf-8")
+    env = server_env(krea_fake, tmp_path / "home") | {"FLUXROUTE_CONFIG": str(config)}
+    return sys.executable, ["-m", "fluxroute", "serve"], env

@@ -25,8 +25,12 @@ def test_every_anthropic_tool_survives_transform_schema() -> None:
     assert [tool["name"] for tool in tools] == list(mcp_input_schemas())
     for name, schema in transformed.items():
         assert schema["type"] == "object" and schema["additionalProperties"] is False, name
-        # every tool that takes a prompt needs one, but vary_image (a variation may be asked for without words)
-        assert "prompt" not in schema["properties"] or "prompt" in schema["required"] or name == "vary_image", name
+        # every tool that takes a prompt needs one, but vary_image and upscale_image (their prompt is optional)
+        assert (
+            "prompt" not in schema["properties"]
+            or "prompt" in schema["required"]
+            or name in ("vary_image", "upscale_image")
+        ), name
 
 
 async def test_transformed_anthropic_tools_fill_validate_plan_and_run(hosted_settings: Settings) -> None:

@@ -9,8 +9,9 @@ from fluxroute.catalog import Catalog, Offer, Range, license_duty, license_refus
 from fluxroute.errors import FieldError, InvalidRequest
 from fluxroute.providers.base import Availability
 from fluxroute.providers.wire import WIRE_BUILDERS, ResolvedCall
+from fluxroute.router.planner import _upscale_wire, accepted_pixels
 from fluxroute.router.pricing import billed_megapixels, estimate_cost
-from fluxroute.router.sizing import Sized, Target, fit, target_of
+from fluxroute.router.sizing import Sized, Target, fit, fit_upscale, target_of
 from fluxroute.settings import Settings
 from fluxroute.types import Adjustment, Candidate, ImageRequest, Plan, Rejection, Usage
 
@@ -49,6 +50,8 @@ class Planner:
         rejections: list[Rejection] = []
         for offer in self.catalog.offers:
             if not self._asks_for(request.model, offer.model):
+                continue
+            if (offer.upscale is not None) != (request.mode == "upscale"):
                 continue
             outcome = self._consider(offer, request, usage, target, input_size)
             if isinstance(outcome, Rejection):
@@ -112,6 +115,8 @@ class Planner:
             reasons.append(
                 f"takes at most {offer.max_style_references} style_references, got {len(request.style_references)}"
             )
+        if offer.upscale is not None and offer.upscale.method != request.method:
+            reasons.append(f"{offer.upscale.method} upscaler; request is {request.method}")
         if request.num_images > offer.max_images:
             what = "one image per job" if offer.max_images == 1 else f"at most {offer.max_images} images per call"
             reasons.append(f"{what}; num_images={request.num_images}")
@@ -130,9 +135,15 @@ class Planner:
         )
         latency = _expected_latency(offer, sized.width * sized.height, steps, request)
         if offer.price.usd is None:
-            unit = {"image": "per image", "megapixel_ceil": "per megapixel", "gpu_second": "per GPU-second"}
+            unit = {
+                "image": "per image",
+                "megapixel_ceil": "per megapixel",
+                "gpu_second": "per GPU-second",
+                "compute_second": "per compute-second",
+            }
             reasons.append(
-                f"price not published by {offer.provider}: set one in [prices] (USD {unit[offer.price.unit]}) to use it"
+                f"price not published by {offer.provider}: set [prices] {offer.id} (USD {unit[offer.price.unit]}) "
+                "to use it"
             )
             return Rejection(
                 offer_id=offer.id, label=offer.label, provider=offer.provider, model=offer.model, reasons=reasons
@@ -172,6 +183,7 @@ class Planner:
             mode=request.mode,
             mask_image=request.mask_image,
             loras=request.loras,
+            upscale=_upscale_wire(offer, request, target),
         )
         availability = self.availability.get(offer.provider, Availability(False, "provider not registered"))
         return Candidate(
@@ -195,6 +207,8 @@ class Planner:
     def _size(self, offer: Offer, request: ImageRequest, target: Target, input_size: tuple[int, int] | None) -> Sized:
         """The size `offer` renders and bills: the request's (through its size rules), or, for offers whose
         output follows the input image, that image's size through the same rules."""
+        if offer.upscale is not None:
+            return fit_upscale(offer.upscale, offer.size, target, *accepted_pixels(self.settings))
         if offer.size.output != "input" or request.init_image is None:
             return fit(offer.size, target, self.catalog.presets)
         requested = f"{target.width}x{target.height}"

@@ -45,7 +45,7 @@ async def test_lora_weights_need_the_fal_lora_price_then_run_there_as_loras(
     reasons = "\n".join(refused.value.reasons)
     assert "krea flux-1-dev: takes Krea styles (krea:<id>) only, not LoRA weights by URL or repo" in reasons
     assert "fal flux/krea: takes no LoRA" in reasons
-    assert "fal flux-krea-lora: price not published by fal: set one in [prices]" in reasons
+    assert "fal flux-krea-lora: price not published by fal: set [prices] fal-flux-krea-lora" in reasons
     assert fal_fake.billed == krea_fake.billed == 0
 
     router = Router(hosted_settings.model_copy(update={"prices": LORA_PRICES}))

@@ -81,8 +81,8 @@ def test_decoding_a_pixel_bomb_is_refused_in_little_memory() -> None:
     with peak_growth() as accepted, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         image = decode_image(bomb, "https://cdn.example/bomb.png", provider="fal", max_pixels=10**9)
-    # the control: decoding those bytes takes 144 MB (one byte a pixel), and the measurement sees most of it
-    # (memory the allocator already holds can hide some of the rise: CI once saw +96 MB)
+    # the control: decoding those bytes takes 144 MB (one byte a pixel), and the measurement sees a good part of
+    # it (memory Pillow and the allocator already hold after earlier tests hides some of the rise: +64 to +138 MB)
     with peak_growth() as decoded, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(io.BytesIO(bomb)) as whole:
@@ -92,7 +92,7 @@ def test_decoding_a_pixel_bomb_is_refused_in_little_memory() -> None:
         f"accepted without the cap: +{accepted[0] / MB:.1f} MB; decoded by Pillow: +{decoded[0] / MB:.1f} MB"
     )
     assert refused[0] < 16 * MB and accepted[0] < 16 * MB
-    assert (image.width, image.height) == (12000, 12000) and decoded[0] > 64 * MB
+    assert (image.width, image.height) == (12000, 12000) and decoded[0] > 32 * MB
 
 
 async def test_an_input_declaring_more_pixels_than_the_cap_is_refused_before_anything_is_sent(
@@ -109,9 +109,14 @@ async def test_an_input_declaring_more_pixels_than_the_cap_is_refused_before_any
 
 
 def test_the_pixel_cap_leaves_room_over_every_output_in_the_catalog() -> None:
+    """Every generation offer's largest output fits four times under the cap; upscalers reach past it by design and
+    are refused by the planner, before anything is paid, where their output would be more than the cap
+    (tests/router/test_upscale_routing.py)."""
     settings = Settings()
     largest = 0
     for offer in Router(settings).catalog.offers:
+        if offer.upscale is not None:
+            continue
         size = offer.size
         sides = size.max_side * size.max_side
         areas = [w * h for w, h in size.aspect_sizes.values()]

@@ -10,12 +10,14 @@ from mcp import types
 from mcp.shared.exceptions import MCPError
 
 from fluxroute.catalog import load_catalog
+from fluxroute.prompts import FAMILIES as GUIDED
 from fluxroute.prompts import guide
 from tests.fakes.fal import FalFake
 from tests.fakes.krea import KreaFake
 from tests.server.conftest import Connect
 
-FAMILIES = [model.id for model in load_catalog().models]
+# the models with a prompting guide (upscalers have none)
+FAMILIES = [model.id for model in load_catalog().models if model.id in GUIDED]
 
 
 async def test_each_model_family_has_a_prompt_taking_subject_style_and_aspect_ratio(connect: Connect) -> None:

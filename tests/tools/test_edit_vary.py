@@ -86,7 +86,7 @@ async def test_an_inpaint_runs_on_fal_once_its_unpublished_price_is_set(
         await unpriced.dispatch("edit_image", arguments)
     await unpriced.aclose()
     reasons = "\n".join(refused.value.reasons)
-    assert "fal flux-krea-lora/inpainting: price not published by fal: set one in [prices]" in reasons
+    assert "fal flux-krea-lora/inpainting: price not published by fal: set [prices] fal-flux-krea-inpaint" in reasons
     assert "krea flux-1-dev: text-to-image and image-to-image and variation only; request is inpaint" in reasons
     assert fal_fake.billed == krea_fake.billed == 0
 

@@ -139,7 +139,16 @@ async def test_list_image_models_lists_every_offer_with_availability_and_reason(
     assert isinstance(output, ModelsOutput)
     offers = {offer.offer_id: offer for model in output.models for offer in model.offers}
     assert set(offers) == {offer.id for offer in router.catalog.offers}
-    assert [m.id for m in output.models] == ["flux-krea-dev", "flux-dev", "krea-2", "flux-schnell", "flux-kontext-dev"]
+    assert [m.id for m in output.models] == [
+        "flux-krea-dev",
+        "flux-dev",
+        "krea-2",
+        "flux-schnell",
+        "flux-kontext-dev",
+        *("real-esrgan", "seedvr2", "aura-sr", "topaz", "clarity-upscaler", "krea-enhance"),  # the upscalers
+    ]
+    assert offers["fal-esrgan"].modes == ["upscale"]
+    assert offers["fal-esrgan"].price_unit == "per compute-second (settled at the compute time the provider reports)"
     assert offers["krea-flux-1-dev"].modes == ["text-to-image", "image-to-image", "variation"]
     assert offers["fal-flux-kontext-dev"].price_usd is None  # not published: set [prices] to use it
     local = offers["local-flux-dev"]
@@ -182,7 +191,8 @@ async def test_list_image_models_refuses_an_unknown_model_filter(library: ToolLi
     assert (error.field, error.value, error.allowed) == (
         "model",
         "sdxl",
-        "one of: flux-krea-dev, flux-dev, krea-2, flux-schnell, flux-kontext-dev",
+        "one of: flux-krea-dev, flux-dev, krea-2, flux-schnell, flux-kontext-dev, real-esrgan, seedvr2, aura-sr, "
+        "topaz, clarity-upscaler, krea-enhance",
     )
 
 

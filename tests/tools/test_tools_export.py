@@ -175,8 +175,9 @@ def _what_the_model_reads(tool: dict[str, object]) -> dict[str, object]:
 
 
 # characters of compact JSON: what every tool costs a model's context, all together. 12,000 held until the image
-# tools landed: edit_image, vary_image and the loras option add about 4,600.
-BUDGET = 17_000
+# tools landed: edit_image, vary_image and the loras option add about 4,600, upscale_image about 2,000 (the edit
+# and vary model lists shrank to the models that serve them).
+BUDGET = 19_000
 
 
 def budget_shares() -> dict[str, int]:
@@ -203,7 +204,7 @@ def test_all_tool_definitions_a_model_reads_stay_within_the_budget() -> None:
 
 
 # characters of compact JSON: the whole tools/list answer, output schemas and hints included
-LISTING_CAP = 26_000
+LISTING_CAP = 29_500
 
 
 def test_the_whole_mcp_tool_listing_with_output_schemas_stays_under_the_listing_cap() -> None:
