@@ -352,10 +352,11 @@ def cmd_vary(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_upscale(args: argparse.Namespace, settings: Settings) -> int:
     """`fluxroute upscale IMAGE`: IMAGE made larger, as upscale_image makes it."""
+    from fluxroute.router import Router
     from fluxroute.tools.image_args import UPSCALE_PROMPT, size_fields
 
     args.init_image, args.task = args.image, "upscale"
-    args.prompt = args.prompt or UPSCALE_PROMPT
+    args.prompt = args.prompt or Router(settings).source_prompt(args.image) or UPSCALE_PROMPT
     if args.size is not None:
         box = size_fields(args.size) if "x" in args.size.lower() else {}
         if "width" not in box:
@@ -465,9 +466,9 @@ def cmd_jobs_settle(args: argparse.Namespace, settings: Settings) -> int:
 
 def _print_at_risk(settings: Settings) -> None:
     """Jobs a provider may still bill, and what to do about each."""
-    from fluxroute.store import JobStore
+    from fluxroute.store import open_existing_store
 
-    store = JobStore.open_existing(settings.home)
+    store = open_existing_store(settings)
     held = store.at_risk() if store is not None else []
     if held:
         print(f"at risk: {len(held)} job(s) a provider may still bill")
@@ -521,9 +522,9 @@ def cmd_tools(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    from fluxroute.store import JobStore
+    from fluxroute.store import open_existing_store
 
-    store = JobStore.open_existing(settings.home)  # reading creates nothing
+    store = open_existing_store(settings)  # reading creates nothing
     jobs = store.list_jobs(limit=args.limit) if store is not None else []
     if args.json:
         _print_json([job.__dict__ for job in jobs])
@@ -545,9 +546,9 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_spend(args: argparse.Namespace, settings: Settings) -> int:
-    from fluxroute.store import JobStore, SpendSummary
+    from fluxroute.store import SpendSummary, open_existing_store
 
-    store = JobStore.open_existing(settings.home)  # reading creates nothing
+    store = open_existing_store(settings)  # reading creates nothing
     daily_cap = settings.budget_daily_usd
     summary = store.spend_summary(daily_cap=daily_cap) if store is not None else SpendSummary.nothing(daily_cap)
     if args.json:

@@ -98,6 +98,18 @@ class Router:
         self._plans_bytes += size
         return plan
 
+    def source_prompt(self, reference: str) -> str | None:
+        """The prompt of the job a `job:<job_id>/<n>` reference names (None for any other image, or a job not
+        here): what an upscale of an earlier result is about, for the upscalers that read a prompt."""
+        if not reference.startswith("job:"):
+            return None
+        job_id = reference.removeprefix("job:").partition("/")[0]
+        try:
+            prompt = self.store.get_job(job_id).request.get("prompt")
+        except JobNotFound:
+            return None
+        return prompt if isinstance(prompt, str) else None
+
     def resolve_references(self, request: ImageRequest) -> ImageRequest:
         """`request` with its `job:<job_id>/<n>` image inputs (earlier results) read from the store as data:
         URIs; unchanged when it has none.

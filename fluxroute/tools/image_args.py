@@ -261,8 +261,9 @@ class UpscaleArgs(BaseModel):
     wait_s: float = Field(default=45.0, ge=0, le=3600)
     confirm_spend: bool = False
 
-    def generate_args(self) -> GenerateArgs:
-        """generate_image's arguments for this upscale.
+    def generate_args(self, source_prompt: str | None = None) -> GenerateArgs:
+        """generate_image's arguments for this upscale; without a prompt of its own, the prompt of the image's
+        source (`source_prompt`, an earlier result's) or a generic one.
 
         Raises:
             InvalidRequest: `size` is not auto or WxH.
@@ -274,7 +275,7 @@ class UpscaleArgs(BaseModel):
         return GenerateArgs(
             init_image=self.image,
             task="upscale",
-            prompt=self.prompt or UPSCALE_PROMPT,
+            prompt=self.prompt or source_prompt or UPSCALE_PROMPT,
             size=size,
             upscale_factor=self.factor,
             upscale_method=self.method,

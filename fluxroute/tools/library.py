@@ -60,6 +60,8 @@ class ImageRouter(JobRunner, Protocol):
 
     def plan_finalize(self, draft_set_id: str, index: int, *, strength: float | None = None) -> FinalizeRoute: ...
 
+    def source_prompt(self, reference: str) -> str | None: ...
+
     async def finalize(
         self,
         draft_set_id: str,
@@ -129,7 +131,8 @@ class ToolLibrary:
             case "vary", VaryArgs():
                 return await self.generate(parsed.generate_args(), progress, approved_usd)
             case "upscale", UpscaleArgs():
-                return await self.generate(parsed.generate_args(), progress, approved_usd)
+                source_prompt = self.router.source_prompt(parsed.image)
+                return await self.generate(parsed.generate_args(source_prompt), progress, approved_usd)
             case "plan", PlanArgs() if parsed.drafts is not None:
                 planned = self.router.plan_round(self.image_request(parsed), parsed.drafts)
                 return PlanOutput.from_round(planned).model_copy(update={"warnings": parsed.deprecations()})

@@ -186,6 +186,8 @@ async def test_upscale_image_and_finalize_with_upscale_through_the_tools(
         up = await library.dispatch("upscale_image", {"image": f"job:{made.job_id}/0", "factor": 2, "provider": "fal"})
         assert isinstance(up, GenerateOutput) and up.status == "succeeded", up
         assert up.offer_id == "fal-esrgan"  # x2: cheaper by compute-seconds than seedvr's 5 MP rounded up
+        # no prompt given: the source's own (what a prompt-reading upscaler is told, and what names the file)
+        assert up.images[0].path is not None and read_parameters(Path(up.images[0].path))["prompt"] == PROMPT
         drafts = await library.dispatch("draft_images", {"prompt": PROMPT, "n": 2, "provider": "fal"})
         final = await library.dispatch(
             "finalize_image",
