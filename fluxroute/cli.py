@@ -648,6 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext, handler in (
         ("edit", "edit an image: an instruction, image-to-image with --strength, or inpaint with --mask", cmd_edit),
         ("vary", "variations of an image (FLUX.1 Redux on fal, image prompts on Krea)", cmd_vary),
+        ("upscale", "make an image larger, faithfully or generatively", cmd_upscale),
     ):
         command = sub.add_parser(name, help=helptext + " (spends money on hosted providers)")
         command.add_argument("image", help="the image: " + image_help)
@@ -655,33 +656,23 @@ def build_parser() -> argparse.ArgumentParser:
             _add_request_options(command, "an instruction ('make the sky stormy'), or with --strength the result")
             command.add_argument("--mask", help="inpaint: white = change, black = keep; taken like the image")
             command.add_argument("--task", choices=["image-to-image", "instruction-edit", "inpaint"])
-        else:
+        elif name == "vary":
             _add_request_options(command, "optional: what to keep or change")
             command.add_argument("-n", type=_positive_int, default=1, help="how many variations, 1-4 (default 1)")
+        else:
+            command.add_argument("--factor", type=float, help="1-32, how much larger (default 2)")
+            command.add_argument("--size", help="instead of --factor: the output's largest WxH, its shape kept")
+            command.add_argument("--method", choices=["faithful", "generative"], help="default faithful")
+            command.add_argument("--creativity", type=float, help="generative: 0-1, how much detail to invent")
+            command.add_argument("--prompt", help="generative: what the image shows (default: its source's prompt)")
+            command.add_argument("--model", default="auto", help="an upscaler (fluxroute models) or auto (default)")
+            _add_routing_options(command)
         command.add_argument("--out", type=Path, help="directory for the images (default: FLUXROUTE_HOME/images)")
         command.add_argument("--json", action="store_true")
         command.add_argument("--dry-run", action="store_true", help="only plan, like `fluxroute route`")
         command.add_argument("--explain", action="store_true", help="every candidate and rejection on stderr")
         command.add_argument("--idempotency-key", help="the same key never pays for a second generation")
         command.set_defaults(handler=handler)
-
-    upscale = sub.add_parser(
-        "upscale", help="make an image larger, faithfully or generatively (spends money on hosted providers)"
-    )
-    upscale.add_argument("image", help="the image: " + image_help)
-    upscale.add_argument("--factor", type=float, help="1-32, how much larger (default 2)")
-    upscale.add_argument("--size", help="instead of --factor: the output's largest WxH, the image's shape kept")
-    upscale.add_argument("--method", choices=["faithful", "generative"], help="faithful (default): invent nothing")
-    upscale.add_argument("--creativity", type=float, help="generative: 0-1, how much detail to invent")
-    upscale.add_argument("--prompt", help="generative: what the image shows")
-    upscale.add_argument("--model", default="auto", help="an upscaler (fluxroute models) or auto (default)")
-    _add_routing_options(upscale)
-    upscale.add_argument("--out", type=Path, help="directory for the image (default: FLUXROUTE_HOME/images)")
-    upscale.add_argument("--json", action="store_true")
-    upscale.add_argument("--dry-run", action="store_true", help="only plan, like `fluxroute route`")
-    upscale.add_argument("--explain", action="store_true", help="every candidate and rejection on stderr")
-    upscale.add_argument("--idempotency-key", help="the same key never pays for a second upscale")
-    upscale.set_defaults(handler=cmd_upscale)
 
     draft = sub.add_parser(
         "draft", help="n cheap variants as a draft set with a numbered contact sheet (spends money on hosted providers)"
