@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import SecretStr
 
@@ -43,10 +43,22 @@ def secret_values(*secrets: SecretStr | str | None) -> tuple[str, ...]:
     return tuple(sorted(found, key=len, reverse=True))
 
 
+def url_password(url: str) -> str | None:
+    """The password a URL such as postgresql://user:password@host/db carries, decoded; None without one."""
+    try:
+        password = urlsplit(url).password if "://" in url else None
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
 def settings_secrets(settings: Settings) -> tuple[str, ...]:
-    """`secret_values` of every SecretStr field of `settings` (provider keys, the server token, any added later)."""
-    values = (getattr(settings, name) for name in type(settings).model_fields)
-    return secret_values(*(value for value in values if isinstance(value, SecretStr)))
+    """`secret_values` of every SecretStr field of `settings` (provider keys, the server token, the database URL,
+    any added later), and of the password inside a secret URL on its own (a driver may name it without the URL)."""
+    values = [getattr(settings, name) for name in type(settings).model_fields]
+    secrets = [value.get_secret_value() for value in values if isinstance(value, SecretStr)]
+    passwords = [password for secret in secrets if (password := url_password(secret))]
+    return secret_values(*secrets, *passwords)
 
 
 def header_secrets(headers: Mapping[str, str]) -> tuple[str, ...]:

@@ -45,6 +45,8 @@ ENV_FIELDS: dict[str, str] = {
     "FLUXROUTE_FAL_CDN_URL": "fal_cdn_url",
     "FLUXROUTE_FAL_JWKS_URL": "fal_jwks_url",
     "FLUXROUTE_HOME": "home",
+    "FLUXROUTE_IMAGES_DIR": "images_dir",
+    "FLUXROUTE_DATABASE_URL": "database_url",
     "FLUXROUTE_USAGE": "usage",
     "FLUXROUTE_LOCAL_MODEL": "local_model",
     "FLUXROUTE_LOCAL_MODELS": "local_models",
@@ -87,6 +89,11 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 
+def _home_images(home: object) -> Path:
+    """The default images_dir: `home`/images (`home` as validated; the default home when it failed)."""
+    return (home if isinstance(home, Path) else default_home()) / "images"
+
+
 def default_config_file() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME)) / "fluxroute.toml"
 
@@ -116,6 +123,17 @@ class Settings(BaseModel):
         description="where the keys that sign fal's webhooks are published (the server checks each webhook with them)",
     )
     home: Path = Field(default_factory=default_home)
+    images_dir: Path = Field(
+        default_factory=lambda data: _home_images(data.get("home")),
+        description="where generated images are saved; a directory every replica of a service can reach when "
+        "several share one store; unset: the images folder under home",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host:5432/db: keep jobs and the spend ledger in this PostgreSQL "
+        "database, shared by several processes and replicas (the `postgres` extra); unset: one SQLite file under "
+        "home. A secret: it may carry a password",
+    )
     usage: Usage = "commercial"
     local_model: Path | None = Field(
         default=None,
@@ -254,14 +272,22 @@ class Settings(BaseModel):
         except json.JSONDecodeError:
             raise ValueError(f"not a JSON object (e.g. {JSON_EXAMPLES[str(info.field_name)]})") from None
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")  # without the value: it may carry a password
+        return value
+
     @field_validator("server_allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
-    @property
-    def images_dir(self) -> Path:
-        return self.home / "images"
+    @field_validator("images_dir", mode="before")
+    @classmethod
+    def _images_under_home(cls, value: object, info: ValidationInfo) -> object:
+        return _home_images(info.data.get("home")) if value is None or value == "" else value
 
     @classmethod
     def load(

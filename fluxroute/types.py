@@ -550,3 +550,5 @@ class GenerationResult(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     plan: Plan
     warnings: list[str] = Field(default_factory=list)
+    # which process saved the images (fluxroute.store.leases.Owner: host/pid/token); None in results stored before
+    replica: str | None = None

@@ -61,3 +61,23 @@ def test_local_inference_settings_come_from_their_environment_variables() -> Non
 def test_a_content_checker_must_be_named_as_module_colon_callable() -> None:
     with pytest.raises(ConfigError, match="FLUXROUTE_LOCAL_CONTENT_CHECKER"):
         Settings.load(environ={"FLUXROUTE_LOCAL_CONTENT_CHECKER": "check"}, config_file=Path("/nonexistent.toml"))
+
+
+def test_the_database_url_comes_from_its_variable_and_stays_secret() -> None:
+    from fluxroute.redact import redact, settings_secrets
+
+    url = "postgresql://fluxroute:hunter2-Sw0rdfish@db.internal:5432/fluxroute"
+    settings = Settings.load(environ={"FLUXROUTE_CONFIG": "none", "FLUXROUTE_DATABASE_URL": url})
+    assert settings.database_url is not None and settings.database_url.get_secret_value() == url
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(settings)
+    secrets = settings_secrets(settings)
+    assert url in secrets and "hunter2-Sw0rdfish" in secrets  # the password alone too
+    said = redact(f"could not log in to {url}; password hunter2-Sw0rdfish rejected", secrets)
+    assert "hunter2" not in said
+    assert Settings.load(environ={"FLUXROUTE_CONFIG": "none"}).database_url is None  # unset: SQLite under home
+
+
+def test_a_database_url_that_is_not_postgresql_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError, match=r"FLUXROUTE_DATABASE_URL: .*postgresql://") as refused:
+        Settings.load(environ={"FLUXROUTE_CONFIG": "none", "FLUXROUTE_DATABASE_URL": "mysql://u:topsecret9@h/db"})
+    assert "topsecret9" not in str(refused.value)

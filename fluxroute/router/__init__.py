@@ -28,7 +28,7 @@ from fluxroute.router.input_images import Parent, check_input_images, input_urls
 from fluxroute.router.input_size import probe_input_size
 from fluxroute.router.planner import Planner, plan_bytes
 from fluxroute.settings import Settings
-from fluxroute.store import JobStore, Store
+from fluxroute.store import Store, open_store
 from fluxroute.store.leases import attempt_free
 from fluxroute.types import MAX_UPSCALE_FACTOR, GenerationResult, ImageRequest, Plan
 
@@ -71,7 +71,7 @@ class Router:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = JobStore.open(self.settings.home)
+            self._store = open_store(self.settings)
         return self._store
 
     def provider(self, name: str) -> Provider:

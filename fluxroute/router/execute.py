@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -68,6 +69,8 @@ SUBMIT_WINDOW = timedelta(seconds=120)
 CLOCK_SKEW = timedelta(seconds=10)
 # resuming an attempt that fails in an unexpected way this often gives it up (a poison job)
 MAX_RESUME_FAILURES = 3
+# how often a job another live process follows (same idempotency key) is looked up in the store
+WATCH_POLL_S = 0.25
 # an offer's learned latency replaces the planner's estimate once this many of its jobs completed
 LEARN_AFTER = 3
 
@@ -618,6 +621,7 @@ class Executor:
         job, request, candidate = run.job, run.request, run.candidate
         images = ImageStore(run.out_dir or self.settings.images_dir)
         seed = result.seed if result.seed is not None else request.seed
+        replica = str(self.owner)  # this_process(), or the owner a test gave the executor
         parameters: dict[str, object] = {
             "prompt": request.prompt,
             "model": candidate.model,
@@ -628,6 +632,7 @@ class Executor:
             "seed": seed,
             "job_id": job.id,
             "provider_job_id": result.provider_job_id,
+            "replica": replica,  # which process (of replicas sharing the store) wrote the image
         }
         if result.review is not None:
             parameters["review"] = result.review
@@ -670,18 +675,41 @@ class Executor:
             timings=result.timings,
             plan=run.plan,
             warnings=warnings,
+            replica=replica,
         )
 
     # --- jobs a previous call or process left open -------------------------------------------------
 
     async def _existing(self, job: JobRecord, progress: ProgressCallback | None) -> GenerationResult:
-        """Same idempotency key again: the stored result, or the in-flight attempt followed; never a new job."""
-        if job.status == "succeeded" and job.result is not None:
-            return GenerationResult.model_validate(job.result)
-        in_flight = [a for a in self.store.attempts_for(job.id) if a.status == "in_flight"]
-        if in_flight:
-            return await self.resume(in_flight[-1], progress)
-        raise NoRouteError(f"job {job.id} for this idempotency key ended {job.status}: {job.error or 'no result'}")
+        """Same idempotency key again: the stored result, or the job followed to its end, never a new job. An
+        attempt no live process follows is resumed here; while one does (a concurrent call, another replica on
+        the shared store), the store is watched until that process ends the job. A job left running with no
+        open attempt for a lease's length (its process stopped between attempts) is reported, not waited on."""
+        idle_since: float | None = None
+        while True:
+            job = await asyncio.to_thread(self.store.get_job, job.id)
+            if job.status == "succeeded" and job.result is not None:
+                return GenerationResult.model_validate(job.result)
+            attempts = await asyncio.to_thread(self.store.attempts_for, job.id)
+            open_attempts = [a for a in attempts if a.status in ("submitting", "in_flight")]
+            latest = open_attempts[-1] if open_attempts else None
+            if latest is not None and latest.status == "in_flight":
+                with contextlib.suppress(JobBusy):  # a live process follows it: watch
+                    return await self.resume(latest, progress)
+            elif latest is not None and leases.attempt_free(latest):
+                raise NoRouteError(
+                    f"job {job.id} for this idempotency key was cut off while it was being submitted; "
+                    "`fluxroute jobs resume` recovers it"
+                )
+            now = time.monotonic()
+            if latest is None:
+                idle_since = idle_since or now
+                if job.status not in ("queued", "running") or now - idle_since > leases.LEASE.total_seconds():
+                    detail = job.error or "no result"
+                    raise NoRouteError(f"job {job.id} for this idempotency key ended {job.status}: {detail}")
+            else:
+                idle_since = None
+            await asyncio.sleep(WATCH_POLL_S)
 
     async def resume(self, attempt: AttemptRecord, progress: ProgressCallback | None = None) -> GenerationResult:
         """Finish an attempt a previous process submitted: wait for it, save it, bill it once.

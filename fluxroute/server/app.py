@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
@@ -32,6 +33,14 @@ INSTRUCTIONS = (
     "get_image_job), and the prompts for each model family's prompting guide."
 )
 
+# the backend of each server `build_server` made: `http_app` marks it as a replica (see `backend_of`)
+_BACKENDS: WeakKeyDictionary[MCPServer, Backend] = WeakKeyDictionary()
+
+
+def backend_of(server: MCPServer) -> Backend | None:
+    """The backend of a server `build_server` made (None for another server)."""
+    return _BACKENDS.get(server)
+
 
 def build_server(
     settings: Settings,
@@ -56,9 +65,14 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[Backend]:
         warm_up = asyncio.create_task(backend.warm_up())  # the router, and the jobs left in flight adopted
+        # over HTTP: one replica of a service (wake listener, adoption sweep); see Backend.replicate
+        replica = asyncio.create_task(backend.replicate()) if backend.replicated else None
         try:
             yield backend
         finally:
+            if replica is not None:
+                replica.cancel()
+                await asyncio.gather(replica, return_exceptions=True)
             await warm_up  # a router being made cannot be interrupted; it is closed below like any other
             await backend.aclose()  # stop following; in-flight jobs stay in flight for the next start
             await webhooks.aclose()
@@ -77,6 +91,7 @@ def build_server(
     add_prompts(server)
     add_completions(server, backend)
     _add_routes(server, webhooks)
+    _BACKENDS[server] = backend
     return server
 
 

@@ -76,9 +76,17 @@ def http_app(
     this server's (see `transport_security`), and with `token` answers 401 without `Authorization: Bearer
     <token>`; the webhooks authenticate themselves (fal signs, Krea is re-checked at Krea).
 
+    A server from `build_server` runs as one replica of a service while this app runs: it listens on its store's
+    wake bus and sweeps for jobs of stopped replicas every ADOPT_EVERY_S (server/backend.py `Backend.replicate`).
+
     Raises:
         ConfigError: an allowed host is malformed.
     """
+    from fluxroute.server.app import backend_of
+
+    backend = backend_of(server)
+    if backend is not None:
+        backend.replicated = True  # one replica of a service: wake listener and adoption sweep while it runs
     security = transport_security(host, port, allowed_hosts)
     app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host, transport_security=security)
     return BearerToken(app, token) if token is not None else app

@@ -1,6 +1,9 @@
 """The provider webhook endpoints: a bounded body, verification where the provider signs, then at most one early
 status check per job per WAKE_WINDOW_S, and only for a job the store shows in flight. A delivery never says
-what the result is: it wakes the poller, and the provider's API stays the source of truth."""
+what the result is: it wakes the poller, and the provider's API stays the source of truth.
+
+The poller to wake may be in another replica (the one holding the job's lease): when no waiter here follows the
+job, the wake is published on the store's wake bus (server/wakes.py), and that replica's listener wakes it."""
 
 from __future__ import annotations
 
@@ -48,11 +51,13 @@ class Webhooks:
         verdict = await asyncio.to_thread(router.store.claim_webhook_check, provider, job_id, WAKE_WINDOW_S)
         if verdict == "unknown":
             return JSONResponse({"ok": False, "error": "no job of ours is in flight with this id"}, status_code=404)
-        woken = False
+        woken = relayed = False
         if verdict == "due":
             target = router.provider(provider)
             woken = isinstance(target, Notifiable) and target.notify(job_id)
-        return JSONResponse({"ok": True, "checking": woken})
+            if not woken:  # no waiter here: the replica that follows the job hears it on the wake bus
+                relayed = await asyncio.to_thread(self.backend.wakes.publish, provider, job_id)
+        return JSONResponse({"ok": True, "checking": woken, "relayed": relayed})
 
     async def aclose(self) -> None:
         if self._http is not None:

@@ -1,4 +1,9 @@
-"""SQLite connections for the job store: per-thread connections, pragmas, transactions and migrations."""
+"""The job store's connection layer: the interface `JobStore` uses of a database, and SQLite's implementation of it
+(per-thread connections, pragmas, transactions and migrations). PostgreSQL's is `fluxroute.store.postgres`.
+
+`JobStore` runs the same SQL on every dialect: `?` placeholders, rows read by column name or position, portable
+statements (`INSERT ... ON CONFLICT DO NOTHING`, `RETURNING id`, ordering by explicit columns).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,48 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 from fluxroute.errors import ConfigError
 from fluxroute.store.files import private_file
 from fluxroute.store.schema import SCHEMA_VERSION
 
 BUSY_TIMEOUT_MS = 5000
+
+
+class Row(Protocol):
+    """A result row, by column name or position (sqlite3.Row, fluxroute.store.postgres.Row)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+
+class Cursor(Protocol):
+    """What a statement answers: its rows and how many rows it changed."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """Runs one statement with `?` placeholders (sqlite3.Connection, fluxroute.store.postgres.PgConnection)."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+
+class Backend(Protocol):
+    """What the store uses of a database: this thread's connection, a write transaction that serialises writers
+    across threads and processes, a read transaction with one consistent snapshot, and close."""
+
+    def connection(self) -> Connection: ...
+    def write(self) -> AbstractContextManager[Connection]: ...
+    def read(self) -> AbstractContextManager[Connection]: ...
+    def close(self) -> None: ...
+
 
 # SQLite's migrations, one per schema version (see fluxroute.store.schema).
 # Each migration is a list of single statements, run inside one BEGIN IMMEDIATE transaction together

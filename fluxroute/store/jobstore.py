@@ -1,20 +1,22 @@
-"""The job store: jobs, their provider attempts and the spend ledger in one SQLite file."""
+"""The job store: jobs, their provider attempts and the spend ledger, in one SQLite file (the embedded default) or
+one PostgreSQL database shared by several processes and replicas: the same code and SQL on both, the connection
+layer chosen by dialect (fluxroute.store.database.Database, fluxroute.store.postgres.PostgresDatabase)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from fluxroute.errors import BudgetExceeded, IdempotencyConflict, JobNotFound
+from fluxroute.errors import BudgetExceeded, ConfigError, IdempotencyConflict, JobNotFound
 from fluxroute.store import ledger
-from fluxroute.store.database import Database
+from fluxroute.store.database import Backend, Connection, Database, Row
 from fluxroute.store.files import private_dir
 from fluxroute.store.leases import LEASE, Owner, lease_free
 from fluxroute.store.lineage import (
@@ -48,6 +50,9 @@ from fluxroute.store.records import (
     utc_now,
 )
 
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
 DB_FILENAME = "fluxroute.db"
 
 # Request keys that would mean a credential slipped through; the caller is meant to strip them.
@@ -62,18 +67,42 @@ LATENCY_WEIGHT = 0.2  # the weight of the newest job in an offer's learned laten
 class JobStore:
     """Durable record of jobs, attempts and money, safe to share across threads and processes.
 
-    Every write that reads before it writes (idempotent create, budget checks, settling) runs in a
-    BEGIN IMMEDIATE transaction, so SQLite's file lock serialises it against every other writer.
+    Every write that reads before it writes (idempotent create, budget checks, settling, lease claims) runs in a
+    write transaction that serialises it against every other writer: SQLite's BEGIN IMMEDIATE file lock, or on
+    PostgreSQL an advisory lock every process and replica takes first (see fluxroute.store.postgres).
     """
 
-    def __init__(self, path: Path) -> None:
-        """Open (creating if needed) the store at `path` and bring its schema up to date.
+    def __init__(self, path: Path | None = None, *, database: Backend | None = None) -> None:
+        """Open (creating if needed) the SQLite store at `path` and bring its schema up to date; or use `database`,
+        an open connection layer of another dialect (see `connect`).
 
         Raises:
             ConfigError: the file was written by a newer fluxroute with a schema this one does not know.
         """
-        self.path = path
-        self._db = Database(path)
+        if (path is None) == (database is None):
+            raise TypeError("JobStore takes a SQLite path or an open database, one of them")
+        self.path = path  # None on PostgreSQL
+        self._db: Backend
+        if database is not None:
+            self._db = database
+        else:
+            assert path is not None
+            self._db = Database(path)
+
+    @classmethod
+    def connect(cls, url: SecretStr | str, *, max_connections: int = 10) -> JobStore:
+        """Open the store in the PostgreSQL database at `url` (postgresql://…), creating its schema if the
+        database has none; one pool of at most `max_connections` connections (needs the `postgres` extra).
+
+        Raises:
+            ConfigError: the database has a schema from a newer fluxroute, or psycopg is not installed.
+            psycopg.OperationalError: the server cannot be reached.
+        """
+        try:
+            from fluxroute.store.postgres import PostgresDatabase
+        except ImportError as exc:
+            raise ConfigError(f"a PostgreSQL store needs psycopg: pip install 'fluxroute[postgres]' ({exc})") from None
+        return cls(database=PostgresDatabase(url, max_size=max_connections))
 
     @classmethod
     def open(cls, home: Path) -> JobStore:
@@ -227,6 +256,7 @@ class JobStore:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         conn = self._db.connection()
+        # rowid: SQLite's implicit insertion order; PostgreSQL's jobs table has an explicit column of that name
         if status is None:
             rows = conn.execute("SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)).fetchall()
         else:
@@ -660,7 +690,7 @@ class JobStore:
 
 
 def _create_job(
-    conn: sqlite3.Connection, request: dict[str, object], idempotency_key: str | None, status: JobStatus
+    conn: Connection, request: dict[str, object], idempotency_key: str | None, status: JobStatus
 ) -> tuple[JobRecord, bool]:
     _check_status(status, JOB_STATUSES, "job status")
     _reject_secrets(request, "request")
@@ -688,7 +718,7 @@ def _create_job(
 
 
 def _insert_attempt(
-    conn: sqlite3.Connection, job_id: str, spec: AttemptStart, reservation_id: int | None, owner: Owner | None
+    conn: Connection, job_id: str, spec: AttemptStart, reservation_id: int | None, owner: Owner | None
 ) -> AttemptRecord:
     estimated_micros = ledger.money_micros(spec.estimated_cost, "estimated cost")
     (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM attempts WHERE job_id = ?", (job_id,)).fetchone()
@@ -761,15 +791,15 @@ def _check_status(status: str, allowed: frozenset[str], what: str) -> None:
         raise ValueError(f"{what} must be one of {', '.join(sorted(allowed))}; got {status!r}")
 
 
-def _job_row(conn: sqlite3.Connection, job_id: str) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+def _job_row(conn: Connection, job_id: str) -> Row:
+    row: Row | None = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         raise JobNotFound(f"no job {job_id!r} in the store")
     return row
 
 
-def _attempt_row(conn: sqlite3.Connection, attempt_id: str) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute("SELECT * FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+def _attempt_row(conn: Connection, attempt_id: str) -> Row:
+    row: Row | None = conn.execute("SELECT * FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
     if row is None:
         raise JobNotFound(f"no attempt {attempt_id!r} in the store")
     return row

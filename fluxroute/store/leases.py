@@ -5,11 +5,17 @@ and bills it once. That process holds the attempt's lease (its owner id and an e
 follows; another process (`jobs resume`, a server starting, another replica on a shared store) takes the
 attempt up only once the lease is free: let go on purpose, expired, or held by a process on this host that
 has stopped (its pid is gone), which tells a crash at once instead of after the expiry.
+
+An owner is unique across machines and runs: host name, pid, and a token drawn at start that also names the
+process's pid space (the machine's boot id and its pid namespace). A pid is only looked up when the holder's pid
+space is this process's own: replicas in containers that share a host name (host networking) or machines with one
+name never take each other's live leases for stopped processes; they wait for the expiry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import uuid
@@ -22,7 +28,20 @@ from fluxroute.store.records import AttemptRecord
 LEASE = timedelta(seconds=60)
 RENEW_EVERY_S = 15.0
 
-_TOKEN = uuid.uuid4().hex[:12]  # tells this process from an earlier one that had the same pid
+
+def _pid_space() -> str:
+    """A short id of where this process's pid means something: the machine's boot id and its pid namespace."""
+    parts = []
+    with contextlib.suppress(OSError), open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+        parts.append(boot.read().strip())
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:8] if parts else ""
+
+
+_PID_SPACE = _pid_space()
+# tells this process from an earlier one that had the same pid, and (after the dot) names its pid space
+_TOKEN = f"{uuid.uuid4().hex[:12]}.{_PID_SPACE}"
 
 
 @dataclass(frozen=True)
@@ -63,7 +82,14 @@ def lease_free(owner: str | None, until: datetime | None, now: datetime, taker: 
         return False
     if until is not None and until <= now:
         return True
-    return holder.host == socket.gethostname() and _stopped(holder.pid)
+    return holder.host == socket.gethostname() and _same_pid_space(holder) and _stopped(holder.pid)
+
+
+def _same_pid_space(holder: Owner) -> bool:
+    """Whether `holder`'s pid can be looked up here: its token names this pid space (a token without one, from a
+    version before pid spaces, is taken to be of this host, as that version did)."""
+    _, dot, space = holder.token.rpartition(".")
+    return not dot or space == _PID_SPACE
 
 
 def _stopped(pid: int) -> bool:

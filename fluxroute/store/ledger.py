@@ -6,18 +6,18 @@ the same transaction. Outstanding budget is therefore "reserve rows with no rele
 spent is simply the sum of `charge` rows. Callers run these functions inside a write transaction.
 
 Budget checks and summaries never scan that history: triggers on the ledger (schema version 3, see
-database.MIGRATIONS) keep running totals in the same transaction as each inserted row: `ledger_days`
-(charged and held per day), `ledger_charges` (charged per day and provider) and `ledger_open` (the
+database.MIGRATIONS; on PostgreSQL postgres.BASELINE) keep running totals in the same transaction as each inserted
+row: `ledger_days` (charged and held per day), `ledger_charges` (charged per day and provider) and `ledger_open` (the
 reservations not yet released).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from fluxroute.errors import BudgetExceeded, JobNotFound
+from fluxroute.store.database import Connection
 from fluxroute.store.money import from_micros, to_micros, usd
 from fluxroute.store.records import Reservation, SpendRow, SpendSummary, as_utc, to_iso
 
@@ -31,7 +31,7 @@ def money_micros(amount: Decimal, what: str) -> int:
 
 
 def reserve(
-    conn: sqlite3.Connection,
+    conn: Connection,
     job_id: str,
     amount: Decimal,
     *,
@@ -58,16 +58,15 @@ def reserve(
                 f"{usd(from_micros(spent))} spent, {usd(from_micros(reserved))} reserved or at risk, "
                 f"{usd(remaining)} remaining"
             )
-    cursor = conn.execute(
-        "INSERT INTO ledger (job_id, kind, amount_micros, day, created_at) VALUES (?, 'reserve', ?, ?, ?)",
+    (reservation_id,) = conn.execute(
+        "INSERT INTO ledger (job_id, kind, amount_micros, day, created_at) VALUES (?, 'reserve', ?, ?, ?) RETURNING id",
         (job_id, micros, day.isoformat(), to_iso(moment)),
-    )
-    assert cursor.lastrowid is not None
-    return Reservation(id=cursor.lastrowid, job_id=job_id, amount=from_micros(micros), day=day)
+    ).fetchone()
+    return Reservation(id=int(reservation_id), job_id=job_id, amount=from_micros(micros), day=day)
 
 
 def settle(
-    conn: sqlite3.Connection,
+    conn: Connection,
     reservation: Reservation,
     actual: Decimal,
     attempt_id: str | None,
@@ -93,14 +92,14 @@ def settle(
     _close(conn, reservation.id, job_id, reserved_micros, day, created_at)
 
 
-def release(conn: sqlite3.Connection, reservation: Reservation, now: datetime | None) -> None:
+def release(conn: Connection, reservation: Reservation, now: datetime | None) -> None:
     """Free a reservation without charging anything; see JobStore.release."""
     job_id, reserved_micros, day = _reservation_row(conn, reservation)
     _close(conn, reservation.id, job_id, reserved_micros, day, to_iso(as_utc(now)))
 
 
 def charge(
-    conn: sqlite3.Connection,
+    conn: Connection,
     job_id: str,
     amount: Decimal,
     attempt_id: str | None,
@@ -121,7 +120,7 @@ def charge(
     )
 
 
-def day_figures(conn: sqlite3.Connection, day: date) -> tuple[int, int]:
+def day_figures(conn: Connection, day: date) -> tuple[int, int]:
     """Micro-dollars charged on `day` and still reserved (unreleased) on `day`: one row of the running totals."""
     row = conn.execute(
         "SELECT charged_micros, held_micros FROM ledger_days WHERE day = ?", (day.isoformat(),)
@@ -141,7 +140,7 @@ _OPEN_HOLDS = """
 """
 
 
-def summary(conn: sqlite3.Connection, now: datetime | None, daily_cap: Decimal | None, days: int = 7) -> SpendSummary:
+def summary(conn: Connection, now: datetime | None, daily_cap: Decimal | None, days: int = 7) -> SpendSummary:
     """Spend figures for the UTC day of `now`, per provider for the `days` days up to it, and for all time."""
     day = as_utc(now).date()
     first = (day - timedelta(days=days - 1)).isoformat()
@@ -187,13 +186,13 @@ def summary(conn: sqlite3.Connection, now: datetime | None, daily_cap: Decimal |
     )
 
 
-def total_charged(conn: sqlite3.Connection) -> Decimal:
+def total_charged(conn: Connection) -> Decimal:
     """The exact sum of every charge row."""
     (total,) = conn.execute("SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE kind = 'charge'").fetchone()
     return from_micros(int(total))
 
 
-def _close(conn: sqlite3.Connection, reservation_id: int, job_id: str, micros: int, day: str, created_at: str) -> None:
+def _close(conn: Connection, reservation_id: int, job_id: str, micros: int, day: str, created_at: str) -> None:
     if _exists(conn, "kind = 'release' AND reservation_id = ?", reservation_id):
         return
     conn.execute(
@@ -203,7 +202,7 @@ def _close(conn: sqlite3.Connection, reservation_id: int, job_id: str, micros: i
     )
 
 
-def _reservation_row(conn: sqlite3.Connection, reservation: Reservation) -> tuple[str, int, str]:
+def _reservation_row(conn: Connection, reservation: Reservation) -> tuple[str, int, str]:
     # the stored row, not the caller's copy, is the truth about what was held
     row = conn.execute(
         "SELECT job_id, amount_micros, day FROM ledger WHERE id = ? AND kind = 'reserve'",
@@ -214,19 +213,19 @@ def _reservation_row(conn: sqlite3.Connection, reservation: Reservation) -> tupl
     return str(row[0]), int(row[1]), str(row[2])
 
 
-def _attempt_charged(conn: sqlite3.Connection, attempt_id: str) -> bool:
+def _attempt_charged(conn: Connection, attempt_id: str) -> bool:
     return _exists(conn, "kind = 'charge' AND attempt_id = ?", attempt_id)
 
 
-def _exists(conn: sqlite3.Connection, where: str, value: object) -> bool:
+def _exists(conn: Connection, where: str, value: object) -> bool:
     return conn.execute(f"SELECT 1 FROM ledger WHERE {where} LIMIT 1", (value,)).fetchone() is not None
 
 
-def _require_job(conn: sqlite3.Connection, job_id: str) -> None:
+def _require_job(conn: Connection, job_id: str) -> None:
     if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
         raise JobNotFound(f"no job {job_id!r} in the store")
 
 
-def _require_attempt(conn: sqlite3.Connection, attempt_id: str) -> None:
+def _require_attempt(conn: Connection, attempt_id: str) -> None:
     if conn.execute("SELECT 1 FROM attempts WHERE id = ?", (attempt_id,)).fetchone() is None:
         raise JobNotFound(f"no attempt {attempt_id!r} in the store")

@@ -1,10 +1,9 @@
-"""Draft sets and image lineage in the SQLite store: which images were drafts of a set, which final came from which
+"""Draft sets and image lineage in the store: which images were drafts of a set, which final came from which
 draft (and, for later tools, which edit or upscale came from which image)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +12,7 @@ from typing import Literal, get_args
 
 from fluxroute.errors import JobNotFound
 from fluxroute.store import ledger
+from fluxroute.store.database import Connection, Row
 from fluxroute.store.money import from_micros
 from fluxroute.store.records import from_iso, to_iso, utc_now
 
@@ -47,7 +47,7 @@ class LineageLink:
 
 
 def insert_draft_set(
-    conn: sqlite3.Connection,
+    conn: Connection,
     request: dict[str, object],
     drafts: list[dict[str, object]],
     total_cost: Decimal,
@@ -87,29 +87,30 @@ def insert_draft_set(
     return record
 
 
-def select_draft_set(conn: sqlite3.Connection, draft_set_id: str) -> DraftSetRecord:
+def select_draft_set(conn: Connection, draft_set_id: str) -> DraftSetRecord:
     row = conn.execute("SELECT * FROM draft_sets WHERE id = ?", (draft_set_id,)).fetchone()
     if row is None:
         raise JobNotFound(f"no draft set {draft_set_id!r} in the store")
     return _draft_set(row)
 
 
-def select_draft_sets(conn: sqlite3.Connection, limit: int) -> list[DraftSetRecord]:
+def select_draft_sets(conn: Connection, limit: int) -> list[DraftSetRecord]:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
+    # rowid: SQLite's implicit insertion order; PostgreSQL's draft_sets table has an explicit column of that name
     rows = conn.execute("SELECT * FROM draft_sets ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,))
     return [_draft_set(row) for row in rows.fetchall()]
 
 
 def insert_link(
-    conn: sqlite3.Connection, job_id: str, image_index: int, parent_job_id: str, parent_index: int, relation: str
+    conn: Connection, job_id: str, image_index: int, parent_job_id: str, parent_index: int, relation: str
 ) -> LineageLink:
     if relation not in RELATIONS:
         raise ValueError(f"relation must be one of {', '.join(sorted(RELATIONS))}; got {relation!r}")
     return _insert_link(conn, job_id, image_index, parent_job_id, parent_index, relation, utc_now())
 
 
-def select_links(conn: sqlite3.Connection, job_id: str) -> list[LineageLink]:
+def select_links(conn: Connection, job_id: str) -> list[LineageLink]:
     """Every link of job `job_id`'s images: to their parents, and from their children."""
     rows = conn.execute(
         "SELECT * FROM image_lineage WHERE job_id = ? OR parent_job_id = ? ORDER BY created_at, image_index",
@@ -119,7 +120,7 @@ def select_links(conn: sqlite3.Connection, job_id: str) -> list[LineageLink]:
 
 
 def _insert_link(
-    conn: sqlite3.Connection,
+    conn: Connection,
     job_id: str,
     image_index: int,
     parent_job_id: str,
@@ -128,8 +129,8 @@ def _insert_link(
     now: datetime,
 ) -> LineageLink:
     conn.execute(
-        "INSERT OR IGNORE INTO image_lineage (job_id, image_index, parent_job_id, parent_index, relation, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO image_lineage (job_id, image_index, parent_job_id, parent_index, relation, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (job_id, image_index, parent_job_id, parent_index, relation, to_iso(now)),
     )
     return LineageLink(job_id, image_index, parent_job_id, parent_index, relation, now)  # type: ignore[arg-type]
@@ -141,7 +142,7 @@ def _int(value: object) -> int:
     return value
 
 
-def _draft_set(row: sqlite3.Row) -> DraftSetRecord:
+def _draft_set(row: Row) -> DraftSetRecord:
     return DraftSetRecord(
         id=row["id"],
         created_at=from_iso(row["created_at"]),
@@ -152,7 +153,7 @@ def _draft_set(row: sqlite3.Row) -> DraftSetRecord:
     )
 
 
-def _link(row: sqlite3.Row) -> LineageLink:
+def _link(row: Row) -> LineageLink:
     return LineageLink(
         job_id=row["job_id"],
         image_index=int(row["image_index"]),

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Literal, NamedTuple, cast, get_args
+from typing import TYPE_CHECKING, Literal, NamedTuple, cast, get_args
 
 from fluxroute.errors import BudgetExceeded
 from fluxroute.store.money import from_micros
+
+if TYPE_CHECKING:
+    from fluxroute.store.database import Row
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 AttemptStatus = Literal["submitting", "in_flight", "succeeded", "failed", "cancelled"]
@@ -184,7 +186,7 @@ def _load_dict(text: str | None) -> dict[str, object] | None:
     return None if text is None else cast(dict[str, object], json.loads(text))
 
 
-def job_from_row(row: sqlite3.Row) -> JobRecord:
+def job_from_row(row: Row) -> JobRecord:
     """A JobRecord from a `jobs` row."""
     return JobRecord(
         id=row["id"],
@@ -199,7 +201,7 @@ def job_from_row(row: sqlite3.Row) -> JobRecord:
     )
 
 
-def attempt_from_row(row: sqlite3.Row) -> AttemptRecord:
+def attempt_from_row(row: Row) -> AttemptRecord:
     """An AttemptRecord from an `attempts` row."""
     cost = row["cost_micros"]
     finished = row["finished_at"]

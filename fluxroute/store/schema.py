@@ -1,8 +1,10 @@
 """The store's schema version, shared by every database dialect.
 
 Each backend keeps its own migrations (SQL differs between dialects), one list per dialect, and version n means
-the same tables, columns, constraints and derived totals in every dialect. A dialect's list must have exactly
-SCHEMA_VERSION entries: a change to the schema lands in every dialect at once, under one new version.
+the same tables, columns, constraints and derived totals in every dialect. A change to the schema lands in every
+dialect at once, under one new version. SQLite's list (database.MIGRATIONS) has SCHEMA_VERSION entries; PostgreSQL
+joined at version 7, so a new PostgreSQL database gets version 7's whole schema in one step (postgres.BASELINE) and
+its list (postgres.MIGRATIONS) holds one entry per version after that.
 """
 
 from __future__ import annotations

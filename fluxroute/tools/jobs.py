@@ -2,7 +2,9 @@
 
 A tool call waits for its generation up to a budget; when the budget runs out (or the caller goes away)
 the job keeps running here and `wait` picks it up again by id. Jobs a previous process left in flight
-are adopted from the store, so a handle survives a restart and a job is never followed twice.
+are adopted from the store, so a handle survives a restart and a job is never followed twice. A job another live
+process follows (a replica on a shared store) is watched in the store until it ends there, and adopted here if
+that process stops (its lease frees).
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from fluxroute.errors import FluxrouteError, JobNotFound
+from fluxroute.errors import FluxrouteError, JobBusy, JobNotFound
 from fluxroute.providers.base import Progress, ProgressCallback
+from fluxroute.store.leases import attempt_free
 from fluxroute.types import GenerationResult, ImageRequest
 
 if TYPE_CHECKING:
     from fluxroute.store import Store
 
 JobStatus = Literal["running", "succeeded", "failed", "cancelled"]
+# how often a job another process follows is looked up in the store
+WATCH_POLL_S = 0.25
+OPEN_ATTEMPT = ("submitting", "in_flight")
 
 
 class JobRunner(Protocol):
@@ -43,6 +49,8 @@ class JobRunner(Protocol):
 
     async def resume_job(self, job_id: str, progress: ProgressCallback | None = None) -> GenerationResult: ...
 
+    async def cancel_job(self, job_id: str) -> object: ...
+
 
 @dataclass(frozen=True)
 class JobView:
@@ -58,9 +66,10 @@ class JobView:
 
 @dataclass
 class _Tracked:
-    """One running generation: its task, its latest progress event, and whoever listens right now."""
+    """One running generation: its task, its latest progress event, and whoever listens right now. The task's
+    None: the job ended in another process (its outcome is in the store)."""
 
-    task: asyncio.Task[GenerationResult] = field(init=False)  # set right after: the task reports to this record
+    task: asyncio.Task[GenerationResult | None] = field(init=False)  # set right after: the task reports here
     started: float = field(default_factory=time.monotonic)
     latest: Progress | None = None
     listeners: list[ProgressCallback] = field(default_factory=list)
@@ -133,7 +142,10 @@ class BackgroundJobs:
         finally:
             with contextlib.suppress(ValueError):
                 tracked.listeners.remove(progress)  # type: ignore[arg-type]
-        return JobView(job_id, "succeeded", result=tracked.task.result(), elapsed_s=time.monotonic() - tracked.started)
+        result = tracked.task.result()
+        if result is None:
+            return self._stored_view(job_id)
+        return JobView(job_id, "succeeded", result=result, elapsed_s=time.monotonic() - tracked.started)
 
     async def cancel(self, job_id: str) -> JobView:
         """Stop job `job_id`: its provider is asked to cancel it and the job record says what that cost;
@@ -147,6 +159,9 @@ class BackgroundJobs:
             tracked.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, FluxrouteError):
                 await tracked.task
+        attempts = self.router.store.attempts_for(job_id)
+        if any(a.status in OPEN_ATTEMPT for a in attempts):  # followed by another process: ask the provider here
+            await self.router.cancel_job(job_id)
         return self._stored_view(job_id)
 
     def resume_in_flight(self) -> list[str]:
@@ -168,19 +183,37 @@ class BackgroundJobs:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _adopt(self, job_id: str) -> _Tracked | None:
-        """Follow a job this process did not start, if the store says a provider job of it is in flight."""
+        """Follow a job this process did not start, if the store says an attempt of it is open."""
         attempts = self.router.store.attempts_for(job_id)  # raises JobNotFound
-        if not any(a.status == "in_flight" for a in attempts):
+        if not any(a.status in OPEN_ATTEMPT for a in attempts):
             return None
         tracked = _Tracked()
-        tracked.task = asyncio.create_task(self.router.resume_job(job_id, tracked.report))
+        tracked.task = asyncio.create_task(self._follow(job_id, tracked))
         self._track(job_id, tracked)
         return tracked
+
+    async def _follow(self, job_id: str, tracked: _Tracked) -> GenerationResult | None:
+        """Resume job `job_id` here once no live process follows it; while one does (a replica), watch the store
+        until the job's attempts close there (None: read the outcome from the store)."""
+        while True:
+            attempts = await asyncio.to_thread(self.router.store.attempts_for, job_id)
+            open_attempts = [a for a in attempts if a.status in OPEN_ATTEMPT]
+            if not open_attempts:
+                return None
+            latest = open_attempts[-1]
+            if latest.status == "in_flight":
+                try:
+                    return await self.router.resume_job(job_id, tracked.report)
+                except JobBusy:
+                    pass  # a live process follows it: watch
+            elif attempt_free(latest):
+                return None  # its submission was cut off with its process: `jobs resume` recovers it
+            await asyncio.sleep(WATCH_POLL_S)
 
     def _track(self, job_id: str, tracked: _Tracked) -> None:
         self._running[job_id] = tracked
 
-        def done(task: asyncio.Task[GenerationResult]) -> None:
+        def done(task: asyncio.Task[GenerationResult | None]) -> None:
             if self._running.get(job_id) is tracked:
                 del self._running[job_id]
             if not task.cancelled():

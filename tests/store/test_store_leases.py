@@ -136,3 +136,21 @@ def test_attempts_recorded_before_leases_keep_their_owner_for_a_minute(tmp_path:
         assert attempt_free(held, now=datetime.now(UTC) + timedelta(seconds=61))
         assert (let_go.lease_owner, finished.lease_owner) == (None, None)
         assert attempt_free(let_go)
+
+
+def test_owners_name_their_pid_space_and_a_stopped_pid_of_another_one_waits_for_the_expiry(store: Store) -> None:
+    me = this_process()
+    token, _, space = me.token.rpartition(".")
+    assert len(token) == 12 and space  # host, pid, and a run token naming this boot and pid namespace
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    # a process of this host name whose pid is gone here, but in another pid space (another container with the
+    # same host name, another machine with the same name): its pid tells nothing here, so only expiry frees it
+    elsewhere = Owner(socket.gethostname(), int(gone.stdout), f"{token}.{'0' * len(space)}")
+    same_space = Owner(socket.gethostname(), int(gone.stdout), f"ffff.{space}")
+    attempt = open_attempt(store, elsewhere)
+    assert not attempt_free(store.attempts_for(attempt.job_id)[0])
+    assert store.claim_attempt(attempt.id, RESUMER) is None
+    later = datetime.now(UTC) + LEASE + timedelta(seconds=1)
+    assert store.claim_attempt(attempt.id, RESUMER, later) is not None
+    stopped = open_attempt(store, same_space, "req-2")
+    assert store.claim_attempt(stopped.id, RESUMER) is not None  # same pid space, pid gone: free at once

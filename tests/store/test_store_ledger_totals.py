@@ -9,7 +9,8 @@ migration that backfills the totals of an existing store.
 from __future__ import annotations
 
 import sqlite3
-import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -21,8 +22,9 @@ from hypothesis import strategies as st
 
 from fluxroute.errors import BudgetExceeded
 from fluxroute.store import JobStore, Reservation
-from fluxroute.store.database import MIGRATIONS, SCHEMA_VERSION
+from fluxroute.store.database import MIGRATIONS, SCHEMA_VERSION, Connection
 from fluxroute.store.money import from_micros
+from tests.postgres import integrity_errors
 
 FIRST_DAY = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 PROVIDERS = ("krea", "fal", "local")
@@ -40,7 +42,7 @@ class Scan:
     charges: int = 0
 
 
-def scan(conn: sqlite3.Connection) -> Scan:
+def scan(conn: Connection) -> Scan:
     ledger_rows = conn.execute("SELECT id, kind, amount_micros, day, reservation_id, attempt_id FROM ledger").fetchall()
     attempts = {
         row[0]: (row[1], row[2], row[3])
@@ -112,10 +114,14 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps)
-def test_running_totals_equal_a_full_scan_of_the_ledger(plan: list[tuple[str, int, int, int]]) -> None:
-    with tempfile.TemporaryDirectory() as home, JobStore.open(Path(home)) as store:
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(plan=steps)
+def test_running_totals_equal_a_full_scan_of_the_ledger(
+    fresh_store: Callable[[], AbstractContextManager[JobStore]], plan: list[tuple[str, int, int, int]]
+) -> None:
+    with fresh_store() as store:
         job_id = store.create_job({"prompt": "a harbour at dawn"})[0].id
         holds: list[tuple[Reservation, str | None]] = []
         attempts: list[str] = []
@@ -175,36 +181,34 @@ def test_running_totals_equal_a_full_scan_of_the_ledger(plan: list[tuple[str, in
         assert_totals_match_the_ledger(store, [(FIRST_DAY + timedelta(days=n)).date() for n in range(5)])
 
 
-def test_the_daily_cap_still_counts_charges_and_open_holds_from_the_totals(tmp_path: Path) -> None:
-    with JobStore.open(tmp_path) as store:
-        job_id = store.create_job({"prompt": "a kite"})[0].id
-        cap = Decimal("1.00")
-        first = store.reserve(job_id, Decimal("0.60"), per_call_cap=None, daily_cap=cap, now=FIRST_DAY)
-        with pytest.raises(BudgetExceeded, match=r"\$0\.60 reserved or at risk, \$0\.40 remaining"):
-            store.reserve(job_id, Decimal("0.41"), per_call_cap=None, daily_cap=cap, now=FIRST_DAY)
-        store.settle(first, Decimal("0.25"))
-        second = store.reserve(job_id, Decimal("0.75"), per_call_cap=None, daily_cap=cap, now=FIRST_DAY)
-        with pytest.raises(BudgetExceeded, match=r"\$0\.25 spent, \$0\.75 reserved or at risk, \$0\.00 remaining"):
-            store.reserve(job_id, Decimal("0.000001"), per_call_cap=None, daily_cap=cap, now=FIRST_DAY)
-        store.release(second)
-        assert store.spend_summary(now=FIRST_DAY, daily_cap=cap).remaining_today == Decimal("0.75")
-        # ledger = billed
-        assert store.total_charged() == Decimal("0.25")
-        assert_totals_match_the_ledger(store, [FIRST_DAY.date()])
+def test_the_daily_cap_still_counts_charges_and_open_holds_from_the_totals(store: JobStore) -> None:
+    job_id = store.create_job({"prompt": "a kite"})[0].id
+    cap = Decimal("1.00")
+    first = store.reserve(job_id, Decimal("0.60"), per_call_cap=None, daily_cap=cap, now=FIRST_DAY)
+    with pytest.raises(BudgetExceeded, match=r"\$0\.60 reserved or at risk, \$0\.40 remaining"):
+        store.reserve(job_id, Decimal("0.41"), per_call_cap=None, daily_cap=cap, now=FIRST_DAY)
+    store.settle(first, Decimal("0.25"))
+    second = store.reserve(job_id, Decimal("0.75"), per_call_cap=None, daily_cap=cap, now=FIRST_DAY)
+    with pytest.raises(BudgetExceeded, match=r"\$0\.25 spent, \$0\.75 reserved or at risk, \$0\.00 remaining"):
+        store.reserve(job_id, Decimal("0.000001"), per_call_cap=None, daily_cap=cap, now=FIRST_DAY)
+    store.release(second)
+    assert store.spend_summary(now=FIRST_DAY, daily_cap=cap).remaining_today == Decimal("0.75")
+    # ledger = billed
+    assert store.total_charged() == Decimal("0.25")
+    assert_totals_match_the_ledger(store, [FIRST_DAY.date()])
 
 
-def test_ledger_rows_cannot_be_changed_or_removed(tmp_path: Path) -> None:
-    with JobStore.open(tmp_path) as store:
-        job_id = store.create_job({"prompt": "a lantern"})[0].id
-        store.charge(job_id, Decimal("0.10"), now=FIRST_DAY)
-        conn = store._db.connection()
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute("UPDATE ledger SET amount_micros = 1")
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute("DELETE FROM ledger")
-        # ledger = billed
-        assert store.total_charged() == Decimal("0.10")
-        assert_totals_match_the_ledger(store, [FIRST_DAY.date()])
+def test_ledger_rows_cannot_be_changed_or_removed(store: JobStore) -> None:
+    job_id = store.create_job({"prompt": "a lantern"})[0].id
+    store.charge(job_id, Decimal("0.10"), now=FIRST_DAY)
+    conn = store._db.connection()
+    with pytest.raises(integrity_errors(), match="append-only"):
+        conn.execute("UPDATE ledger SET amount_micros = 1")
+    with pytest.raises(integrity_errors(), match="append-only"):
+        conn.execute("DELETE FROM ledger")
+    # ledger = billed
+    assert store.total_charged() == Decimal("0.10")
+    assert_totals_match_the_ledger(store, [FIRST_DAY.date()])
 
 
 def _store_at_version_2(path: Path) -> None:
