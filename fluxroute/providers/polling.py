@@ -273,27 +273,45 @@ class Pace:
         self.failures = 0
 
 
+# a webhook for a job not followed yet (a fast job can end before its submission is even recorded) is kept this long,
+# for at most this many jobs: if this process then follows that job, its first check comes at once
+EARLY_WAKE_TTL_S = 120.0
+EARLY_WAKES = 1024
+
+
 class Poller:
-    """The jobs one provider is following; a webhook for one of them ends its pause early."""
+    """The jobs one provider is following; a webhook for one of them ends its pause early. A webhook that comes
+    before its job is followed here is remembered a while, and ends the job's first pause."""
 
     def __init__(self, provider: str, backoff_s: float = 0.5) -> None:
         self.provider = provider
         self.backoff_s = backoff_s
         self._paces: dict[str, Pace] = {}
+        self._early: dict[str, float] = {}  # job id -> when its early webhook expires (monotonic)
 
     @contextlib.contextmanager
     def follow(self, job_id: str, expected_s: float | Expectation, timeout_s: float) -> Iterator[Pace]:
         pace = Pace(self.provider, job_id, expected_s, timeout_s, self.backoff_s)
         self._paces[job_id] = pace
+        expires = self._early.pop(job_id, None)
+        if expires is not None and expires > time.monotonic():
+            pace.wakeup.set()  # it ended (a webhook said so) before anyone here followed it: check now
         try:
             yield pace
         finally:
             self._paces.pop(job_id, None)
 
     def notify(self, job_id: str) -> bool:
-        """Check `job_id` now. False when no one here is following it (a webhook for someone else)."""
+        """Check `job_id` now. False when no one here is following it (a webhook for someone else, or one that
+        came before its job is followed: remembered for EARLY_WAKE_TTL_S, see `follow`)."""
         pace = self._paces.get(job_id)
         if pace is None:
+            now = time.monotonic()
+            if len(self._early) >= EARLY_WAKES:  # bounded: expired entries go first, then the oldest
+                self._early = {k: v for k, v in self._early.items() if v > now}
+                while len(self._early) >= EARLY_WAKES:
+                    del self._early[next(iter(self._early))]
+            self._early[job_id] = now + EARLY_WAKE_TTL_S
             return False
         pace.wakeup.set()
         return True

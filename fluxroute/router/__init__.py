@@ -79,6 +79,10 @@ class Router:
             self._providers[name] = create_provider(name, self.settings)
         return self._providers[name]
 
+    def open_provider(self, name: str) -> Provider | None:
+        """Provider `name` if this router has made it already (it may be following jobs), else None."""
+        return self._providers.get(name)
+
     def plan(self, request: ImageRequest, input_size: tuple[int, int] | None = None) -> Plan:
         """The plan for `request`; the same request is planned once (a tool call plans to ask for approval,
         to check it, and to run, and agents often plan before they generate). `input_size` is what

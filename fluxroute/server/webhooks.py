@@ -50,6 +50,11 @@ class Webhooks:
         router = await self.backend.router()
         verdict = await asyncio.to_thread(router.store.claim_webhook_check, provider, job_id, WAKE_WINDOW_S)
         if verdict == "unknown":
+            # perhaps a fast job that ended before its submission was recorded: every replica remembers the id a
+            # while, and the one that then follows it checks at once (providers/polling.py Poller.notify)
+            here = router.open_provider(provider)
+            if not (isinstance(here, Notifiable) and here.notify(job_id)):
+                await asyncio.to_thread(self.backend.wakes.publish, provider, job_id)
             return JSONResponse({"ok": False, "error": "no job of ours is in flight with this id"}, status_code=404)
         woken = relayed = False
         if verdict == "due":
