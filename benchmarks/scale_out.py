@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))  # the fakes and the replica harness live in tests
 
 from tests.fakes.fal import FalFake  # noqa: E402
 from tests.fakes.krea import KreaFake  # noqa: E402
-from tests.replicas.harness import Fakes, Replicas, as_url, mcp_client  # noqa: E402
+from tests.replicas.harness import Fakes, Replicas, mcp_client  # noqa: E402
 
 JOB_S = 0.05
 BIG_CAP = Decimal("1000000")  # a daily cap no run reaches: every reservation checks it and passes
@@ -262,7 +262,7 @@ def main() -> int:
                 for count in args.replicas:
                     name, url = server.create_database()
                     databases.append(name)
-                    rows.append(run_replicas(f"postgres x{count}", count, as_url(url), (krea, fal), args))
+                    rows.append(run_replicas(f"postgres x{count}", count, url, (krea, fal), args))
                     print_row(rows[-1])
             for procs in args.procs:
                 if args.backend in ("all", "sqlite"):
@@ -280,9 +280,9 @@ def main() -> int:
 
                     name, url = server.create_database()
                     databases.append(name)
-                    JobStore.connect(as_url(url), max_connections=1).close()  # the schema, made once
+                    JobStore.connect(url, max_connections=1).close()  # the schema, made once
                     contention.append(
-                        {"backend": "postgres"} | reserve_contention(as_url(url), procs, args.reserve_calls)
+                        {"backend": "postgres"} | reserve_contention(url, procs, args.reserve_calls)
                     )
                     print_contention(contention[-1])
         finally:
