@@ -302,6 +302,16 @@ class Router:
             raise JobNotFound(f"job {job_id} has no provider job in flight")
         return await self._executor().resume(in_flight[-1], progress)
 
+    async def follow_job(self, job_id: str, progress: ProgressCallback | None = None) -> GenerationResult | None:
+        """Follow job `job_id` to its end wherever it runs: resumed here when no live process follows it, watched
+        in the store while one does (another replica). None: it ended without a result here (see its record).
+
+        Raises:
+            JobNotFound: no such job.
+            FluxrouteError: what resuming it here raises.
+        """
+        return await self._executor().follow_job(job_id, progress)
+
     async def cancel_job(self, job_id: str) -> CancelReport:
         """Ask the provider to cancel job `job_id` and report what it answered, and what that means for the
         money (only a job cancelled before it ran is certain not to be charged).

@@ -681,32 +681,47 @@ class Executor:
     # --- jobs a previous call or process left open -------------------------------------------------
 
     async def _existing(self, job: JobRecord, progress: ProgressCallback | None) -> GenerationResult:
-        """Same idempotency key again: the stored result, or the job followed to its end, never a new job. An
-        attempt no live process follows is resumed here; while one does (a concurrent call, another replica on
-        the shared store), the store is watched until that process ends the job. A job left running with no
-        open attempt for a lease's length (its process stopped between attempts) is reported, not waited on."""
+        """Same idempotency key again: the stored result, or the job followed to its end (follow_job); never a new
+        job."""
+        result = await self.follow_job(job.id, progress)
+        if result is not None:
+            return result
+        job = self.store.get_job(job.id)
+        if any(a.status == "submitting" for a in self.store.attempts_for(job.id)):
+            raise NoRouteError(
+                f"job {job.id} for this idempotency key was cut off while it was being submitted; "
+                "`fluxroute jobs resume` recovers it"
+            )
+        raise NoRouteError(f"job {job.id} for this idempotency key ended {job.status}: {job.error or 'no result'}")
+
+    async def follow_job(self, job_id: str, progress: ProgressCallback | None = None) -> GenerationResult | None:
+        """Job `job_id` followed to its end from wherever it stands: its stored result once it succeeded; an
+        attempt no live process follows is resumed here; while one does (a concurrent call, another replica on the
+        shared store), the store is watched until that process ends the job. None: it ended without a result,
+        its submission was cut off with its process, or it stayed running with no open attempt for a lease's
+        length (its process stopped between attempts); its record says which.
+
+        Raises:
+            FluxrouteError: what resuming it here raises (a provider failure, a result not saved).
+        """
         idle_since: float | None = None
         while True:
-            job = await asyncio.to_thread(self.store.get_job, job.id)
+            job = await asyncio.to_thread(self.store.get_job, job_id)
             if job.status == "succeeded" and job.result is not None:
                 return GenerationResult.model_validate(job.result)
-            attempts = await asyncio.to_thread(self.store.attempts_for, job.id)
+            attempts = await asyncio.to_thread(self.store.attempts_for, job_id)
             open_attempts = [a for a in attempts if a.status in ("submitting", "in_flight")]
             latest = open_attempts[-1] if open_attempts else None
             if latest is not None and latest.status == "in_flight":
                 with contextlib.suppress(JobBusy):  # a live process follows it: watch
                     return await self.resume(latest, progress)
             elif latest is not None and leases.attempt_free(latest):
-                raise NoRouteError(
-                    f"job {job.id} for this idempotency key was cut off while it was being submitted; "
-                    "`fluxroute jobs resume` recovers it"
-                )
+                return None  # cut off mid-submission: `fluxroute jobs resume` recovers it
             now = time.monotonic()
             if latest is None:
                 idle_since = idle_since or now
                 if job.status not in ("queued", "running") or now - idle_since > leases.LEASE.total_seconds():
-                    detail = job.error or "no result"
-                    raise NoRouteError(f"job {job.id} for this idempotency key ended {job.status}: {detail}")
+                    return None
             else:
                 idle_since = None
             await asyncio.sleep(WATCH_POLL_S)

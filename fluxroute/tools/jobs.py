@@ -17,17 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from fluxroute.errors import FluxrouteError, JobBusy, JobNotFound
+from fluxroute.errors import FluxrouteError, JobNotFound
 from fluxroute.providers.base import Progress, ProgressCallback
-from fluxroute.store.leases import attempt_free
 from fluxroute.types import GenerationResult, ImageRequest
 
 if TYPE_CHECKING:
     from fluxroute.store import Store
 
 JobStatus = Literal["running", "succeeded", "failed", "cancelled"]
-# how often a job another process follows is looked up in the store
-WATCH_POLL_S = 0.25
 OPEN_ATTEMPT = ("submitting", "in_flight")
 
 
@@ -47,7 +44,7 @@ class JobRunner(Protocol):
 
     def in_flight_jobs(self) -> list[str]: ...
 
-    async def resume_job(self, job_id: str, progress: ProgressCallback | None = None) -> GenerationResult: ...
+    async def follow_job(self, job_id: str, progress: ProgressCallback | None = None) -> GenerationResult | None: ...
 
     async def cancel_job(self, job_id: str) -> object: ...
 
@@ -188,27 +185,9 @@ class BackgroundJobs:
         if not any(a.status in OPEN_ATTEMPT for a in attempts):
             return None
         tracked = _Tracked()
-        tracked.task = asyncio.create_task(self._follow(job_id, tracked))
+        tracked.task = asyncio.create_task(self.router.follow_job(job_id, tracked.report))
         self._track(job_id, tracked)
         return tracked
-
-    async def _follow(self, job_id: str, tracked: _Tracked) -> GenerationResult | None:
-        """Resume job `job_id` here once no live process follows it; while one does (a replica), watch the store
-        until the job's attempts close there (None: read the outcome from the store)."""
-        while True:
-            attempts = await asyncio.to_thread(self.router.store.attempts_for, job_id)
-            open_attempts = [a for a in attempts if a.status in OPEN_ATTEMPT]
-            if not open_attempts:
-                return None
-            latest = open_attempts[-1]
-            if latest.status == "in_flight":
-                try:
-                    return await self.router.resume_job(job_id, tracked.report)
-                except JobBusy:
-                    pass  # a live process follows it: watch
-            elif attempt_free(latest):
-                return None  # its submission was cut off with its process: `jobs resume` recovers it
-            await asyncio.sleep(WATCH_POLL_S)
 
     def _track(self, job_id: str, tracked: _Tracked) -> None:
         self._running[job_id] = tracked
