@@ -239,7 +239,7 @@ class LocalWorker:
         except ProviderError as exc:
             return exc
         except Exception as exc:
-            return self._map_upscale_error(job, exc)
+            return self._map_error(job, exc)
 
     def _upscaler_for(self, job: LocalJob, module: ModuleType, timings: dict[str, float]) -> tuple[Any, int, str]:
         """The warm upscaler for the job's weights (loaded if needed) and the input tile edge to run it with."""
@@ -294,20 +294,6 @@ class LocalWorker:
         if self._step_hook is not None:
             self._step_hook(job.id, tile)
         return job.cancel_requested
-
-    def _map_upscale_error(self, job: LocalJob, exc: Exception) -> ProviderError:
-        import torch  # type: ignore[import-not-found, unused-ignore]
-
-        if isinstance(exc, torch.cuda.OutOfMemoryError):
-            _upscale_module().release(self._upscaler)
-            self._upscaler = None
-            return JobFailed(
-                f"job {job.id}: out of GPU memory while upscaling (a smaller tile or a free GPU helps)",
-                provider=NAME,
-                provider_job_id=job.id,
-            )
-        log.exception("local upscale %s failed", job.id)
-        return JobFailed(f"job {job.id} failed: {type(exc).__name__}: {exc}", provider=NAME, provider_job_id=job.id)
 
     @staticmethod
     def _raise_if_cancelled(job: LocalJob) -> None:
@@ -374,19 +360,24 @@ class LocalWorker:
         )
 
     def _map_error(self, job: LocalJob, exc: Exception) -> ProviderError:
-        """Everything the pipeline can raise -> the error tree, in one place."""
+        """Everything a pipeline or an upscaler can raise -> the error tree, in one place. Out of GPU memory, the
+        model that ran is released (the next job loads it afresh)."""
+        import torch  # type: ignore[import-not-found, unused-ignore]
+
         if isinstance(exc, ConfigError):
             return JobFailed(str(exc), provider=NAME, provider_job_id=job.id)
-        module = _pipeline_module()
-        if module.is_out_of_memory(exc):
-            module.release(self._loaded)
-            self._loaded = None
-            return JobFailed(
-                f"job {job.id}: out of GPU memory (try FLUXROUTE_LOCAL_MEMORY_PLAN=model_offload or a smaller size)",
-                provider=NAME,
-                provider_job_id=job.id,
-            )
-        log.exception("local job %s failed", job.id)
+        upscaling = job.params.get("mode") == "upscale"
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            if upscaling:
+                _upscale_module().release(self._upscaler)
+                self._upscaler = None
+                advice = "while upscaling (a smaller tile or a free GPU helps)"
+            else:
+                _pipeline_module().release(self._loaded)
+                self._loaded = None
+                advice = "(try FLUXROUTE_LOCAL_MEMORY_PLAN=model_offload or a smaller size)"
+            return JobFailed(f"job {job.id}: out of GPU memory {advice}", provider=NAME, provider_job_id=job.id)
+        log.exception("local %s %s failed", "upscale" if upscaling else "job", job.id)
         return JobFailed(f"job {job.id} failed: {type(exc).__name__}: {exc}", provider=NAME, provider_job_id=job.id)
 
     # ---- shared state, under the lock ----

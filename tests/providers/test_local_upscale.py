@@ -305,3 +305,33 @@ def test_the_setting_reads_a_json_object_from_the_environment(weights: Path) -> 
         Settings.load({"FLUXROUTE_CONFIG": "none", "FLUXROUTE_LOCAL_UPSCALERS": f"{REF}={weights}"})
     shutil.copy(weights, other)
     assert find_upscaler(loaded, "me/x2/x2.pth") == (other, "")
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [("upscale", "while upscaling (a smaller tile"), (None, "(try FLUXROUTE_LOCAL_MEMORY_PLAN=model_offload")],
+)
+def test_out_of_gpu_memory_releases_the_model_that_ran_and_says_what_helps(
+    settings: Settings, weights: Path, mode: str | None, said: str
+) -> None:
+    import torch
+
+    from fluxroute.errors import JobFailed
+    from fluxroute.providers.local_upscale import load_upscaler
+    from fluxroute.providers.local_worker import LocalJob
+
+    worker = LocalWorker(settings)
+    other = object()  # the model that did not run: kept
+    try:
+        if mode == "upscale":
+            worker._upscaler, worker._loaded = load_upscaler(weights, "cpu"), other  # type: ignore[assignment]
+        else:
+            worker._upscaler = other  # type: ignore[assignment]
+        params: dict[str, object] = {} if mode is None else {"mode": mode}
+        error = worker._map_error(LocalJob("job-1", params, weights), torch.cuda.OutOfMemoryError("CUDA oom"))
+        assert isinstance(error, JobFailed) and f"out of GPU memory {said}" in str(error)
+        released, kept = (worker._upscaler, worker._loaded) if mode == "upscale" else (worker._loaded, worker._upscaler)
+        assert released is None and kept is other
+    finally:
+        worker._upscaler = worker._loaded = None
+        worker.close()
