@@ -352,16 +352,21 @@ def cmd_vary(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_upscale(args: argparse.Namespace, settings: Settings) -> int:
     """`fluxroute upscale IMAGE`: IMAGE made larger, as upscale_image makes it."""
-    from fluxroute.router import Router
-    from fluxroute.tools.image_args import UPSCALE_PROMPT, size_fields
+    from fluxroute.router.input_images import source_prompt
+    from fluxroute.store import open_existing_store
+    from fluxroute.tools.image_args import UPSCALE_PROMPT, size_fields, upscale_box
 
     args.init_image, args.task = args.image, "upscale"
-    args.prompt = args.prompt or Router(settings).source_prompt(args.image) or UPSCALE_PROMPT
-    if args.size is not None:
-        box = size_fields(args.size) if "x" in args.size.lower() else {}
-        if "width" not in box:
-            raise InvalidRequest([FieldError("--size", args.size, "the output's largest WxH, such as 4096x4096")])
-        args.width, args.height = box["width"], box["height"]
+    box = None if args.size is None else upscale_box("--size", args.size)
+    if box is not None:
+        fields = size_fields(box)
+        args.width, args.height = fields["width"], fields["height"]
+    if args.prompt is None and args.image.startswith("job:") and (store := open_existing_store(settings)):
+        try:
+            args.prompt = source_prompt(args.image, store)
+        finally:
+            store.close()
+    args.prompt = args.prompt or UPSCALE_PROMPT
     return cmd_generate(args, settings)
 
 

@@ -24,7 +24,14 @@ from fluxroute.router.drafts import (
     route_final,
 )
 from fluxroute.router.execute import CancelReport, Executor
-from fluxroute.router.input_images import Parent, check_input_images, input_urls, parents_of, resolve_references
+from fluxroute.router.input_images import (
+    Parent,
+    check_input_images,
+    input_urls,
+    parents_of,
+    resolve_references,
+    source_prompt,
+)
 from fluxroute.router.input_size import probe_input_size
 from fluxroute.router.planner import Planner, plan_bytes
 from fluxroute.settings import Settings
@@ -105,14 +112,7 @@ class Router:
     def source_prompt(self, reference: str) -> str | None:
         """The prompt of the job a `job:<job_id>/<n>` reference names (None for any other image, or a job not
         here): what an upscale of an earlier result is about, for the upscalers that read a prompt."""
-        if not reference.startswith("job:"):
-            return None
-        job_id = reference.removeprefix("job:").partition("/")[0]
-        try:
-            prompt = self.store.get_job(job_id).request.get("prompt")
-        except JobNotFound:
-            return None
-        return prompt if isinstance(prompt, str) else None
+        return source_prompt(reference, self.store) if reference.startswith("job:") else None
 
     def resolve_references(self, request: ImageRequest) -> ImageRequest:
         """`request` with its `job:<job_id>/<n>` image inputs (earlier results) read from the store as data:

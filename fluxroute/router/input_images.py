@@ -129,6 +129,19 @@ def parents_of(request: ImageRequest) -> tuple[Parent, ...]:
     return (Parent(job_id, int(index) if index.isdigit() else 0, RELATION_BY_MODE[request.mode]),)
 
 
+def source_prompt(reference: str, store: Store) -> str | None:
+    """The prompt of the job a `job:<job_id>/<n>` reference names (None for any other image, or a job not in
+    `store`): what an upscale of an earlier result is about, for the upscalers that read a prompt."""
+    if not reference.startswith("job:"):
+        return None
+    job_id = reference.removeprefix("job:").partition("/")[0]
+    try:
+        prompt = store.get_job(job_id).request.get("prompt")
+    except JobNotFound:
+        return None
+    return prompt if isinstance(prompt, str) else None
+
+
 def resolve_references(request: ImageRequest, store: Store, settings: Settings) -> ImageRequest:
     """`request` with every `job:<job_id>[/<n>]` image input (an earlier result, image n, default 0) replaced by
     that saved image as a data: URI, read through the job's own record (never a path the caller gave).

@@ -237,6 +237,20 @@ class VaryArgs(BaseModel):
         return GenerateArgs(init_image=self.image, task="variation", num_images=self.n, prompt=prompt, **fields)
 
 
+def upscale_box(field: str, size: str) -> str | None:
+    """An upscale's output box as WxH (None: auto, the factor decides).
+
+    Raises:
+        InvalidRequest: `size` is neither auto nor WxH; the error names `field`.
+    """
+    text = size.strip()
+    if text.lower() == "auto":
+        return None
+    if not _PIXELS.fullmatch(text):
+        raise InvalidRequest([FieldError(field, size, "auto, or the output's largest WxH such as 4096x4096")])
+    return text
+
+
 # what upscale_image sends as the prompt when none is given (only generative upscalers read one): Clarity
 # Upscaler's documented default
 UPSCALE_PROMPT = "masterpiece, best quality, highres"
@@ -269,14 +283,11 @@ class UpscaleArgs(BaseModel):
             InvalidRequest: `size` is not auto or WxH.
         """
         fields = self.model_dump(exclude={"image", "factor", "method", "prompt", "size"}, exclude_none=True)
-        size = self.size.strip()
-        if size.lower() != "auto" and not _PIXELS.fullmatch(size):
-            raise InvalidRequest([FieldError("size", self.size, "auto, or the output's largest WxH (4096x4096)")])
         return GenerateArgs(
             init_image=self.image,
             task="upscale",
             prompt=self.prompt or source_prompt or UPSCALE_PROMPT,
-            size=size,
+            size=upscale_box("size", self.size) or "auto",
             upscale_factor=self.factor,
             upscale_method=self.method,
             **fields,

@@ -231,6 +231,10 @@ def test_the_cli_upscales_by_reference_and_plans_a_dry_run(
 
     bad = run_cli(env, "upscale", source, "--method", "faithful", "--creativity", "0.4")
     assert bad.returncode == 2 and "creativity, upscale_method" in bad.stderr and "Traceback" not in bad.stderr
+    for size in ("12x", "16:9"):
+        odd = run_cli(env, "upscale", source, "--size", size)
+        assert odd.returncode == 2 and "--size" in odd.stderr and "WxH" in odd.stderr, odd.stderr
+        assert "Traceback" not in odd.stderr
     assert len(fal_fake.jobs) == 1  # refused before any provider was called
 
 
