@@ -130,10 +130,8 @@ class Backend:
 
         if self._made is None:
             return False
-        try:
-            target = self._made[0].provider(provider)
-        except Exception:  # not a provider of ours (or not configured here): nobody waits for it here
-            return False
+        # a provider this replica has not made follows nothing here (one that submitted a job is made)
+        target = self._made[0].open_provider(provider)
         return isinstance(target, Notifiable) and target.notify(job_id)
 
     async def _ready(self) -> tuple[Router, ToolLibrary]:
