@@ -281,9 +281,7 @@ def main() -> int:
                     name, url = server.create_database()
                     databases.append(name)
                     JobStore.connect(url, max_connections=1).close()  # the schema, made once
-                    contention.append(
-                        {"backend": "postgres"} | reserve_contention(url, procs, args.reserve_calls)
-                    )
+                    contention.append({"backend": "postgres"} | reserve_contention(url, procs, args.reserve_calls))
                     print_contention(contention[-1])
         finally:
             for name in databases:
