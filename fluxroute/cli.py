@@ -496,7 +496,8 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     router = Router(settings)
     listing = ModelsOutput.from_catalog(router.catalog, router.availability, settings=settings)
     if args.json:
-        _print_json(listing.model_dump(mode="json"))
+        fleet = _fleet_data(settings)
+        _print_json(listing.model_dump(mode="json") | ({"fleet": fleet} if fleet is not None else {}))
         return 0
     for model in listing.models:
         print(f"{model.id}  {model.name} - {model.summary}")
@@ -516,6 +517,63 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {offer.offer_id:<24} {price:<44} {state}")
             print(f"  {'':<24} does: {', '.join(offer.modes)}")
             print(f"  {'':<24} license: {offer.license}" + (f" ({use})" if use else ""))
+    if settings.ray_url:
+        _print_fleet(settings)
+    return 0
+
+
+def _fleet_data(settings: Settings) -> dict[str, Any] | None:
+    """The fleet's report as data (None when no fleet is set)."""
+    from fluxroute.providers.ray_fleet import read_fleet
+
+    if settings.ray_url is None:
+        return None
+    report = read_fleet(settings)
+    if isinstance(report, str):
+        return {"url": settings.ray_url, "error": report}
+    return {"url": report.url, "replicas": report.replicas, "weights": report.weights, "jobs": report.jobs}
+
+
+def _print_fleet(settings: Settings) -> None:
+    """The fleet's replicas and their state (FLUXROUTE_RAY_URL)."""
+    from fluxroute.providers.ray_fleet import read_fleet
+
+    report = read_fleet(settings)
+    if isinstance(report, str):
+        print(f"\nfleet: {report}")
+        return
+    jobs = ", ".join(f"{n} {status}" for status, n in sorted(report.jobs.items())) or "no jobs"
+    print(f"\nfleet at {report.url}: {len(report.replicas)} replicas; jobs: {jobs}")
+    for replica in report.replicas:
+        doing = f"running {replica.get('running')}" if replica.get("running") else "idle"
+        print(
+            f"  {replica.get('replica')}  {replica.get('state')}  {replica.get('node')}  {replica.get('device')}  "
+            f"{doing}; {replica.get('done')} done, {replica.get('failed')} failed, "
+            f"{replica.get('gpu_seconds')} GPU-s; warm: {replica.get('warm') or 'nothing yet'}"
+        )
+        print(f"  {'':<32} weights: {', '.join(replica.get('weights') or []) or 'none found'}")
+
+
+def cmd_ray_deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.fleet import cluster_address, deploy, serve_until_interrupted
+
+    address = cluster_address(settings, args.address)
+    url = deploy(
+        settings,
+        replicas=args.replicas,
+        gpus_per_replica=args.gpus_per_replica,
+        cpus_per_replica=args.cpus_per_replica,
+        host=args.host,
+        port=args.port,
+        route_prefix=args.route_prefix,
+        address=address,
+        num_cpus=args.num_cpus,
+    )
+    print(f"fleet deployed: {args.replicas} replicas at {url}")
+    print(f"point fluxroute at it: export FLUXROUTE_RAY_URL={url}")
+    if address is None:
+        print("this Ray instance lives in this process: Ctrl-C stops the fleet", flush=True)
+        serve_until_interrupted()
     return 0
 
 
@@ -755,6 +813,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --allow-remote: serve without FLUXROUTE_SERVER_TOKEN (anyone who reaches it can spend)",
     )
     serve.set_defaults(handler=cmd_serve)
+
+    ray = sub.add_parser("ray", help="a fleet of local GPU workers on Ray Serve (the ray extra)")
+    ray_sub = ray.add_subparsers(dest="ray_command", required=True)
+    deploy = ray_sub.add_parser(
+        "deploy",
+        help="deploy the fleet on a Ray cluster (--address, FLUXROUTE_RAY_ADDRESS or RAY_ADDRESS); with none, start "
+        "Ray here and serve until Ctrl-C",
+    )
+    deploy.add_argument("--address", help="the Ray cluster: auto, ray://HOST:10001 or HOST:6379")
+    deploy.add_argument("--replicas", type=_positive_int, default=1, help="worker replicas (default 1: one per GPU)")
+    deploy.add_argument(
+        "--gpus-per-replica", type=_fraction, default=1.0, help="GPUs each replica takes (default 1; 0: CPU only)"
+    )
+    deploy.add_argument("--cpus-per-replica", type=_fraction, default=1.0, help="CPUs each replica takes (default 1)")
+    deploy.add_argument("--host", default="127.0.0.1", help="where Serve's HTTP proxy listens (default 127.0.0.1)")
+    deploy.add_argument("--port", type=int, default=8000, help="Serve's HTTP port (default 8000)")
+    deploy.add_argument("--route-prefix", default="/fluxroute", help="the fleet's path (default /fluxroute)")
+    deploy.add_argument("--num-cpus", type=_positive_int, help="CPUs of a Ray instance started here")
+    deploy.set_defaults(handler=cmd_ray_deploy)
     return parser
 
 
@@ -776,6 +853,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{value:g} is not between 0 and 64")
     return value
 
 

@@ -47,6 +47,8 @@ ENV_FIELDS: dict[str, str] = {
     "FLUXROUTE_HOME": "home",
     "FLUXROUTE_IMAGES_DIR": "images_dir",
     "FLUXROUTE_DATABASE_URL": "database_url",
+    "FLUXROUTE_RAY_URL": "ray_url",
+    "FLUXROUTE_RAY_ADDRESS": "ray_address",
     "FLUXROUTE_USAGE": "usage",
     "FLUXROUTE_LOCAL_MODEL": "local_model",
     "FLUXROUTE_LOCAL_MODELS": "local_models",
@@ -133,6 +135,18 @@ class Settings(BaseModel):
         description="postgresql://user:password@host:5432/db: keep jobs and the spend ledger in this PostgreSQL "
         "database, shared by several processes and replicas (the `postgres` extra); unset: one SQLite file under "
         "home. A secret: it may carry a password",
+    )
+    ray_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="the URL of a fluxroute fleet on Ray Serve (what `fluxroute ray deploy` prints, e.g. "
+        "http://10.0.0.5:8000/fluxroute): its replicas serve the local offers' weights as the ray offers; "
+        "unset: no fleet",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="the Ray cluster `fluxroute ray deploy` deploys to (ray.init's address: auto, ray://host:10001, "
+        "host:6379); unset: RAY_ADDRESS, else a Ray instance started on this machine",
     )
     usage: Usage = "commercial"
     local_model: Path | None = Field(

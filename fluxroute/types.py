@@ -23,12 +23,12 @@ from pydantic import (
 from fluxroute.errors import FieldError, InvalidRequest
 
 Usage = Literal["commercial", "non-commercial"]
-ProviderName = Literal["krea", "fal", "local"]
+ProviderName = Literal["krea", "fal", "local", "ray"]
 Prefer = Literal["cost", "speed"]
 OutputFormat = Literal["png", "jpeg"]
 FalPreset = Literal["square_hd", "square", "portrait_4_3", "portrait_16_9", "landscape_4_3", "landscape_16_9"]
 
-PROVIDER_NAMES: tuple[ProviderName, ...] = ("krea", "fal", "local")
+PROVIDER_NAMES: tuple[ProviderName, ...] = ("krea", "fal", "local", "ray")
 ASPECT_RATIO_PATTERN = r"^[0-9]+(\.[0-9]+)?:[0-9]+(\.[0-9]+)?$"
 MAX_SIDE = 14142
 MAX_SEED = 2**32 - 1
@@ -552,3 +552,5 @@ class GenerationResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     # which process saved the images (fluxroute.store.leases.Owner: host/pid/token); None in results stored before
     replica: str | None = None
+    # which worker made them, where the provider names one (a Ray fleet: its replica and node); else None
+    worker: str | None = None

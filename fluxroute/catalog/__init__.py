@@ -30,6 +30,8 @@ __all__ = [
     "load_catalog",
 ]
 
+# providers that run open weights on the user's own hardware: the local worker, and a Ray Serve fleet of them
+SELF_HOSTED = ("local", "ray")
 Wire = Literal["fal", "krea-flux", "krea-2", "local", "upscale"]
 
 
@@ -204,6 +206,12 @@ class Offer(_Data):
     # an upscale endpoint (mode upscale, wire "upscale"): how it takes its job
     upscale: UpscaleRule | None = None
 
+    @property
+    def self_hosted(self) -> bool:
+        """Whether the offer runs open weights on the user's own hardware (this machine, or a Ray fleet): their
+        license's own terms and content-filter duty then apply to the user, not a provider's commercial terms."""
+        return self.provider in SELF_HOSTED
+
     @model_validator(mode="after")
     def _output_follows_an_input(self) -> Offer:
         if self.size.output == "input" and self.modes == ("text-to-image",):
@@ -262,7 +270,7 @@ def license_refusal(license_: License, offer: Offer, settings: Settings, usage: 
     reasons = []
     if (
         license_.content_filter == "required_when_public"
-        and offer.provider == "local"
+        and offer.self_hosted
         and settings.remote_reachable
         and settings.local_content_checker is None
     ):
@@ -271,9 +279,9 @@ def license_refusal(license_: License, offer: Offer, settings: Settings, usage: 
             "server is reachable by others (serve --allow-remote); configure local_content_checker"
         )
     if usage == "commercial":
-        if license_.commercial == "never" and not (offer.provider == "local" and settings.local_commercial_license):
+        if license_.commercial == "never" and not (offer.self_hosted and settings.local_commercial_license):
             reason = f"{license_.name} and usage=commercial"
-            if offer.provider == "local":
+            if offer.self_hosted:
                 reason += "; set local_commercial_license = true only if you hold your own commercial license"
             reasons.append(reason)
         elif license_.commercial == "revenue_below":
@@ -294,7 +302,7 @@ def license_refusal(license_: License, offer: Offer, settings: Settings, usage: 
 
 def license_duty(license_: License, offer: Offer, settings: Settings) -> str | None:
     """The content-filter duty `offer`'s outputs carry under `license_` (local offers only; None: none)."""
-    if offer.provider != "local" or license_.content_filter == "none":
+    if not offer.self_hosted or license_.content_filter == "none":
         return None
     if settings.local_content_checker is not None:
         return f"{license_.name}: outputs screened by content checker {settings.local_content_checker}"
@@ -310,14 +318,14 @@ def license_line(license_: License, offer: Offer) -> str:
         use = "commercial use allowed"
     elif license_.commercial == "never":
         use = "non-commercial only"
-        if offer.provider == "local":
+        if offer.self_hosted:
             use += "; set local_commercial_license = true if you hold your own license"
     else:
         assert license_.revenue_limit_usd is not None
         use = f"commercial use below {_usd(license_.revenue_limit_usd)} revenue; declare organization_revenue_usd_ttm"
-    if offer.provider == "local" and license_.content_filter == "checker_or_review":
+    if offer.self_hosted and license_.content_filter == "checker_or_review":
         use += "; outputs need local_content_checker or manual review"
-    elif offer.provider == "local" and license_.content_filter == "required_when_public":
+    elif offer.self_hosted and license_.content_filter == "required_when_public":
         use += "; local_content_checker required when others can reach the server"
     return f"{license_.name} — {use}"
 
@@ -345,10 +353,12 @@ def load_catalog(settings: Settings | None = None) -> Catalog:
     Raises:
         ConfigError: an override names an unknown offer, or an added offer is malformed.
     """
-    if settings is None or not (settings.offers or settings.prices):
+    if settings is None or not (settings.offers or settings.prices or settings.ray_url):
         return _builtin_catalog()
     data = _builtin_data()
     offers: list[dict[str, Any]] = list(data.get("offers", []))
+    if settings.ray_url:
+        offers.extend(fleet_offer(o) for o in data.get("offers", []) if o["provider"] == "local")
     offers.extend(dict(o) for o in settings.offers)
     known = {o["id"] for o in offers if "id" in o}
     for offer_id, usd in settings.prices.items():
@@ -359,6 +369,25 @@ def load_catalog(settings: Settings | None = None) -> Catalog:
                 o["price"] = {**o["price"], "usd": str(usd), "source": "user override (fluxroute.toml)"}
     data["offers"] = offers
     return _validate(data)
+
+
+def fleet_offer(local: dict[str, Any]) -> dict[str, Any]:
+    """A local offer as a Ray fleet (fluxroute ray deploy, FLUXROUTE_RAY_URL) serves it: the same weights on the
+    fleet's replicas, so the same modes, limits, license and duties; its own id (`ray-<model>`) and price, per
+    GPU-second as the replica that ran the job reports it."""
+    name = local["id"].removeprefix("local-")
+    offer_id = f"ray-{name}"
+    return {
+        **local,
+        "id": offer_id,
+        "label": f"ray {name}",
+        "provider": "ray",
+        "price": {
+            **local["price"],
+            "unit": "gpu_second",
+            "source": f"own hardware (a Ray fleet); set [prices] {offer_id} to your cost per GPU-second",
+        },
+    }
 
 
 def _validate(data: dict[str, Any]) -> Catalog:

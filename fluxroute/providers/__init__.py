@@ -31,6 +31,7 @@ BUILTIN_PROVIDERS: dict[str, str] = {
     "krea": "fluxroute.providers.krea:KreaProvider",
     "fal": "fluxroute.providers.fal:FalProvider",
     "local": "fluxroute.providers.local:LocalProvider",
+    "ray": "fluxroute.providers.ray_fleet:RayFleetProvider",
 }
 
 

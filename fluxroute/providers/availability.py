@@ -12,13 +12,32 @@ from fluxroute.settings import Settings
 LOCAL_PACKAGES = ("torch", "diffusers", "transformers")
 
 
-def check_availability(settings: Settings, local_repos: Sequence[str] = ()) -> dict[str, Availability]:
-    """Every provider's availability; `local_repos` are the Hugging Face repos local offers name (catalog data)."""
+def check_availability(
+    settings: Settings, local_repos: Sequence[str] = (), fleet_endpoints: Sequence[str] = ()
+) -> dict[str, Availability]:
+    """Every provider's availability; `local_repos` are the Hugging Face repos local offers name (catalog data),
+    `fleet_endpoints` those the ray offers name (each gets its own "ray:<endpoint>" entry)."""
     return {
         "krea": krea_availability(settings),
         "fal": fal_availability(settings),
         "local": local_availability(settings, local_repos),
+        **fleet_availability(settings, fleet_endpoints),
     }
+
+
+def fleet_availability(settings: Settings, endpoints: Sequence[str] = ()) -> dict[str, Availability]:
+    """A Ray fleet (FLUXROUTE_RAY_URL): reachable, and which of `endpoints` some replica of it can run now, from
+    one request to the fleet (none when no fleet is set)."""
+    from fluxroute.providers.ray_fleet import read_fleet
+
+    if settings.ray_url is None:
+        return {"ray": Availability(False, "FLUXROUTE_RAY_URL is not set (deploy a fleet: fluxroute ray deploy)")}
+    report = read_fleet(settings)
+    if isinstance(report, str):
+        return {"ray": Availability(False, report)}
+    running = [r for r in report.replicas if r.get("state") != "silent"]
+    fleet = Availability(bool(running), f"{len(running)} replicas" if running else f"{report.url}: no replica running")
+    return {"ray": fleet, **{f"ray:{endpoint}": report.availability(endpoint) for endpoint in dict.fromkeys(endpoints)}}
 
 
 def krea_availability(settings: Settings) -> Availability:

@@ -64,6 +64,8 @@ class ProviderResult:
     # the compute time the provider billed, where it reports one (fal: the completed status's
     # metrics.inference_time); a per-compute-second price is settled by it
     compute_seconds: float | None = None
+    # the worker that made the images, where the provider names one (a Ray fleet: "replica <id> on <node>")
+    worker: str | None = None
 
 
 # What a provider answered to a cancel. Only "cancelled" proves the job will not be billed; after the

@@ -206,7 +206,7 @@ class LocalWorker:
             self._raise_if_cancelled(job)
             result = self._screen_and_encode(job, images, seed)
             timings["total_s"] = round(time.monotonic() - job.submitted, 3)
-            return dataclasses.replace(result, timings=timings)
+            return dataclasses.replace(result, timings=timings, compute_seconds=_held_since(started))
         except ProviderError as exc:
             return exc
         except Exception as exc:
@@ -235,7 +235,9 @@ class LocalWorker:
             encoded = encode(upscaled, str(job.params.get("output_format") or "png"), False)
             timings["total_s"] = round(time.monotonic() - job.submitted, 3)
             warnings = [advice] if advice.startswith("the model discourages tiling, but") else []
-            return ProviderResult(job.id, [encoded], timings=timings, warnings=warnings)
+            return ProviderResult(
+                job.id, [encoded], timings=timings, warnings=warnings, compute_seconds=_held_since(started)
+            )
         except ProviderError as exc:
             return exc
         except Exception as exc:
@@ -416,6 +418,12 @@ class LocalWorker:
 
     def _wait_message(self) -> str:
         return f"waiting for the local {'GPU' if self.device == 'cuda' else 'CPU'}"
+
+
+def _held_since(started: float) -> float:
+    """The seconds a job has held the device since it left the queue (loading, running, encoding): what a
+    per-GPU-second price charges."""
+    return round(time.monotonic() - started, 3)
 
 
 def _int(params: dict[str, object], key: str) -> int:

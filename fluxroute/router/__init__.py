@@ -61,7 +61,8 @@ class Router:
         self.catalog = catalog or load_catalog(settings)
         if availability is None:
             local_repos = [offer.endpoint for offer in self.catalog.offers if offer.provider == "local"]
-            availability = check_availability(settings, local_repos)
+            fleet_endpoints = [offer.endpoint for offer in self.catalog.offers if offer.provider == "ray"]
+            availability = check_availability(settings, local_repos, fleet_endpoints)
             # each local offer runs only where its own weights are; an upscaler says why it cannot (its weights
             # file, spandrel) even where no pipeline can run either
             asked = local_repos if availability["local"].ok else [r for r in local_repos if is_upscaler_ref(r)]

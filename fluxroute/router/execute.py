@@ -634,6 +634,8 @@ class Executor:
             "provider_job_id": result.provider_job_id,
             "replica": replica,  # which process (of replicas sharing the store) wrote the image
         }
+        if result.worker is not None:
+            parameters["worker"] = result.worker  # which fleet replica made the image
         if result.review is not None:
             parameters["review"] = result.review
         if run.parents:
@@ -676,6 +678,7 @@ class Executor:
             plan=run.plan,
             warnings=warnings,
             replica=replica,
+            worker=result.worker,
         )
 
     # --- jobs a previous call or process left open -------------------------------------------------
@@ -847,9 +850,10 @@ def billed_cost(
     compute_seconds: float | None = None,
 ) -> Decimal:
     """What the provider bills for `num_images` images of this candidate: the offer's price rule. A per-compute-
-    second price is settled at the compute time the provider reported (`compute_seconds`), else at the estimate."""
+    second or per-GPU-second price is settled at the time the provider (or the local worker, or the fleet replica)
+    reported (`compute_seconds`), else at the estimate."""
     price = catalog.offer(candidate.offer_id).price
-    if price.unit == "compute_second" and compute_seconds is not None:
+    if price.unit in ("gpu_second", "compute_second") and compute_seconds is not None:
         return compute_time_cost(price, compute_seconds)
     if price.unit in ("gpu_second", "compute_second"):
         return Decimal(str(candidate.cost_usd))

@@ -43,7 +43,7 @@ def estimate_cost(
 
 
 def compute_time_cost(price: Price, compute_seconds: float) -> Decimal:
-    """What a per-compute-second price bills for the compute time a provider reported, to the micro-dollar,
-    rounded up (the ledger never counts less than was billed)."""
-    assert price.unit == "compute_second" and price.usd is not None
+    """What a per-compute-second (or per-GPU-second) price bills for the time a provider reported, to the
+    micro-dollar, rounded up (the ledger never counts less than was billed)."""
+    assert price.unit in ("compute_second", "gpu_second") and price.usd is not None
     return (price.usd * Decimal(str(compute_seconds))).quantize(MICRO, rounding=ROUND_CEILING)

@@ -104,7 +104,7 @@ class ImageArgs(BaseModel):
     loras: list[LoraArg] = Field(default_factory=list, max_length=5)
     usage: Usage | None = None
     max_cost_usd: float | None = Field(default=None, ge=0)
-    provider: Literal["auto", "krea", "fal", "local"] = "auto"
+    provider: Literal["auto", "krea", "fal", "local", "ray"] = "auto"
     exclude_providers: list[ProviderName] = Field(default_factory=list, max_length=3)
     prefer: Prefer = "cost"
     idempotency_key: IdempotencyKey | None = None
@@ -188,7 +188,7 @@ class EditArgs(BaseModel):
     output_format: OutputFormat = "png"
     usage: Usage | None = None
     max_cost_usd: float | None = Field(default=None, ge=0)
-    provider: Literal["auto", "krea", "fal", "local"] = "auto"
+    provider: Literal["auto", "krea", "fal", "local", "ray"] = "auto"
     idempotency_key: IdempotencyKey | None = None
     wait_s: float = Field(default=45.0, ge=0, le=3600)
     confirm_spend: bool = False
@@ -226,7 +226,7 @@ class VaryArgs(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     usage: Usage | None = None
     max_cost_usd: float | None = Field(default=None, ge=0)
-    provider: Literal["auto", "krea", "fal", "local"] = "auto"
+    provider: Literal["auto", "krea", "fal", "local", "ray"] = "auto"
     idempotency_key: IdempotencyKey | None = None
     wait_s: float = Field(default=45.0, ge=0, le=3600)
     confirm_spend: bool = False
@@ -270,7 +270,7 @@ class UpscaleArgs(BaseModel):
     model: ModelId = "auto"
     usage: Usage | None = None
     max_cost_usd: float | None = Field(default=None, ge=0)
-    provider: Literal["auto", "krea", "fal", "local"] = "auto"
+    provider: Literal["auto", "krea", "fal", "local", "ray"] = "auto"
     idempotency_key: IdempotencyKey | None = None
     wait_s: float = Field(default=45.0, ge=0, le=3600)
     confirm_spend: bool = False
@@ -312,7 +312,7 @@ class DraftArgs(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     usage: Usage | None = None
     max_cost_usd: float | None = Field(default=None, ge=0)
-    provider: Literal["auto", "krea", "fal", "local"] = "auto"
+    provider: Literal["auto", "krea", "fal", "local", "ray"] = "auto"
     idempotency_key: IdempotencyKey | None = None
     confirm_spend: bool = False
 

@@ -1,0 +1,167 @@
+"""The fleet's job board: every job the fleet's ingress accepted, by id, with its progress, its outcome and the
+replica that ran it, so that a router can follow a job by id, also after its own restart (a Serve handle's
+response object cannot be picked up again by another process).
+
+Plain Python on one event loop (the ingress replica's); no Ray here, so it is tested on its own. Bounded: a result's
+images are kept RESULT_TTL_S after the job ends (then the job answers "expired", as a hosted provider's result
+does), the record itself TOMBSTONE_TTL_S, and at most MAX_JOBS records (the oldest ended ones dropped first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+import uuid
+from typing import Any, Literal
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+ENDED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+RESULT_TTL_S = 3600.0
+TOMBSTONE_TTL_S = 24 * 3600.0
+MAX_JOBS = 20_000
+# a job keeps at most this many progress events (a 100-step job makes about 105)
+MAX_EVENTS = 1000
+# a submission key (the router's own retry key) answers with the same job for this long
+KEY_TTL_S = 3600.0
+
+
+@dataclasses.dataclass
+class FleetJob:
+    """One job: queued until a replica takes it, then running, then ended."""
+
+    id: str
+    key: str
+    model_id: str
+    created: float = dataclasses.field(default_factory=time.time)
+    status: Status = "queued"
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    replica: str | None = None
+    gpu_seconds: float | None = None
+    # {"kind": "job_failed" | "unavailable" | "cancelled" | "lost", "message": ..., "retryable": bool}
+    error: dict[str, Any] | None = None
+    # the finished job's images and what the replica reported (ProviderResult's fields), until it expires
+    result: dict[str, Any] | None = None
+    ended: float | None = None
+    expired: bool = False
+    cancel_requested: bool = False
+
+    def status_view(self, after: int) -> dict[str, Any]:
+        """What GET /v1/jobs/{id} answers: the state, and the progress events from index `after` on."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "events": self.events[after:],
+            "next": len(self.events),
+            "replica": self.replica,
+            "gpu_seconds": self.gpu_seconds,
+            "error": self.error,
+            "expired": self.expired,
+            "created": self.created,
+            "ended": self.ended,
+        }
+
+
+class JobBoard:
+    """The jobs of one fleet. Every method runs on the ingress's event loop; waiters are woken on each change."""
+
+    def __init__(self, *, result_ttl_s: float = RESULT_TTL_S, clock: Any = time.time) -> None:
+        self.jobs: dict[str, FleetJob] = {}
+        self._by_key: dict[str, str] = {}
+        self._changed = asyncio.Condition()
+        self.result_ttl_s = result_ttl_s
+        self._clock = clock
+
+    def create(self, key: str, model_id: str) -> tuple[FleetJob, bool]:
+        """The job for submission `key`: a new one, or (same key again: a retried submission) the one it made;
+        the flag says whether it is new."""
+        self.sweep()
+        known = self._by_key.get(key)
+        if known is not None and known in self.jobs:
+            return self.jobs[known], False
+        job = FleetJob(f"ray-{uuid.uuid4().hex}", key, model_id, created=self._clock())
+        self.jobs[job.id] = job
+        self._by_key[key] = job.id
+        return job, True
+
+    def get(self, job_id: str) -> FleetJob | None:
+        self.sweep()
+        return self.jobs.get(job_id)
+
+    async def wait_for_change(self, job: FleetJob, after: int, wait_s: float) -> None:
+        """Return once `job` has events past index `after` or has ended, or after `wait_s` seconds."""
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: len(job.events) > after or job.status in ENDED), wait_s
+                )
+
+    async def record(self, job: FleetJob, item: dict[str, Any]) -> None:
+        """Apply one item a replica streamed for `job` ({"kind": "started" | "progress" | "result" | "failed"})."""
+        kind = item.get("kind")
+        if job.status in ENDED:
+            return
+        if kind == "started":
+            job.status = "running"
+            job.replica = str(item.get("replica"))
+        elif kind == "progress" and len(job.events) < MAX_EVENTS:
+            job.events.append(dict(item["event"]))
+        elif kind == "result":
+            job.result = dict(item["result"])
+            job.gpu_seconds = job.result.get("compute_seconds")
+            self._end(job, "succeeded")
+        elif kind == "failed":
+            job.error = dict(item["error"])
+            job.gpu_seconds = item.get("gpu_seconds")
+            self._end(job, "cancelled" if job.error.get("kind") == "cancelled" else "failed")
+        await self._wake()
+
+    async def fail(self, job: FleetJob, kind: str, message: str, *, retryable: bool) -> None:
+        """End `job` with an error that did not come from its replica (the replica died, the request was lost)."""
+        if job.status in ENDED:
+            return
+        job.error = {"kind": kind, "message": message, "retryable": retryable}
+        self._end(job, "cancelled" if kind == "cancelled" else "failed")
+        await self._wake()
+
+    def _end(self, job: FleetJob, status: Status) -> None:
+        job.status = status
+        job.ended = self._clock()
+
+    async def _wake(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def sweep(self) -> None:
+        """Drop expired results, then old records, then the oldest ended records past MAX_JOBS."""
+        now = self._clock()
+        for job in list(self.jobs.values()):
+            if job.ended is None:
+                continue
+            if job.result is not None and now - job.ended > self.result_ttl_s:
+                job.result = None
+                job.expired = True
+            if now - job.ended > TOMBSTONE_TTL_S:
+                self._drop(job)
+        if len(self.jobs) > MAX_JOBS:
+            ended = sorted((j for j in self.jobs.values() if j.ended is not None), key=lambda j: j.ended or 0.0)
+            for job in ended[: len(self.jobs) - MAX_JOBS]:
+                self._drop(job)
+        for key, job_id in list(self._by_key.items()):
+            keyed = self.jobs.get(job_id)
+            if keyed is None or now - keyed.created > KEY_TTL_S:
+                del self._by_key[key]
+
+    def _drop(self, job: FleetJob) -> None:
+        self.jobs.pop(job.id, None)
+        if self._by_key.get(job.key) == job.id:
+            del self._by_key[job.key]
+
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each state now."""
+        counts: dict[str, int] = {}
+        for job in self.jobs.values():
+            counts[job.status] = counts.get(job.status, 0) + 1
+        return counts
