@@ -105,7 +105,7 @@ class ImageArgs(BaseModel):
     usage: Usage | None = None
     max_cost_usd: float | None = Field(default=None, ge=0)
     provider: Literal["auto", "krea", "fal", "local", "ray"] = "auto"
-    exclude_providers: list[ProviderName] = Field(default_factory=list, max_length=3)
+    exclude_providers: list[ProviderName] = Field(default_factory=list, max_length=4)
     prefer: Prefer = "cost"
     idempotency_key: IdempotencyKey | None = None
     # taken for one release, not published
