@@ -545,11 +545,13 @@ def _print_fleet(settings: Settings) -> None:
     jobs = ", ".join(f"{n} {status}" for status, n in sorted(report.jobs.items())) or "no jobs"
     print(f"\nfleet at {report.url}: {len(report.replicas)} replicas; jobs: {jobs}")
     for replica in report.replicas:
-        doing = f"running {replica.get('running')}" if replica.get("running") else "idle"
+        state = str(replica.get("state"))
+        if replica.get("running"):
+            state += f" (running {replica.get('running')})"
         print(
-            f"  {replica.get('replica')}  {replica.get('state')}  {replica.get('node')}  {replica.get('device')}  "
-            f"{doing}; {replica.get('done')} done, {replica.get('failed')} failed, "
-            f"{replica.get('gpu_seconds')} GPU-s; warm: {replica.get('warm') or 'nothing yet'}"
+            f"  {replica.get('replica')}  {state}  on {replica.get('node')}, {replica.get('device')}; "
+            f"{replica.get('done')} done, {replica.get('failed')} failed, {replica.get('gpu_seconds')} GPU-s; "
+            f"warm: {replica.get('warm') or 'nothing yet'}"
         )
         print(f"  {'':<32} weights: {', '.join(replica.get('weights') or []) or 'none found'}")
 
