@@ -220,8 +220,8 @@ async def test_cancel_stops_a_running_job_on_its_replica_and_a_queued_one_before
 
 def _generate_in_subprocess(url: str, home: Path, config: Path, seed: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "FLUXROUTE_HOME": str(home), "FLUXROUTE_CONFIG": str(config), "FLUXROUTE_RAY_URL": url}
-    command = [sys.executable, "-m", "fluxroute", "generate", "a lighthouse", "--provider", "ray", "--model", "flux-krea-dev"]
-    command += ["--width", "1024", "--height", "1024", "--steps", "30", "--seed", str(seed)]
+    command = [sys.executable, "-m", "fluxroute", "generate", "a lighthouse", "--provider", "ray"]
+    command += ["--model", "flux-krea-dev", "--width", "1024", "--height", "1024", "--steps", "30", "--seed", str(seed)]
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
