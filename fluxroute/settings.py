@@ -49,6 +49,7 @@ ENV_FIELDS: dict[str, str] = {
     "FLUXROUTE_DATABASE_URL": "database_url",
     "FLUXROUTE_RAY_URL": "ray_url",
     "FLUXROUTE_RAY_ADDRESS": "ray_address",
+    "FLUXROUTE_RAY_TOKEN": "ray_token",
     "FLUXROUTE_USAGE": "usage",
     "FLUXROUTE_LOCAL_MODEL": "local_model",
     "FLUXROUTE_LOCAL_MODELS": "local_models",
@@ -142,6 +143,11 @@ class Settings(BaseModel):
         description="the URL of a fluxroute fleet on Ray Serve (what `fluxroute ray deploy` prints, e.g. "
         "http://10.0.0.5:8000/fluxroute): its replicas serve the local offers' weights as the ray offers; "
         "unset: no fleet",
+    )
+    ray_token: SecretStr | None = Field(
+        default=None,
+        description="the bearer token a fleet requires on its job API (given to `fluxroute ray deploy`, which keeps "
+        "only its SHA-256, and sent by routers); needed when the fleet listens beyond loopback",
     )
     ray_address: str | None = Field(
         default=None,

@@ -6,6 +6,7 @@ Only this module is imported by the CLI without Ray; fleet/app.py imports Ray an
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import signal
@@ -36,6 +37,9 @@ REPLICA_FIELDS = frozenset(
         "max_image_pixels",
     }
 )
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def ray_missing() -> str | None:
@@ -73,11 +77,16 @@ def deploy(
     `host`:`port`. Returns the URL to set as FLUXROUTE_RAY_URL once every replica has started.
 
     Raises:
-        ConfigError: Ray Serve is not installed.
+        ConfigError: Ray Serve is not installed, or `host` is not loopback and no fleet token is set.
     """
     missing = ray_missing()
     if missing:
         raise ConfigError(missing)
+    if host not in LOOPBACK and settings.ray_token is None:
+        raise ConfigError(
+            f"--host {host}: others could reach the fleet's job API and run jobs on its GPUs; set FLUXROUTE_RAY_TOKEN "
+            "(routers send the same token), or keep the default 127.0.0.1"
+        )
     import ray
     from ray import serve
 
@@ -89,11 +98,13 @@ def deploy(
         else:
             ray.init(address=address, include_dashboard=False)
     serve.start(http_options={"host": host, "port": port})
+    token = settings.ray_token.get_secret_value() if settings.ray_token else None
     app = build_app(
         replica_settings(settings),
         replicas=replicas,
         gpus_per_replica=gpus_per_replica,
         cpus_per_replica=cpus_per_replica,
+        token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
     )
     serve.run(app, name=APP_NAME, route_prefix=route_prefix, blocking=False)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

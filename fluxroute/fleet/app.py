@@ -18,11 +18,12 @@ The ingress is one replica (the job board lives in it); workers report their sta
 (No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at run time.)
 """
 
-
 import asyncio
 import base64
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import json
 import logging
 import socket
@@ -257,8 +258,10 @@ async def _bounded_json(request: Request, limit: int) -> dict[str, Any]:
 class FleetIngress:
     """The fleet's front door and its job board."""
 
-    def __init__(self, worker: DeploymentHandle[Any]) -> None:
+    def __init__(self, worker: DeploymentHandle[Any], token_sha256: str | None = None) -> None:
         self.worker = worker
+        # the fleet token's SHA-256 (the token itself is never part of the deployment); None: no token asked
+        self._token_sha256 = token_sha256
         self.board = JobBoard()
         self.streams: dict[str, DeploymentResponseGenerator[Any]] = {}
         self.reports: dict[str, dict[str, Any]] = {}
@@ -268,8 +271,17 @@ class FleetIngress:
         """A worker replica's state (called through a handle by each replica, not over HTTP)."""
         self.reports[str(state["replica"])] = {**state, "reported": time.time()}
 
+    def _authorize(self, request: Request) -> None:
+        if self._token_sha256 is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        given = hashlib.sha256(token.strip().encode()).hexdigest()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, self._token_sha256):
+            raise HTTPException(401, "this fleet requires its bearer token (FLUXROUTE_RAY_TOKEN)")
+
     @api.get("/v1/fleet")
-    async def fleet(self) -> dict[str, Any]:
+    async def fleet(self, request: Request) -> dict[str, Any]:
+        self._authorize(request)
         now = time.time()
         replicas = []
         for state in sorted(self.reports.values(), key=lambda s: s["since"]):
@@ -286,6 +298,7 @@ class FleetIngress:
 
     @api.post("/v1/jobs", status_code=202)
     async def submit(self, request: Request) -> dict[str, Any]:
+        self._authorize(request)
         body = await _bounded_json(request, MAX_SUBMIT_BYTES)
         key = body.get("key")
         if not isinstance(key, str) or not 8 <= len(key) <= 100:
@@ -328,7 +341,8 @@ class FleetIngress:
         return job
 
     @api.get("/v1/jobs/{job_id}")
-    async def status(self, job_id: str, after: int = 0, wait: float = 0.0) -> dict[str, Any]:
+    async def status(self, request: Request, job_id: str, after: int = 0, wait: float = 0.0) -> dict[str, Any]:
+        self._authorize(request)
         job = self._job(job_id)
         after = max(0, after)
         if wait > 0 and job.status not in ENDED and len(job.events) <= after:
@@ -336,7 +350,8 @@ class FleetIngress:
         return job.status_view(after)
 
     @api.get("/v1/jobs/{job_id}/result")
-    async def result(self, job_id: str) -> dict[str, Any]:
+    async def result(self, request: Request, job_id: str) -> dict[str, Any]:
+        self._authorize(request)
         job = self._job(job_id)
         if job.status != "succeeded":
             raise HTTPException(409, f"job {job_id} is {job.status}: no result")
@@ -346,7 +361,8 @@ class FleetIngress:
         return {**job.result, "images": images, "id": job.id}
 
     @api.post("/v1/jobs/{job_id}/cancel")
-    async def cancel(self, job_id: str) -> dict[str, str]:
+    async def cancel(self, request: Request, job_id: str) -> dict[str, str]:
+        self._authorize(request)
         job = self._job(job_id)
         stream = self.streams.get(job_id)
         if job.status in ENDED or stream is None:
@@ -362,11 +378,13 @@ def build_app(
     replicas: int,
     gpus_per_replica: float,
     cpus_per_replica: float,
+    token_sha256: str | None = None,
 ) -> serve.Application:
     """The fleet application: `replicas` workers (each with `gpus_per_replica` GPUs and `cpus_per_replica` CPUs of
-    the cluster) built from `settings_fields` (the local_* settings the replicas run with), behind one ingress."""
+    the cluster) built from `settings_fields` (the local_* settings the replicas run with), behind one ingress that
+    asks for the token whose SHA-256 is `token_sha256` (None: none)."""
     worker = FleetWorker.options(  # type: ignore[attr-defined]
         num_replicas=replicas,
         ray_actor_options={"num_gpus": gpus_per_replica, "num_cpus": cpus_per_replica},
     ).bind(settings_fields)
-    return FleetIngress.bind(worker)  # type: ignore[attr-defined, no-any-return]
+    return FleetIngress.bind(worker, token_sha256)  # type: ignore[attr-defined, no-any-return]

@@ -72,17 +72,25 @@ def read_fleet(settings: Settings) -> FleetReport | str:
         return "FLUXROUTE_RAY_URL is not set (deploy a fleet with `fluxroute ray deploy`)"
     url = settings.ray_url.rstrip("/")
     try:
-        with httpx.Client(timeout=FLEET_CHECK_TIMEOUT_S) as client:
+        with httpx.Client(timeout=FLEET_CHECK_TIMEOUT_S, headers=fleet_headers(settings)) as client:
             response = client.get(f"{url}/v1/fleet")
         body = response.json() if response.is_success else None
     except (httpx.HTTPError, ValueError) as exc:
         return f"the fleet at {url} cannot be reached ({type(exc).__name__})"
+    if response.status_code == 401:
+        given = "wrong" if settings.ray_token else "unset"
+        return f"the fleet at {url} refused its token (FLUXROUTE_RAY_TOKEN is {given})"
     if body is None:
         return f"the fleet at {url} answered HTTP {response.status_code} (is `fluxroute ray deploy` running there?)"
     replicas, weights, jobs = body.get("replicas"), body.get("weights"), body.get("jobs")
     if not (isinstance(replicas, list) and isinstance(weights, dict) and isinstance(jobs, dict)):
         return f"the fleet at {url} sent a garbled report"
     return FleetReport(url, replicas, {str(k): int(v) for k, v in weights.items()}, dict(jobs))
+
+
+def fleet_headers(settings: Settings) -> dict[str, str]:
+    """The fleet token as a bearer header, when one is set."""
+    return {"Authorization": f"Bearer {settings.ray_token.get_secret_value()}"} if settings.ray_token else {}
 
 
 class RayFleetProvider:
@@ -96,11 +104,15 @@ class RayFleetProvider:
         self.settings = settings
         base = settings.ray_url.rstrip("/")
         timeout = httpx.Timeout(LONG_POLL_S + 20.0, connect=5.0)
-        self._api = httpx.AsyncClient(transport=CappedTransport(), base_url=base, timeout=timeout)
+        headers = fleet_headers(settings)
+        self._api = httpx.AsyncClient(transport=CappedTransport(), base_url=base, timeout=timeout, headers=headers)
         # a result: at most 4 images of result_byte_cap bytes each, as base64 in JSON
         self._max_result = (4 * result_byte_cap(settings.max_image_pixels) * 4) // 3 + 1024 * 1024
         self._results = httpx.AsyncClient(
-            transport=CappedTransport(self._max_result), base_url=base, timeout=httpx.Timeout(120.0, connect=5.0)
+            transport=CappedTransport(self._max_result),
+            base_url=base,
+            timeout=httpx.Timeout(120.0, connect=5.0),
+            headers=headers,
         )
 
     async def aclose(self) -> None:

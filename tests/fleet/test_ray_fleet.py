@@ -33,6 +33,8 @@ from tests.fakes.tiny_flux import require_local_extra
 from tests.needs import missing
 from tests.replicas.harness import free_port
 
+TOKEN = "fleet-token-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PRICE = Decimal("0.001")  # USD per GPU-second, the user's cost of the fleet's hardware
 OFFER = "ray-flux-krea-dev"
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +59,7 @@ def fleet_url(tiny_flux_path: Path) -> Iterator[str]:
     from fluxroute.fleet import deploy
 
     url = deploy(
-        Settings(local_model=tiny_flux_path, local_device="cpu"),
+        Settings(local_model=tiny_flux_path, local_device="cpu", ray_token=TOKEN),  # type: ignore[arg-type]
         replicas=2,
         gpus_per_replica=0,
         cpus_per_replica=1,
@@ -69,7 +71,7 @@ def fleet_url(tiny_flux_path: Path) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 90
         while True:  # every replica reports itself (device, weights) a moment after it starts
-            report = httpx.get(f"{url}/v1/fleet", timeout=5).json()
+            report = httpx.get(f"{url}/v1/fleet", timeout=5, headers=AUTH).json()
             if len(report["replicas"]) == 2 and all(r["weights"] for r in report["replicas"]):
                 break
             assert time.monotonic() < deadline, f"the fleet's replicas never reported: {report}"
@@ -84,6 +86,7 @@ def fleet_settings(url: str, home: Path) -> Settings:
     return Settings(
         home=home,
         ray_url=url,
+        ray_token=TOKEN,  # type: ignore[arg-type]
         usage="non-commercial",
         prices={OFFER: PRICE},
         provider_timeout_s=120,
@@ -93,7 +96,7 @@ def fleet_settings(url: str, home: Path) -> Settings:
 
 def fleet_job(url: str, job_id: str) -> dict[str, Any]:
     """The fleet's own record of a job (what it ran, where, for how many GPU-seconds)."""
-    response = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10)
+    response = httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10, headers=AUTH)
     response.raise_for_status()
     return dict(response.json())
 
@@ -220,6 +223,7 @@ async def test_cancel_stops_a_running_job_on_its_replica_and_a_queued_one_before
 
 def _generate_in_subprocess(url: str, home: Path, config: Path, seed: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "FLUXROUTE_HOME": str(home), "FLUXROUTE_CONFIG": str(config), "FLUXROUTE_RAY_URL": url}
+    env["FLUXROUTE_RAY_TOKEN"] = TOKEN
     command = [sys.executable, "-m", "fluxroute", "generate", "a lighthouse", "--provider", "ray"]
     command += ["--model", "flux-krea-dev", "--width", "1024", "--height", "1024", "--steps", "30", "--seed", str(seed)]
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -247,7 +251,7 @@ async def test_a_router_killed_mid_job_resumes_its_fleet_jobs_by_id_after_restar
         for process in processes:
             process.send_signal(signal.SIGKILL)
             process.wait()
-    jobs_before = httpx.get(f"{fleet_url}/v1/fleet", timeout=5).json()["jobs"]
+    jobs_before = httpx.get(f"{fleet_url}/v1/fleet", timeout=5, headers=AUTH).json()["jobs"]
 
     restarted = Router(settings)  # a new process's router: same store, nothing in memory
     try:
@@ -263,6 +267,40 @@ async def test_a_router_killed_mid_job_resumes_its_fleet_jobs_by_id_after_restar
     assert sorted(map(str, [a.provider_job_id for r in results for a in restarted.store.attempts_for(r.job_id)])) == (
         sorted(ids)
     )  # followed by the ids stored before the kill
-    jobs_after = httpx.get(f"{fleet_url}/v1/fleet", timeout=5).json()["jobs"]
+    jobs_after = httpx.get(f"{fleet_url}/v1/fleet", timeout=5, headers=AUTH).json()["jobs"]
     assert sum(jobs_after.values()) == sum(jobs_before.values())  # nothing submitted again
     assert restarted.store.total_charged() == billed(fleet_url, ids)
+
+
+def test_the_fleet_refuses_calls_without_its_token_and_routers_say_why(fleet_url: str, tmp_path: Path) -> None:
+    for method, path in (
+        ("GET", "/v1/fleet"),
+        ("POST", "/v1/jobs"),
+        ("GET", "/v1/jobs/ray-x"),
+        ("POST", "/v1/jobs/x/cancel"),
+    ):
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            answer = httpx.request(method, f"{fleet_url}{path}", headers=headers, json={}, timeout=10)
+            assert answer.status_code == 401, (method, path, headers, answer.text)
+    settings = fleet_settings(fleet_url, tmp_path).model_copy(update={"ray_token": None})
+    router = Router(settings)
+    assert not router.availability["ray"].ok
+    assert "refused its token (FLUXROUTE_RAY_TOKEN is unset)" in router.availability["ray"].reason
+    assert TOKEN not in repr(fleet_settings(fleet_url, tmp_path))  # a secret: never shown
+
+
+def test_deploy_refuses_to_listen_beyond_loopback_without_a_token(tiny_flux_path: Path) -> None:
+    from fluxroute.errors import ConfigError
+    from fluxroute.fleet import deploy
+
+    require_ray()
+    with pytest.raises(ConfigError, match="FLUXROUTE_RAY_TOKEN"):
+        deploy(
+            Settings(local_model=tiny_flux_path, local_device="cpu"),
+            replicas=1,
+            gpus_per_replica=0,
+            cpus_per_replica=1,
+            host="0.0.0.0",
+            port=free_port(),
+            route_prefix="/fluxroute",
+        )
