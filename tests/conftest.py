@@ -10,7 +10,7 @@ from fluxroute.settings import Settings
 from tests.fakes.fal import FalFake
 from tests.fakes.krea import KreaFake
 
-pytest_plugins = ["tests.fakes.fixtures", "tests.fakes.tiny_flux"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.fakes.tiny_flux", "tests.fakes.fleet"]
 
 
 @pytest.fixture

@@ -84,6 +84,7 @@ class JobBoard:
         job = FleetJob(f"ray-{uuid.uuid4().hex}", key, model_id, created=self._clock())
         self.jobs[job.id] = job
         self._by_key[key] = job.id
+        self._bound()
         return job, True
 
     def get(self, job_id: str) -> FleetJob | None:
@@ -91,11 +92,13 @@ class JobBoard:
         return self.jobs.get(job_id)
 
     async def wait_for_change(self, job: FleetJob, after: int, wait_s: float) -> None:
-        """Return once `job` has events past index `after` or has ended, or after `wait_s` seconds."""
+        """Return once `job` has events past index `after` or another status (a replica took it, it ended), or
+        after `wait_s` seconds."""
+        status = job.status
         async with self._changed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._changed.wait_for(lambda: len(job.events) > after or job.status in ENDED), wait_s
+                    self._changed.wait_for(lambda: len(job.events) > after or job.status != status), wait_s
                 )
 
     async def record(self, job: FleetJob, item: dict[str, Any]) -> None:
@@ -145,14 +148,18 @@ class JobBoard:
                 job.expired = True
             if now - job.ended > TOMBSTONE_TTL_S:
                 self._drop(job)
-        if len(self.jobs) > MAX_JOBS:
-            ended = sorted((j for j in self.jobs.values() if j.ended is not None), key=lambda j: j.ended or 0.0)
-            for job in ended[: len(self.jobs) - MAX_JOBS]:
-                self._drop(job)
+        self._bound()
         for key, job_id in list(self._by_key.items()):
             keyed = self.jobs.get(job_id)
             if keyed is None or now - keyed.created > KEY_TTL_S:
                 del self._by_key[key]
+
+    def _bound(self) -> None:
+        """At most MAX_JOBS records: the oldest ended ones go first (a job not ended is never dropped)."""
+        if len(self.jobs) > MAX_JOBS:
+            ended = sorted((j for j in self.jobs.values() if j.ended is not None), key=lambda j: j.ended or 0.0)
+            for job in ended[: len(self.jobs) - MAX_JOBS]:
+                self._drop(job)
 
     def _drop(self, job: FleetJob) -> None:
         self.jobs.pop(job.id, None)

@@ -82,10 +82,16 @@ def read_fleet(settings: Settings) -> FleetReport | str:
         return f"the fleet at {url} refused its token (FLUXROUTE_RAY_TOKEN is {given})"
     if body is None:
         return f"the fleet at {url} answered HTTP {response.status_code} (is `fluxroute ray deploy` running there?)"
+    garbled = f"the fleet at {url} sent a garbled report"
+    if not isinstance(body, dict):
+        return garbled
     replicas, weights, jobs = body.get("replicas"), body.get("weights"), body.get("jobs")
     if not (isinstance(replicas, list) and isinstance(weights, dict) and isinstance(jobs, dict)):
-        return f"the fleet at {url} sent a garbled report"
-    return FleetReport(url, replicas, {str(k): int(v) for k, v in weights.items()}, dict(jobs))
+        return garbled
+    try:
+        return FleetReport(url, replicas, {str(k): int(v) for k, v in weights.items()}, dict(jobs))
+    except (TypeError, ValueError):
+        return garbled
 
 
 def fleet_headers(settings: Settings) -> dict[str, str]:
@@ -154,7 +160,8 @@ class RayFleetProvider:
                     if response.status_code < 500:
                         last.billing = "unbilled"  # refused: the fleet took nothing
                         raise last
-            await asyncio.sleep(0.2 * attempt)
+            if attempt < SUBMIT_ATTEMPTS:
+                await asyncio.sleep(self.settings.retry_backoff_s * attempt)
         assert last is not None
         last.billing = "at_risk" if reached else "unbilled"
         raise last
@@ -198,7 +205,12 @@ class RayFleetProvider:
                 billing="unbilled",  # the user's own hardware: a job that made nothing bills nothing
                 retryable=bool(error.get("retryable", kind is not Cancelled)),
             )
-        result = await self._get(f"/v1/jobs/{job_id}/result", pace, job_id, client=self._results)
+        try:
+            result = await self._get(f"/v1/jobs/{job_id}/result", pace, job_id, client=self._results)
+        except JobFailed as exc:
+            exc.billing = "charged"  # it succeeded (its replica spent the GPU time), then its result was lost
+            exc.retryable = False
+            raise
         return self._result(job_id, result)
 
     def _result(self, job_id: str, result: dict[str, Any]) -> ProviderResult:
