@@ -124,6 +124,7 @@ class FleetWorker:
         self.failed = 0
         self.gpu_seconds = 0.0
         self._stop = threading.Event()
+        self._poke = threading.Event()  # report now: a job started or ended
         threading.Thread(target=self._report_loop, name="fluxroute-fleet-report", daemon=True).start()
 
     def _device(self) -> str:
@@ -162,8 +163,8 @@ class FleetWorker:
         }
 
     def _report_loop(self) -> None:
-        """Report this replica's state to the ingress now and every REPORT_EVERY_S (on a thread: the handle's
-        blocking result() must not run on the replica's event loop)."""
+        """Report this replica's state to the ingress now, every REPORT_EVERY_S and whenever a job starts or ends
+        (on a thread: the handle's blocking result() must not run on the replica's event loop)."""
         handle: DeploymentHandle[Any] | None = None
         while not self._stop.is_set():
             try:
@@ -171,7 +172,8 @@ class FleetWorker:
                 handle.report.remote(self.state()).result(timeout_s=10)
             except Exception as exc:  # the ingress may be starting or restarting: report again later
                 log.debug("fleet report failed: %s", exc)
-            self._stop.wait(REPORT_EVERY_S)
+            self._poke.wait(REPORT_EVERY_S)
+            self._poke.clear()
 
     @serve.multiplexed(max_num_models_per_replica=HELD_MODELS)  # type: ignore[untyped-decorator]
     async def hold(self, model_id: str) -> str:
@@ -200,6 +202,7 @@ class FleetWorker:
             yield _error_item(exc)
             return
         self.running = str(job.get("id"))
+        self._poke.set()
         wait = asyncio.ensure_future(self.provider.wait(local_id, candidate, progress, JOB_TIMEOUT_S))
         try:
             while not (wait.done() and events.empty()):
@@ -225,13 +228,16 @@ class FleetWorker:
             return
         finally:
             self.running = None
+            self._poke.set()
         self.done += 1
-        self.warm = candidate.endpoint
+        self.warm = model_id or candidate.endpoint  # its weights, and the LoRAs left resident
         self.gpu_seconds += result.compute_seconds or 0.0
+        self._poke.set()
         yield _result_item(result, self.replica)
 
     def __del__(self) -> None:
         self._stop.set()
+        self._poke.set()
 
 
 async def _bounded_json(request: Request, limit: int) -> dict[str, Any]:

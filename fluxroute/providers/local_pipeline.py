@@ -7,12 +7,13 @@ once with `from_pipe` from the loaded pipeline: the same transformer, VAE and te
 the weights. An instruction edit runs on FluxKontextPipeline weights themselves.
 
 A job's LoRAs (files found offline by the provider, see local_weights.find_lora) are loaded into the pipeline about
-to run with `load_lora_weights(path, adapter_name=...)`, weighted with `set_adapters`, and unloaded with
-`unload_lora_weights` when the job ends, whatever its outcome: the next job runs on the base weights. Since the
-edit pipelines share the loaded components, the adapters apply to whichever of them runs. They are not kept loaded
-between jobs (reading a LoRA file is small next to a generation; no hotswap): under FLUXROUTE_LOCAL_COMPILE a LoRA
-job, and the job after it, recompile the transformer blocks. Fused QKV projections would bypass a LoRA's to_q /
-to_k / to_v layers, so they are unfused while LoRAs are loaded and fused again after.
+to run with `load_lora_weights(path, adapter_name=...)` and weighted with `set_adapters`. They stay loaded (resident)
+while the next jobs name the same files, at whatever scales, so a run of jobs with one LoRA set loads it once (a
+fleet sends jobs alike to the replica that ran them last: fleet/app.py); a job with other LoRAs, or none, unloads
+them first with `unload_lora_weights` and runs on the base weights. A job that fails to load its LoRAs leaves none
+loaded. Since the edit pipelines share the loaded components, the adapters apply to whichever of them runs. Under
+FLUXROUTE_LOCAL_COMPILE a change of LoRA set recompiles the transformer blocks. Fused QKV projections would bypass
+a LoRA's to_q / to_k / to_v layers, so they are unfused while LoRAs are loaded and fused again after.
 
 Imported only inside the local worker thread (and by benchmarks/local_gpu.py): torch takes seconds to import.
 """
@@ -83,6 +84,12 @@ class LoadedPipeline:
     hooked: Any = None
     # the transformer's linears are fp8 (torchao): LoRAs are refused on it
     quantized: bool = False
+    # the LoRA files loaded now (resident between jobs that name the same ones), in adapter order
+    loras: tuple[Path, ...] = ()
+    # QKV projections were fused before the resident LoRAs were loaded: fuse them again when they go
+    refuse_qkv: bool = False
+    # how many LoRA files were loaded since the pipeline was (a measure of residency)
+    lora_loads: int = 0
 
 
 # the note configure_pipeline gives when the transformer's linears were quantized to fp8
@@ -275,44 +282,60 @@ def _fused_qkv(transformer: Any) -> bool:
 
 @contextlib.contextmanager
 def applied_loras(loaded: LoadedPipeline, pipe: Any, loras: list[JobLora]) -> Iterator[None]:
-    """`pipe` with `loras` loaded and weighted while the body runs; unloaded after it, whatever happens, so the next
-    job runs on the base weights.
+    """`pipe` with exactly `loras` loaded and weighted while the body runs: LoRAs already resident (the same files,
+    in the same order) are only weighted again; any others are unloaded first, so a job without LoRAs runs on the
+    base weights.
 
     Raises:
         ConfigError: the pipeline takes no LoRA, its transformer is fp8-quantized, or a file does not fit it (keys
             of another architecture, say); nothing stays loaded.
     """
+    wanted = tuple(lora.path for lora in loras)
+    if loaded.loras != wanted:
+        unload_loras(loaded, pipe)
     if not loras:
         yield
         return
+    names = [f"fluxroute_{i}" for i in range(len(loras))]
+    if not loaded.loras:
+        _load_loras(loaded, pipe, loras, names)
+    try:
+        pipe.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
+    except ValueError as exc:  # a file whose keys matched no layer loads as nothing: its adapter is missing
+        unload_loras(loaded, pipe)
+        refs = ", ".join(lora.ref for lora in loras)
+        raise ConfigError(f"LoRAs {refs} do not fit {type(pipe).__name__}: {exc}") from exc
+    log.info("LoRAs applied: %s", ", ".join(f"{lora.ref} x{lora.scale:g}" for lora in loras))
+    yield
+
+
+def _load_loras(loaded: LoadedPipeline, pipe: Any, loras: list[JobLora], names: list[str]) -> None:
     if not hasattr(pipe, "load_lora_weights"):
         raise ConfigError(f"{type(pipe).__name__} takes no LoRA")
     if loaded.quantized:
         raise ConfigError("LoRAs are not applied to an fp8-quantized transformer (unset FLUXROUTE_LOCAL_FP8)")
-    transformer = pipe.transformer
-    refuse = _fused_qkv(transformer)
-    if refuse:
-        transformer.unfuse_qkv_projections()
-    names = [f"fluxroute_{i}" for i in range(len(loras))]
-    try:
-        for name, lora in zip(names, loras, strict=True):
-            try:
-                pipe.load_lora_weights(str(lora.path), adapter_name=name)
-            except (ValueError, KeyError, RuntimeError, OSError) as exc:
-                raise ConfigError(
-                    f"LoRA {lora.ref} ({lora.path}) cannot be loaded into {type(pipe).__name__}: {exc}"
-                ) from exc
+    loaded.refuse_qkv = _fused_qkv(pipe.transformer)
+    if loaded.refuse_qkv:
+        pipe.transformer.unfuse_qkv_projections()
+    loaded.loras = tuple(lora.path for lora in loras)  # from here on, unload_loras cleans up whatever loaded
+    for name, lora in zip(names, loras, strict=True):
         try:
-            pipe.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
-        except ValueError as exc:  # a file whose keys matched no layer loads as nothing: its adapter is missing
-            refs = ", ".join(lora.ref for lora in loras)
-            raise ConfigError(f"LoRAs {refs} do not fit {type(pipe).__name__}: {exc}") from exc
-        log.info("LoRAs applied: %s", ", ".join(f"{lora.ref} x{lora.scale:g}" for lora in loras))
-        yield
-    finally:
-        pipe.unload_lora_weights()
-        if refuse:
-            transformer.fuse_qkv_projections()
+            pipe.load_lora_weights(str(lora.path), adapter_name=name)
+        except (ValueError, KeyError, RuntimeError, OSError) as exc:
+            unload_loras(loaded, pipe)
+            into = type(pipe).__name__
+            raise ConfigError(f"LoRA {lora.ref} ({lora.path}) cannot be loaded into {into}: {exc}") from exc
+        loaded.lora_loads += 1
+
+
+def unload_loras(loaded: LoadedPipeline, pipe: Any) -> None:
+    """Unload the resident LoRAs (if any) and fuse the QKV projections again if they were fused before."""
+    if not loaded.loras:
+        return
+    pipe.unload_lora_weights()
+    if loaded.refuse_qkv:
+        pipe.transformer.fuse_qkv_projections()
+    loaded.loras, loaded.refuse_qkv = (), False
 
 
 def warm_up(loaded: LoadedPipeline, width: int, height: int) -> float:

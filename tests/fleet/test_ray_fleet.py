@@ -49,8 +49,9 @@ def require_ray() -> None:
 
 
 @pytest.fixture(scope="module")
-def fleet_url(tiny_flux_path: Path) -> Iterator[str]:
-    """The fleet: Ray started here with 2 CPUs, two worker replicas of one CPU each, Serve's proxy on a free port."""
+def fleet_url(tiny_flux_path: Path, tiny_flux_lora: Path) -> Iterator[str]:
+    """The fleet: Ray started here with 2 CPUs, two worker replicas of one CPU each (with one LoRA, me/ink, on this
+    machine), Serve's proxy on a free port."""
     require_local_extra()
     require_ray()
     import ray
@@ -59,7 +60,12 @@ def fleet_url(tiny_flux_path: Path) -> Iterator[str]:
     from fluxroute.fleet import deploy
 
     url = deploy(
-        Settings(local_model=tiny_flux_path, local_device="cpu", ray_token=TOKEN),  # type: ignore[arg-type]
+        Settings(
+            local_model=tiny_flux_path,
+            local_device="cpu",
+            local_loras={"me/ink": tiny_flux_lora},
+            ray_token=TOKEN,  # type: ignore[arg-type]
+        ),
         replicas=2,
         gpus_per_replica=0,
         cpus_per_replica=1,
@@ -219,6 +225,26 @@ async def test_cancel_stops_a_running_job_on_its_replica_and_a_queued_one_before
     assert router.store.total_charged() == charged  # only the job that finished is charged
     summary = router.store.spend_summary()
     assert summary.reserved_today == 0 and summary.by_provider == {"ray": charged}  # nothing left held
+
+
+async def test_jobs_with_one_lora_go_to_the_replica_that_holds_it(fleet_url: str, tmp_path: Path) -> None:
+    """Serve's multiplexing: the jobs name the weights and the LoRA (`affinity`), so one after another they go to
+    the replica that ran them last, where the LoRA stays loaded; the fleet's report shows it warm there."""
+    router = Router(fleet_settings(fleet_url, tmp_path))
+    ink = [{"ref": "me/ink", "scale": 0.8}]
+    try:
+        results = [await router.generate(request(width=64, height=64, steps=2, seed=i, loras=ink)) for i in range(4)]
+    finally:
+        await router.aclose()
+    assert len({r.worker for r in results}) == 1, [r.worker for r in results]
+    deadline = time.monotonic() + 10  # each replica reports as its jobs end
+    while True:
+        report = httpx.get(f"{fleet_url}/v1/fleet", timeout=5, headers=AUTH).json()
+        holder = next(r for r in report["replicas"] if results[0].worker and r["replica"] in results[0].worker)
+        if holder["warm"] == "black-forest-labs/FLUX.1-Krea-dev+me/ink" or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert holder["warm"] == "black-forest-labs/FLUX.1-Krea-dev+me/ink", holder
 
 
 def _generate_in_subprocess(url: str, home: Path, config: Path, seed: int) -> subprocess.Popen[bytes]:

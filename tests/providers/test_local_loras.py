@@ -137,3 +137,29 @@ def test_a_lora_of_another_architecture_is_refused_and_nothing_stays_loaded(
         _run(local_pipeline, loaded, [{"ref": "me/flux-ink", "path": str(tiny_flux_lora), "scale": 1.0}])
     assert "LoRA me/flux-ink" in str(refused.value) and "cannot be loaded into Krea2Pipeline" in str(refused.value)
     assert _run(local_pipeline, loaded) == base
+
+
+def test_a_lora_stays_resident_while_jobs_name_it_and_goes_when_one_does_not(
+    tiny_flux_path: Path, tiny_flux_lora: Path, tiny_flux_lora_2: Path
+) -> None:
+    """Jobs with the same LoRA file load it once (at any scale), give the pixels a fresh load gives, and a job
+    without it runs on the base weights: residency changes how often a file is read, never an image."""
+    from fluxroute.providers import local_pipeline
+
+    loaded = local_pipeline.load_pipeline(
+        tiny_flux_path, "cpu", MemoryPlan("cpu", "test"), local_pipeline.PipelineOptions()
+    )
+    base = _run(local_pipeline, loaded)
+    ink = {"ref": "me/ink", "path": str(tiny_flux_lora), "scale": 1.0}
+    first = _run(local_pipeline, loaded, [ink])
+    again = _run(local_pipeline, loaded, [ink])
+    half = _run(local_pipeline, loaded, [{**ink, "scale": 0.5}])
+    assert loaded.lora_loads == 1 and loaded.loras == (tiny_flux_lora,)  # loaded once for three jobs
+    assert first == again != base and half not in (first, base)
+    other = _run(local_pipeline, loaded, [{"ref": "me/other", "path": str(tiny_flux_lora_2), "scale": 1.0}])
+    assert loaded.lora_loads == 2 and other not in (first, base)
+    assert _run(local_pipeline, loaded) == base and loaded.loras == ()  # unloaded: the base weights again
+    fresh = local_pipeline.load_pipeline(
+        tiny_flux_path, "cpu", MemoryPlan("cpu", "test"), local_pipeline.PipelineOptions()
+    )
+    assert _run(local_pipeline, fresh, [{**ink, "scale": 0.5}]) == half  # a resident LoRA gives a fresh load's pixels
