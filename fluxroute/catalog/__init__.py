@@ -348,7 +348,9 @@ def _builtin_catalog() -> Catalog:
 
 
 def load_catalog(settings: Settings | None = None) -> Catalog:
-    """The built-in catalog with the user's price overrides and extra offers applied.
+    """The built-in catalog with the user's price overrides and extra offers applied, and the fleet's offers when a
+    fleet is set (FLUXROUTE_RAY_URL). A price set for a fleet offer is kept unused while no fleet is set (one
+    fluxroute.toml serves machines with and without one).
 
     Raises:
         ConfigError: an override names an unknown offer, or an added offer is malformed.
@@ -357,12 +359,16 @@ def load_catalog(settings: Settings | None = None) -> Catalog:
         return _builtin_catalog()
     data = _builtin_data()
     offers: list[dict[str, Any]] = list(data.get("offers", []))
+    fleet = [fleet_offer(o) for o in offers if o["provider"] == "local"]
     if settings.ray_url:
-        offers.extend(fleet_offer(o) for o in data.get("offers", []) if o["provider"] == "local")
+        offers.extend(fleet)
     offers.extend(dict(o) for o in settings.offers)
     known = {o["id"] for o in offers if "id" in o}
     for offer_id, usd in settings.prices.items():
         if offer_id not in known:
+            if any(o["id"] == offer_id for o in fleet):
+                continue  # a fleet offer, and no fleet is set
+            known |= {o["id"] for o in fleet}
             raise ConfigError(f"prices.{offer_id}: no such offer; known offers: {', '.join(sorted(known))}")
         for o in offers:
             if o.get("id") == offer_id:

@@ -9,6 +9,7 @@ offer's price, rounded up to the micro-dollar. Under CI=true a missing Ray is a 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -330,3 +331,41 @@ def test_deploy_refuses_to_listen_beyond_loopback_without_a_token(tiny_flux_path
             port=free_port(),
             route_prefix="/fluxroute",
         )
+
+
+def test_models_shows_the_fleet_its_replicas_and_their_state(
+    fleet_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fluxroute.cli import main
+
+    for name, value in {
+        "FLUXROUTE_CONFIG": "none",
+        "FLUXROUTE_HOME": str(tmp_path),
+        "FLUXROUTE_RAY_URL": fleet_url,
+        "FLUXROUTE_RAY_TOKEN": TOKEN,
+        "FLUXROUTE_USAGE": "non-commercial",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert f"fleet at {fleet_url}: 2 replicas" in out
+    replica_lines = [line for line in out.splitlines() if " done, " in line and "GPU-s; warm:" in line]
+    assert len(replica_lines) == 2 and all(", cpu;" in line for line in replica_lines), replica_lines
+    assert "weights: black-forest-labs/FLUX.1-Krea-dev" in out
+    offer_line = next(line for line in out.splitlines() if line.strip().startswith("ray-flux-krea-dev"))
+    assert "available (2 of 2 fleet replicas hold it)" in offer_line and "per GPU-second" in offer_line
+    assert TOKEN not in out
+    assert main(["models", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert len(listed["fleet"]["replicas"]) == 2 and listed["fleet"]["weights"]["black-forest-labs/FLUX.1-Krea-dev"]
+
+
+def test_ray_deploy_beyond_loopback_without_a_token_exits_with_the_reason(
+    fleet_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fluxroute.cli import main
+
+    monkeypatch.setenv("FLUXROUTE_CONFIG", "none")
+    monkeypatch.delenv("FLUXROUTE_RAY_TOKEN", raising=False)
+    assert main(["ray", "deploy", "--host", "0.0.0.0", "--replicas", "2"]) == 6
+    assert "set FLUXROUTE_RAY_TOKEN" in capsys.readouterr().err
