@@ -55,6 +55,8 @@ REPORT_EVERY_S = 5.0
 SILENT_AFTER_S = 30.0
 # how many weights + LoRA sets a replica is routed as holding (Serve's multiplexing LRU)
 HELD_MODELS = 4
+# a replica sends its progress events at most this often (those of faster steps travel together)
+PROGRESS_EVERY_S = 0.1
 # a replica's local job may run this long before it gives up (the router's own timeout cancels sooner)
 JOB_TIMEOUT_S = 6 * 3600.0
 
@@ -182,7 +184,7 @@ class FleetWorker:
         return model_id
 
     async def run(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Run one job, streaming {"kind": "started"}, {"kind": "progress"}s, then {"kind": "result"} or
+        """Run one job, streaming {"kind": "started"}, {"kind": "progress", "events"}s, then {"kind": "result"} or
         {"kind": "failed"}. Cancelled by the ingress (Serve raises CancelledError here): the local job stops
         before its next step."""
         model_id = serve.get_multiplexed_model_id()
@@ -206,15 +208,17 @@ class FleetWorker:
         wait = asyncio.ensure_future(self.provider.wait(local_id, candidate, progress, JOB_TIMEOUT_S))
         try:
             while not (wait.done() and events.empty()):
-                if not events.empty():
-                    yield {"kind": "progress", "event": dataclasses.asdict(events.get_nowait())}
-                    continue
-                getter = asyncio.ensure_future(events.get())
-                await asyncio.wait({wait, getter}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield {"kind": "progress", "event": dataclasses.asdict(getter.result())}
-                else:
-                    getter.cancel()
+                if events.empty():
+                    getter = asyncio.ensure_future(events.get())
+                    await asyncio.wait({wait, getter}, return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():
+                        getter.cancel()
+                        continue
+                    events.put_nowait(getter.result())
+                    # one stream item per PROGRESS_EVERY_S at most: fast steps travel together
+                    await asyncio.wait({wait}, timeout=PROGRESS_EVERY_S)
+                batch = [dataclasses.asdict(events.get_nowait()) for _ in range(events.qsize())]
+                yield {"kind": "progress", "events": batch}
             result = wait.result()
         except asyncio.CancelledError:
             await self.provider.cancel(local_id, candidate)

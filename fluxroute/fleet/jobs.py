@@ -109,8 +109,8 @@ class JobBoard:
         if kind == "started":
             job.status = "running"
             job.replica = str(item.get("replica"))
-        elif kind == "progress" and len(job.events) < MAX_EVENTS:
-            job.events.append(dict(item["event"]))
+        elif kind == "progress":
+            job.events.extend(dict(event) for event in item["events"][: max(0, MAX_EVENTS - len(job.events))])
         elif kind == "result":
             job.result = dict(item["result"])
             job.gpu_seconds = job.result.get("compute_seconds")

@@ -24,7 +24,7 @@ class Clock:
 
 
 def progress(step: int, total: int = 4) -> dict[str, object]:
-    return {"kind": "progress", "event": {"status": "IN_PROGRESS", "step": step, "total_steps": total}}
+    return {"kind": "progress", "events": [{"status": "IN_PROGRESS", "step": step, "total_steps": total}]}
 
 
 RESULT = {"kind": "result", "result": {"images": [{"data": b"png"}], "compute_seconds": 2.5, "worker": "replica a"}}
