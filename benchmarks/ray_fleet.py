@@ -39,6 +39,7 @@ PUBLISHED = {
     "H100, diffusers + torch.compile (xDiT docs)": 4.30,
     "H100, diffusers eager (xDiT docs)": 6.71,
     "H200, transformer FLOP floor at 790 TFLOP/s (benchmarks/local_gpu.py)": 2.64,
+    "H200, fluxroute's configured-pipeline target (benchmarks/RESULTS.md)": 3.50,
 }
 
 
