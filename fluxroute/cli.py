@@ -284,7 +284,7 @@ def _print_result(result: GenerationResult) -> None:
     ran = next((c for c in result.plan.candidates if c.offer_id == result.offer_id), None)
     label = f"{ran.label} ({ran.model})" if ran is not None else f"{result.provider} {result.model}"
     seed = f"seed {result.seed}" if result.seed is not None else "seed not reported by the provider"
-    print(f"{label}: ${result.cost_usd:g}, {seed}")
+    print(f"{label}: ${result.cost_usd:g}, {seed}" + (f", made by {result.worker}" if result.worker else ""))
     for image in result.images:
         flag = "  [flagged by the provider's safety checker]" if image.flagged else ""
         print(f"  {image.path}  {image.width}x{image.height}{flag}")

@@ -258,9 +258,11 @@ def _generation_summary(output: GenerateOutput) -> str:
         )
     if output.status != "succeeded":
         return f"Job {output.job_id} {output.status}: {output.error or 'no result'}"
+    made_by = f", {output.worker}" if output.worker else ""
+    seed = f", seed {output.seed}" if output.seed is not None else ""
     lines = [
-        f"{len(output.images)} image(s) from {output.model} on {output.provider} ({output.offer_id}), "
-        f"${output.cost_usd:.4f}{f', seed {output.seed}' if output.seed is not None else ''}. Job {output.job_id}."
+        f"{len(output.images)} image(s) from {output.model} on {output.provider} ({output.offer_id}{made_by}), "
+        f"${output.cost_usd:.4f}{seed}. Job {output.job_id}."
     ]
     for index, image in enumerate(output.images):
         where = image.path or image.url or "(not saved)"

@@ -165,6 +165,8 @@ class GenerateOutput(_Output):
     offer_id: str | None = None
     cost_usd: float | None = None
     seed: int | None = None
+    # the worker that made the images, where the provider names one (a GPU fleet's replica)
+    worker: str | None = None
     warnings: list[str] = []
     explanation: str = ""
     progress: JobProgress | None = None
@@ -208,6 +210,7 @@ class GenerateOutput(_Output):
             offer_id=result.offer_id,
             cost_usd=result.cost_usd,
             seed=result.seed,
+            worker=result.worker,
             warnings=result.warnings,
             explanation=result.plan.explain(MAX_LISTED_REJECTIONS),
         )
