@@ -377,7 +377,6 @@ class FleetIngress:
         stream = self.streams.get(job_id)
         if job.status in ENDED or stream is None:
             return {"answer": "already_ended"}
-        job.cancel_requested = True
         stream.cancel()  # type: ignore[no-untyped-call]
         return {"answer": "cancelled"}
 

@@ -46,7 +46,6 @@ class FleetJob:
     result: dict[str, Any] | None = None
     ended: float | None = None
     expired: bool = False
-    cancel_requested: bool = False
 
     def status_view(self, after: int) -> dict[str, Any]:
         """What GET /v1/jobs/{id} answers: the state, and the progress events from index `after` on."""
