@@ -224,7 +224,6 @@ class FleetWorker:
             await self.provider.cancel(local_id, candidate)
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(wait), 60)
-            self.failed += 1
             raise
         except ProviderError as exc:
             self.failed += 1
@@ -366,8 +365,11 @@ class FleetIngress:
         if job.status != "succeeded":
             raise HTTPException(409, f"job {job_id} is {job.status}: no result")
         if job.result is None:
-            raise HTTPException(410, f"job {job_id}'s result expired (results are kept an hour after the job ends)")
+            raise HTTPException(
+                410, f"job {job_id}'s result expired (results are kept an hour after the job ends, 2 GB in all)"
+            )
         images = [{**image, "data": base64.b64encode(image["data"]).decode()} for image in job.result["images"]]
+        job.fetched = True
         return {**job.result, "images": images, "id": job.id}
 
     @api.post("/v1/jobs/{job_id}/cancel")

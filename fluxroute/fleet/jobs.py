@@ -4,7 +4,9 @@ response object cannot be picked up again by another process).
 
 Plain Python on one event loop (the ingress replica's); no Ray here, so it is tested on its own. Bounded: a result's
 images are kept RESULT_TTL_S after the job ends (then the job answers "expired", as a hosted provider's result
-does), the record itself TOMBSTONE_TTL_S, and at most MAX_JOBS records (the oldest ended ones dropped first).
+does), and all results together hold at most `max_result_bytes` (past it, the oldest results already fetched expire
+first, then the oldest of all); the record itself is kept TOMBSTONE_TTL_S, and at most MAX_JOBS records (the oldest
+ended ones dropped first).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ENDED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 RESULT_TTL_S = 3600.0
+# the images of all results kept, together (a fleet of 8 GPUs makes about 10 GB of PNGs an hour)
+MAX_RESULT_BYTES = 2 * 1024**3
 TOMBSTONE_TTL_S = 24 * 3600.0
 MAX_JOBS = 20_000
 # a job keeps at most this many progress events (a 100-step job makes about 105)
@@ -44,6 +48,8 @@ class FleetJob:
     error: dict[str, Any] | None = None
     # the finished job's images and what the replica reported (ProviderResult's fields), until it expires
     result: dict[str, Any] | None = None
+    result_bytes: int = 0
+    fetched: bool = False  # its result was read at least once
     ended: float | None = None
     expired: bool = False
 
@@ -66,7 +72,10 @@ class FleetJob:
 class JobBoard:
     """The jobs of one fleet. Every method runs on the ingress's event loop; waiters are woken on each change."""
 
-    def __init__(self, *, result_ttl_s: float = RESULT_TTL_S, clock: Any = time.time) -> None:
+    def __init__(
+        self, *, result_ttl_s: float = RESULT_TTL_S, max_result_bytes: int = MAX_RESULT_BYTES, clock: Any = time.time
+    ) -> None:
+        self.max_result_bytes = max_result_bytes
         self.jobs: dict[str, FleetJob] = {}
         self._by_key: dict[str, str] = {}
         self._changed = asyncio.Condition()
@@ -112,8 +121,10 @@ class JobBoard:
             job.events.extend(dict(event) for event in item["events"][: max(0, MAX_EVENTS - len(job.events))])
         elif kind == "result":
             job.result = dict(item["result"])
+            job.result_bytes = sum(len(image["data"]) for image in job.result.get("images", []))
             job.gpu_seconds = job.result.get("compute_seconds")
             self._end(job, "succeeded")
+            self._bound_results()
         elif kind == "failed":
             job.error = dict(item["error"])
             job.gpu_seconds = item.get("gpu_seconds")
@@ -143,8 +154,7 @@ class JobBoard:
             if job.ended is None:
                 continue
             if job.result is not None and now - job.ended > self.result_ttl_s:
-                job.result = None
-                job.expired = True
+                self._expire(job)
             if now - job.ended > TOMBSTONE_TTL_S:
                 self._drop(job)
         self._bound()
@@ -152,6 +162,19 @@ class JobBoard:
             keyed = self.jobs.get(job_id)
             if keyed is None or now - keyed.created > KEY_TTL_S:
                 del self._by_key[key]
+
+    def _expire(self, job: FleetJob) -> None:
+        job.result, job.result_bytes, job.expired = None, 0, True
+
+    def _bound_results(self) -> None:
+        """Results over max_result_bytes together: the oldest already fetched expire first, then the oldest."""
+        held = [job for job in self.jobs.values() if job.result is not None]
+        total = sum(job.result_bytes for job in held)
+        for job in sorted(held, key=lambda j: (not j.fetched, j.ended or 0.0)):
+            if total <= self.max_result_bytes:
+                break
+            total -= job.result_bytes
+            self._expire(job)
 
     def _bound(self) -> None:
         """At most MAX_JOBS records: the oldest ended ones go first (a job not ended is never dropped)."""

@@ -296,3 +296,22 @@ async def test_counts_say_how_many_jobs_are_in_each_state(board: JobBoard) -> No
     await board.record(done, RESULT)
     await board.fail(cancelled, "cancelled", "by the router", retryable=False)
     assert board.counts() == {"queued": 1, "running": 1, "succeeded": 1, "cancelled": 1}
+
+
+async def test_results_past_the_byte_cap_expire_fetched_ones_first_then_the_oldest(clock: Clock) -> None:
+    board = JobBoard(clock=clock, max_result_bytes=250)
+
+    async def finish(key: str) -> jobs.FleetJob:
+        job, _ = board.create(key, "m")
+        await board.record(job, {"kind": "result", "result": {"images": [{"data": b"x" * 100}]}})
+        clock.advance(1)
+        return job
+
+    oldest, fetched = await finish("key-0001"), await finish("key-0002")
+    fetched.fetched = True
+    newest = await finish("key-0003")  # 300 bytes held: one must go, the fetched one though it is not the oldest
+    assert (fetched.expired, fetched.result, oldest.expired, newest.expired) == (True, None, False, False)
+    assert fetched.status == "succeeded" and fetched.gpu_seconds is None  # the record stays; only its images go
+    await finish("key-0004")  # none fetched now: the oldest goes
+    assert oldest.expired and not newest.expired
+    assert sum(j.result_bytes for j in board.jobs.values()) <= 250
