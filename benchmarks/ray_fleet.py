@@ -177,7 +177,7 @@ def main() -> None:
     from tests.fakes.tiny_flux import build_tiny_flux
 
     weights = build_tiny_flux(Path(tempfile.mkdtemp()))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         rows = asyncio.run(measure(args, weights))
     finally:

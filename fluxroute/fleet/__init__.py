@@ -93,8 +93,8 @@ def deploy(
     from fluxroute.fleet.app import APP_NAME, build_app
 
     if not ray.is_initialized():
-        if address is None:
-            ray.init(num_cpus=num_cpus, include_dashboard=False)
+        if address is None:  # a new instance even where `ray start` left one running on this machine
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
         else:
             ray.init(address=address, include_dashboard=False)
     serve.start(http_options={"host": host, "port": port})
