@@ -82,7 +82,10 @@ def deploy(
     missing = ray_missing()
     if missing:
         raise ConfigError(missing)
-    if host not in LOOPBACK and settings.ray_token is None:
+    token = settings.ray_token.get_secret_value().strip() if settings.ray_token else None
+    if token == "":
+        raise ConfigError("FLUXROUTE_RAY_TOKEN is empty: set a token of its own, or unset it (loopback only)")
+    if host not in LOOPBACK and token is None:
         raise ConfigError(
             f"--host {host}: others could reach the fleet's job API and run jobs on its GPUs; set FLUXROUTE_RAY_TOKEN "
             "(routers send the same token), or keep the default 127.0.0.1"
@@ -98,7 +101,6 @@ def deploy(
         else:
             ray.init(address=address, include_dashboard=False)
     serve.start(http_options={"host": host, "port": port})
-    token = settings.ray_token.get_secret_value() if settings.ray_token else None
     app = build_app(
         replica_settings(settings),
         replicas=replicas,

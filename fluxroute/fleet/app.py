@@ -1,7 +1,8 @@
 """The fleet as a Ray Serve application: an ingress with a job-id HTTP API in front of N worker replicas, each
 holding one warm pipeline (the local provider, its memory plan applied to the replica's own GPU).
 
-    POST /v1/jobs                   {"key", "candidate"} -> 202 {"id", "status"}; the same key again: the same job
+    POST /v1/jobs                   {"key", "candidate", "public"} -> 202 {"id", "status"}; the same key again: the
+                                    same job; 429 (Retry-After) while 1000 jobs, or 1 GB of them, wait for a replica
     GET  /v1/jobs/{id}?after=N&wait=S  state, progress events from N on; waits up to S s (<= 30) for a change
     GET  /v1/jobs/{id}/result       the images (base64) and what the replica reported: seed, timings, GPU-seconds
     POST /v1/jobs/{id}/cancel       {"answer": "cancelled" | "already_ended"}
@@ -37,7 +38,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from fluxroute.errors import Cancelled, ProviderError, ProviderTimeout, ProviderUnavailable
-from fluxroute.fleet.jobs import ENDED, FleetJob, JobBoard
+from fluxroute.fleet.jobs import ENDED, FleetJob, JobBoard, QueueFull
 from fluxroute.providers.base import Progress, ProviderResult
 from fluxroute.settings import Settings
 from fluxroute.types import Candidate
@@ -53,8 +54,12 @@ MAX_WAIT_S = 30.0
 REPORT_EVERY_S = 5.0
 # a replica that has not reported for this long is shown as "silent" (it may be restarting or gone)
 SILENT_AFTER_S = 30.0
-# how many weights + LoRA sets a replica is routed as holding (Serve's multiplexing LRU)
-HELD_MODELS = 4
+# how many weights + LoRA sets a replica is routed as holding (Serve's multiplexing LRU): one, as the local worker
+# keeps one pipeline and one LoRA set warm
+HELD_MODELS = 1
+# a job that reached a replica without its weights is sent on this many times at most (Serve's multiplexed routing
+# prefers the replicas that ran it, but falls back to any free one)
+DISPATCHES = 4
 # a replica sends its progress events at most this often (those of faster steps travel together)
 PROGRESS_EVERY_S = 0.1
 # a replica's local job may run this long before it gives up (the router's own timeout cancels sooner)
@@ -64,10 +69,11 @@ api = FastAPI(title="fluxroute fleet", docs_url=None, redoc_url=None)
 
 
 def affinity(candidate: Candidate) -> str:
-    """The multiplexed model id of a job: its weights and LoRAs, so that jobs alike go where they ran last."""
+    """The multiplexed model id of a job: its weights and LoRAs (in order, as they are loaded), so that jobs alike
+    go where they ran last."""
     loras = candidate.params.get("loras")
     entries = loras if isinstance(loras, list) else []
-    refs = sorted(str(entry.get("ref")) for entry in entries if isinstance(entry, dict))
+    refs = [str(entry.get("ref")) for entry in entries if isinstance(entry, dict)]
     return "+".join([candidate.endpoint, *refs])
 
 
@@ -183,14 +189,40 @@ class FleetWorker:
         routed here first while it is free. The pipeline itself stays warm in the local worker."""
         return model_id
 
+    def refusal(self, candidate: Candidate, public: bool) -> str | None:
+        """Why this replica must not run `candidate`: it lacks the weights (another replica may have them), or the
+        weights' license asks for content filtering where end users reach the deployment (`public`: the router
+        that sent the job is reachable by others) and this replica has no checker; None when it may."""
+        why = self.weights.get(candidate.endpoint)
+        if why:
+            return f"{self.replica}: {why}"
+        if public and self.settings.local_content_checker is None:
+            from fluxroute.catalog import load_catalog
+
+            catalog = load_catalog()
+            twin = "local-" + candidate.offer_id.removeprefix("ray-")
+            offer = next((o for o in catalog.offers if o.id == twin), None)
+            license_ = catalog.licenses.get(offer.license) if offer is not None else None
+            if license_ is not None and license_.content_filter == "required_when_public":
+                return (
+                    f"{license_.name} requires content filtering wherever end users can reach the deployment, and "
+                    "the fleet has no local_content_checker (deploy it with FLUXROUTE_LOCAL_CONTENT_CHECKER set)"
+                )
+        return None
+
     async def run(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Run one job, streaming {"kind": "started"}, {"kind": "progress", "events"}s, then {"kind": "result"} or
-        {"kind": "failed"}. Cancelled by the ingress (Serve raises CancelledError here): the local job stops
-        before its next step."""
+        {"kind": "failed"} ("not_here" when this replica lacks the job's weights: the ingress sends it on).
+        Cancelled by the ingress (Serve raises CancelledError here): the local job stops before its next step."""
+        candidate = Candidate.model_validate(job["candidate"])
+        refused = self.refusal(candidate, bool(job.get("public")))
+        if refused is not None:
+            kind = "not_here" if candidate.endpoint in self.weights else "unavailable"
+            yield {"kind": "failed", "error": {"kind": kind, "message": refused, "retryable": True}}
+            return
         model_id = serve.get_multiplexed_model_id()
         if model_id:
-            await self.hold(model_id)
-        candidate = Candidate.model_validate(job["candidate"])
+            await self.hold(model_id)  # only once it can run here: Serve then routes jobs alike to this replica
         yield {"kind": "started", "replica": self.replica}
         events: asyncio.Queue[Progress] = asyncio.Queue()
 
@@ -203,34 +235,42 @@ class FleetWorker:
             self.failed += 1
             yield _error_item(exc)
             return
-        self.running = str(job.get("id"))
+        job_id = str(job.get("id"))
+        self.running = job_id
         self._poke.set()
         wait = asyncio.ensure_future(self.provider.wait(local_id, candidate, progress, JOB_TIMEOUT_S))
+        getter: asyncio.Future[Progress] | None = None
         try:
             while not (wait.done() and events.empty()):
+                batch: list[dict[str, Any]] = []
                 if events.empty():
                     getter = asyncio.ensure_future(events.get())
                     await asyncio.wait({wait, getter}, return_when=asyncio.FIRST_COMPLETED)
                     if not getter.done():
                         getter.cancel()
                         continue
-                    events.put_nowait(getter.result())
+                    batch.append(dataclasses.asdict(getter.result()))
                     # one stream item per PROGRESS_EVERY_S at most: fast steps travel together
                     await asyncio.wait({wait}, timeout=PROGRESS_EVERY_S)
-                batch = [dataclasses.asdict(events.get_nowait()) for _ in range(events.qsize())]
+                batch.extend(dataclasses.asdict(events.get_nowait()) for _ in range(events.qsize()))
                 yield {"kind": "progress", "events": batch}
             result = wait.result()
         except asyncio.CancelledError:
+            if getter is not None:
+                getter.cancel()
             await self.provider.cancel(local_id, candidate)
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(wait), 60)
             raise
         except ProviderError as exc:
+            if isinstance(exc, ProviderTimeout):
+                await self.provider.cancel(local_id, candidate)  # it stops holding the GPU for the next job
             self.failed += 1
             yield _error_item(exc)
             return
         finally:
-            self.running = None
+            if self.running == job_id:
+                self.running = None
             self._poke.set()
         self.done += 1
         self.warm = model_id or candidate.endpoint  # its weights, and the LoRAs left resident
@@ -243,8 +283,8 @@ class FleetWorker:
         self._poke.set()
 
 
-async def _bounded_json(request: Request, limit: int) -> dict[str, Any]:
-    """The request's JSON object, read without ever holding more than `limit` bytes."""
+async def _bounded_json(request: Request, limit: int) -> tuple[dict[str, Any], int]:
+    """The request's JSON object and its size, read without ever holding more than `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise HTTPException(413, f"the body is over {limit} bytes")
@@ -255,11 +295,11 @@ async def _bounded_json(request: Request, limit: int) -> dict[str, Any]:
             raise HTTPException(413, f"the body is over {limit} bytes")
     try:
         value = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise HTTPException(400, "the body is not JSON") from None
     if not isinstance(value, dict):
         raise HTTPException(400, "the body must be a JSON object")
-    return value
+    return value, len(body)
 
 
 @serve.deployment(name=INGRESS, num_replicas=1, max_ongoing_requests=10_000, ray_actor_options={"num_cpus": 0})
@@ -308,7 +348,7 @@ class FleetIngress:
     @api.post("/v1/jobs", status_code=202)
     async def submit(self, request: Request) -> dict[str, Any]:
         self._authorize(request)
-        body = await _bounded_json(request, MAX_SUBMIT_BYTES)
+        body, size = await _bounded_json(request, MAX_SUBMIT_BYTES)
         key = body.get("key")
         if not isinstance(key, str) or not 8 <= len(key) <= 100:
             raise HTTPException(422, "key must be a string of 8 to 100 characters (the submitter's retry key)")
@@ -316,32 +356,49 @@ class FleetIngress:
             candidate = Candidate.model_validate(body.get("candidate"))
         except ValueError as exc:
             raise HTTPException(422, f"candidate is not a valid fluxroute candidate: {str(exc)[:300]}") from None
-        job, new = self.board.create(key, affinity(candidate))
+        try:
+            job, new = self.board.create(key, affinity(candidate), size)
+        except QueueFull as exc:
+            raise HTTPException(429, f"{exc}; try again later", headers={"Retry-After": "5"}) from None
         if new:
-            stream: DeploymentResponseGenerator[Any] = self.worker.options(  # type: ignore[assignment]
-                stream=True, multiplexed_model_id=job.model_id
-            ).run.remote({"id": job.id, "candidate": candidate.model_dump(mode="json")})
-            self.streams[job.id] = stream
-            task = asyncio.get_running_loop().create_task(self._follow(job, stream))
+            work = {"id": job.id, "candidate": candidate.model_dump(mode="json"), "public": bool(body.get("public"))}
+            task = asyncio.get_running_loop().create_task(self._follow(job, work))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return {"id": job.id, "status": job.status}
 
-    async def _follow(self, job: FleetJob, stream: DeploymentResponseGenerator[Any]) -> None:
+    async def _follow(self, job: FleetJob, work: dict[str, Any]) -> None:
+        """Send `work` to a worker replica and record what it streams back, until the job ends. A replica without
+        the job's weights answers "not_here": the job is sent again (DISPATCHES times at most)."""
         from ray.serve.exceptions import RequestCancelledError
 
         try:
-            async for item in stream:
-                await self.board.record(job, item)
-            if job.status not in ENDED:
-                await self.board.fail(job, "lost", "the replica ended the job without a result", retryable=True)
+            for _ in range(DISPATCHES):
+                if job.status in ENDED:  # cancelled meanwhile
+                    return
+                stream: DeploymentResponseGenerator[Any] = self.worker.options(  # type: ignore[assignment]
+                    stream=True, multiplexed_model_id=job.model_id
+                ).run.remote(work)
+                self.streams[job.id] = stream
+                not_here: dict[str, Any] | None = None
+                async for item in stream:
+                    if item.get("kind") == "failed" and item["error"].get("kind") == "not_here":
+                        not_here = item["error"]
+                        break
+                    self.board.record(job, item)
+                if not_here is None:
+                    return
+            # every try reached a replica without the weights
+            self.board.fail(job, "unavailable", str((not_here or {}).get("message")), retryable=True)
         except RequestCancelledError:
-            await self.board.fail(job, "cancelled", f"job {job.id} was cancelled", retryable=False)
+            self.board.fail(job, "cancelled", f"job {job.id} was cancelled", retryable=False)
         except Exception as exc:  # the replica died or the request was lost: the job cannot finish
-            message = f"job {job.id} was lost by the fleet ({type(exc).__name__}: {str(exc)[:300]})"
-            await self.board.fail(job, "lost", message, retryable=True)
+            message = f"job {job.id} was lost by the fleet ({type(exc).__name__})"
+            self.board.fail(job, "lost", message, retryable=True)
         finally:
             self.streams.pop(job.id, None)
+            # ended here whatever stopped the stream (a bare cancellation from Serve or a shutdown included)
+            self.board.fail(job, "lost", f"job {job.id} ended on the fleet without a result", retryable=True)
 
     def _job(self, job_id: str) -> FleetJob:
         job = self.board.get(job_id)
@@ -377,9 +434,13 @@ class FleetIngress:
         self._authorize(request)
         job = self._job(job_id)
         stream = self.streams.get(job_id)
-        if job.status in ENDED or stream is None:
+        if job.status in ENDED:
             return {"answer": "already_ended"}
-        stream.cancel()  # type: ignore[no-untyped-call]
+        # ended on the board first: a result still on its way is then dropped, so the answer holds (cancelled:
+        # nothing billed); a queued job never starts, a running one stops before its next step
+        self.board.fail(job, "cancelled", f"job {job_id} was cancelled", retryable=False)
+        if stream is not None:
+            stream.cancel()  # type: ignore[no-untyped-call]
         return {"answer": "cancelled"}
 
 

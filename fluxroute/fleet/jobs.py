@@ -30,6 +30,11 @@ MAX_JOBS = 20_000
 MAX_EVENTS = 1000
 # a submission key (the router's own retry key) answers with the same job for this long
 KEY_TTL_S = 3600.0
+# jobs waiting for a replica, and the bytes of their submissions, at most (then: 429, try again later)
+MAX_QUEUED = 1000
+MAX_QUEUED_BYTES = 1024**3
+# how often a status request may walk the whole board to drop what expired
+SWEEP_EVERY_S = 5.0
 
 
 @dataclasses.dataclass
@@ -52,6 +57,15 @@ class FleetJob:
     fetched: bool = False  # its result was read at least once
     ended: float | None = None
     expired: bool = False
+    # the submission's size while the job waits for a replica (the queue is bounded by it)
+    queued_bytes: int = 0
+    # set (and replaced) at each change: long polls of this job wait on it
+    changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event, repr=False)
+
+    def touch(self) -> None:
+        """Wake whoever waits on this job, and start a fresh event for the next change."""
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
 
     def status_view(self, after: int) -> dict[str, Any]:
         """What GET /v1/jobs/{id} answers: the state, and the progress events from index `after` on."""
@@ -69,47 +83,71 @@ class FleetJob:
         }
 
 
+class QueueFull(Exception):
+    """The fleet holds as many waiting jobs (or bytes of them) as it takes: try again later."""
+
+
 class JobBoard:
-    """The jobs of one fleet. Every method runs on the ingress's event loop; waiters are woken on each change."""
+    """The jobs of one fleet. Every method runs on the ingress's event loop; a job's long polls are woken at each
+    of its changes."""
 
     def __init__(
-        self, *, result_ttl_s: float = RESULT_TTL_S, max_result_bytes: int = MAX_RESULT_BYTES, clock: Any = time.time
+        self,
+        *,
+        result_ttl_s: float = RESULT_TTL_S,
+        max_result_bytes: int = MAX_RESULT_BYTES,
+        max_queued: int = MAX_QUEUED,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
+        clock: Any = time.time,
     ) -> None:
+        self.result_ttl_s = result_ttl_s
         self.max_result_bytes = max_result_bytes
+        self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
         self.jobs: dict[str, FleetJob] = {}
         self._by_key: dict[str, str] = {}
-        self._changed = asyncio.Condition()
-        self.result_ttl_s = result_ttl_s
         self._clock = clock
+        self._swept_at = float("-inf")
 
-    def create(self, key: str, model_id: str) -> tuple[FleetJob, bool]:
-        """The job for submission `key`: a new one, or (same key again: a retried submission) the one it made;
-        the flag says whether it is new."""
+    def create(self, key: str, model_id: str, size: int = 0) -> tuple[FleetJob, bool]:
+        """The job for submission `key` (of `size` bytes): a new one, or (same key again: a retried submission) the
+        one it made; the flag says whether it is new.
+
+        Raises:
+            QueueFull: max_queued jobs, or max_queued_bytes of them, already wait for a replica.
+        """
         self.sweep()
         known = self._by_key.get(key)
         if known is not None and known in self.jobs:
             return self.jobs[known], False
-        job = FleetJob(f"ray-{uuid.uuid4().hex}", key, model_id, created=self._clock())
+        waiting = [job for job in self.jobs.values() if job.status == "queued"]
+        if len(waiting) >= self.max_queued or sum(j.queued_bytes for j in waiting) + size > self.max_queued_bytes:
+            raise QueueFull(f"{len(waiting)} jobs already wait for a replica of this fleet")
+        job = FleetJob(f"ray-{uuid.uuid4().hex}", key, model_id, created=self._clock(), queued_bytes=size)
         self.jobs[job.id] = job
         self._by_key[key] = job.id
         self._bound()
         return job, True
 
     def get(self, job_id: str) -> FleetJob | None:
+        """The job, aged to now (its result expired, or the job forgotten, exactly on time)."""
         self.sweep()
-        return self.jobs.get(job_id)
+        job = self.jobs.get(job_id)
+        return job if job is not None and self._age(job, self._clock()) else None
 
     async def wait_for_change(self, job: FleetJob, after: int, wait_s: float) -> None:
         """Return once `job` has events past index `after` or another status (a replica took it, it ended), or
         after `wait_s` seconds."""
         status = job.status
-        async with self._changed:
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while len(job.events) <= after and job.status == status:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: len(job.events) > after or job.status != status), wait_s
-                )
+                await asyncio.wait_for(job.changed.wait(), remaining)
 
-    async def record(self, job: FleetJob, item: dict[str, Any]) -> None:
+    def record(self, job: FleetJob, item: dict[str, Any]) -> None:
         """Apply one item a replica streamed for `job` ({"kind": "started" | "progress" | "result" | "failed"})."""
         kind = item.get("kind")
         if job.status in ENDED:
@@ -117,6 +155,7 @@ class JobBoard:
         if kind == "started":
             job.status = "running"
             job.replica = str(item.get("replica"))
+            job.queued_bytes = 0
         elif kind == "progress":
             job.events.extend(dict(event) for event in item["events"][: max(0, MAX_EVENTS - len(job.events))])
         elif kind == "result":
@@ -129,39 +168,47 @@ class JobBoard:
             job.error = dict(item["error"])
             job.gpu_seconds = item.get("gpu_seconds")
             self._end(job, "cancelled" if job.error.get("kind") == "cancelled" else "failed")
-        await self._wake()
+        job.touch()
 
-    async def fail(self, job: FleetJob, kind: str, message: str, *, retryable: bool) -> None:
-        """End `job` with an error that did not come from its replica (the replica died, the request was lost)."""
+    def fail(self, job: FleetJob, kind: str, message: str, *, retryable: bool) -> None:
+        """End `job` with an error that did not come from its replica (cancelled at the ingress, the replica died,
+        the request was lost); nothing when it has ended already."""
         if job.status in ENDED:
             return
         job.error = {"kind": kind, "message": message, "retryable": retryable}
         self._end(job, "cancelled" if kind == "cancelled" else "failed")
-        await self._wake()
+        job.touch()
 
     def _end(self, job: FleetJob, status: Status) -> None:
         job.status = status
         job.ended = self._clock()
-
-    async def _wake(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        job.queued_bytes = 0
 
     def sweep(self) -> None:
-        """Drop expired results, then old records, then the oldest ended records past MAX_JOBS."""
+        """Drop expired results, then old records, then the oldest ended records past MAX_JOBS (at most once every
+        SWEEP_EVERY_S: every status request calls it)."""
         now = self._clock()
+        if now - self._swept_at < SWEEP_EVERY_S:
+            return
+        self._swept_at = now
         for job in list(self.jobs.values()):
-            if job.ended is None:
-                continue
-            if job.result is not None and now - job.ended > self.result_ttl_s:
-                self._expire(job)
-            if now - job.ended > TOMBSTONE_TTL_S:
-                self._drop(job)
+            self._age(job, now)
         self._bound()
         for key, job_id in list(self._by_key.items()):
             keyed = self.jobs.get(job_id)
             if keyed is None or now - keyed.created > KEY_TTL_S:
                 del self._by_key[key]
+
+    def _age(self, job: FleetJob, now: float) -> bool:
+        """Expire `job`'s result after result_ttl_s and forget the job after TOMBSTONE_TTL_S; whether it is kept."""
+        if job.ended is None:
+            return True
+        if job.result is not None and now - job.ended > self.result_ttl_s:
+            self._expire(job)
+        if now - job.ended > TOMBSTONE_TTL_S:
+            self._drop(job)
+            return False
+        return True
 
     def _expire(self, job: FleetJob) -> None:
         job.result, job.result_bytes, job.expired = None, 0, True

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -39,11 +40,11 @@ ENDED = {"succeeded", "failed", "cancelled"}
 LONG_POLL_S = 10.0
 # a fleet report or a status answer is small; a result carries up to 4 images as base64
 FLEET_CHECK_TIMEOUT_S = 3.0
-_ERRORS: dict[str, type[ProviderError]] = {
-    "cancelled": Cancelled,
-    "unavailable": ProviderUnavailable,
-    "timeout": ProviderTimeout,
-}
+# a failed fleet job's kind -> the error raised here (any other: JobFailed; a replica's own time limit too, since a
+# ProviderTimeout from wait() means the router's deadline passed)
+_ERRORS: dict[str, type[ProviderError]] = {"cancelled": Cancelled, "unavailable": ProviderUnavailable}
+# a fleet's report (GET /v1/fleet) is a few KB a replica
+MAX_REPORT_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,17 @@ def read_fleet(settings: Settings) -> FleetReport | str:
         return "FLUXROUTE_RAY_URL is not set (deploy a fleet with `fluxroute ray deploy`)"
     url = settings.ray_url.rstrip("/")
     try:
-        with httpx.Client(timeout=FLEET_CHECK_TIMEOUT_S, headers=fleet_headers(settings)) as client:
-            response = client.get(f"{url}/v1/fleet")
-        body = response.json() if response.is_success else None
-    except (httpx.HTTPError, ValueError) as exc:
+        with (
+            httpx.Client(timeout=FLEET_CHECK_TIMEOUT_S, headers=fleet_headers(settings)) as client,
+            client.stream("GET", f"{url}/v1/fleet") as response,
+        ):
+            data = bytearray()
+            for chunk in response.iter_bytes():
+                data.extend(chunk)
+                if len(data) > MAX_REPORT_BYTES:
+                    return f"the fleet at {url} sent a report over {MAX_REPORT_BYTES} bytes"
+        body = json.loads(data) if response.is_success else None
+    except (httpx.HTTPError, ValueError, RecursionError) as exc:
         return f"the fleet at {url} cannot be reached ({type(exc).__name__})"
     if response.status_code == 401:
         given = "wrong" if settings.ray_token else "unset"
@@ -88,6 +96,8 @@ def read_fleet(settings: Settings) -> FleetReport | str:
     replicas, weights, jobs = body.get("replicas"), body.get("weights"), body.get("jobs")
     if not (isinstance(replicas, list) and isinstance(weights, dict) and isinstance(jobs, dict)):
         return garbled
+    if not all(isinstance(replica, dict) for replica in replicas):
+        return garbled
     try:
         return FleetReport(url, replicas, {str(k): int(v) for k, v in weights.items()}, dict(jobs))
     except (TypeError, ValueError):
@@ -96,7 +106,8 @@ def read_fleet(settings: Settings) -> FleetReport | str:
 
 def fleet_headers(settings: Settings) -> dict[str, str]:
     """The fleet token as a bearer header, when one is set."""
-    return {"Authorization": f"Bearer {settings.ray_token.get_secret_value()}"} if settings.ray_token else {}
+    token = settings.ray_token.get_secret_value().strip() if settings.ray_token else ""
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class RayFleetProvider:
@@ -133,7 +144,13 @@ class RayFleetProvider:
             ProviderError: billing "unbilled" when the fleet refused the job or was never reached; "at_risk" when
                 it may have taken the job but no answer came back.
         """
-        body = {"key": uuid.uuid4().hex, "candidate": candidate.model_dump(mode="json")}
+        # public: this router is reachable by others, so a license that asks for content filtering there (Krea 2)
+        # is refused by a replica without a checker
+        body = {
+            "key": uuid.uuid4().hex,
+            "candidate": candidate.model_dump(mode="json"),
+            "public": self.settings.remote_reachable,
+        }
         reached = False
         last: ProviderError | None = None
         for attempt in range(1, SUBMIT_ATTEMPTS + 1):

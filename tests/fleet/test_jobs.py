@@ -77,12 +77,12 @@ def test_an_unknown_job_is_none(board: JobBoard) -> None:
 
 async def test_started_progress_and_result_take_a_job_to_succeeded(board: JobBoard, clock: Clock) -> None:
     job, _ = board.create("key-0001", "m")
-    await board.record(job, {"kind": "started", "replica": "replica a on node"})
+    board.record(job, {"kind": "started", "replica": "replica a on node"})
     assert (job.status, job.replica) == ("running", "replica a on node")
-    await board.record(job, progress(1))
-    await board.record(job, progress(2))
+    board.record(job, progress(1))
+    board.record(job, progress(2))
     clock.advance(3)
-    await board.record(job, RESULT)
+    board.record(job, RESULT)
     assert job.status == "succeeded"
     assert job.gpu_seconds == 2.5
     assert job.result is not None and job.result["worker"] == "replica a"
@@ -104,25 +104,25 @@ async def test_started_progress_and_result_take_a_job_to_succeeded(board: JobBoa
 async def test_a_failed_item_ends_the_job_with_its_error(board: JobBoard, kind: str, status: str) -> None:
     job, _ = board.create("key-0001", "m")
     error = {"kind": kind, "message": "it broke", "retryable": kind == "unavailable"}
-    await board.record(job, {"kind": "failed", "error": error})
+    board.record(job, {"kind": "failed", "error": error})
     assert (job.status, job.error, job.gpu_seconds, job.result) == (status, error, None, None)
 
 
 async def test_nothing_changes_a_job_once_it_ended(board: JobBoard) -> None:
     job, _ = board.create("key-0001", "m")
-    await board.fail(job, "cancelled", "cancelled by the router", retryable=False)
+    board.fail(job, "cancelled", "cancelled by the router", retryable=False)
     ended = job.ended
-    await board.record(job, progress(1))
-    await board.record(job, RESULT)
-    await board.fail(job, "lost", "the replica died", retryable=True)
+    board.record(job, progress(1))
+    board.record(job, RESULT)
+    board.fail(job, "lost", "the replica died", retryable=True)
     assert (job.status, job.events, job.result, job.ended) == ("cancelled", [], None, ended)
     assert job.error == {"kind": "cancelled", "message": "cancelled by the router", "retryable": False}
 
 
 async def test_fail_of_a_lost_job_ends_it_failed_and_retryable(board: JobBoard) -> None:
     job, _ = board.create("key-0001", "m")
-    await board.record(job, {"kind": "started", "replica": "replica a"})
-    await board.fail(job, "lost", "the replica died", retryable=True)
+    board.record(job, {"kind": "started", "replica": "replica a"})
+    board.fail(job, "lost", "the replica died", retryable=True)
     assert job.status == "failed"
     assert job.error == {"kind": "lost", "message": "the replica died", "retryable": True}
 
@@ -130,7 +130,7 @@ async def test_fail_of_a_lost_job_ends_it_failed_and_retryable(board: JobBoard) 
 async def test_a_job_keeps_at_most_max_events(board: JobBoard) -> None:
     job, _ = board.create("key-0001", "m")
     for step in range(MAX_EVENTS + 5):
-        await board.record(job, progress(step, MAX_EVENTS + 5))
+        board.record(job, progress(step, MAX_EVENTS + 5))
     assert len(job.events) == MAX_EVENTS
     assert job.events[-1]["step"] == MAX_EVENTS - 1
 
@@ -143,7 +143,7 @@ async def test_wait_for_change_wakes_when_a_replica_takes_the_job(board: JobBoar
     waiting = asyncio.create_task(board.wait_for_change(job, 0, 30))
     await asyncio.sleep(0)  # let it start waiting
     assert not waiting.done()
-    await board.record(job, {"kind": "started", "replica": "a"})  # queued -> running: a change worth telling
+    board.record(job, {"kind": "started", "replica": "a"})  # queued -> running: a change worth telling
     async with asyncio.timeout(5):
         await waiting
     assert job.status == "running"
@@ -151,32 +151,32 @@ async def test_wait_for_change_wakes_when_a_replica_takes_the_job(board: JobBoar
 
 async def test_wait_for_change_wakes_on_a_new_event(board: JobBoard) -> None:
     job, _ = board.create("key-0001", "m")
-    await board.record(job, {"kind": "started", "replica": "a"})
+    board.record(job, {"kind": "started", "replica": "a"})
     waiting = asyncio.create_task(board.wait_for_change(job, 0, 30))
     await asyncio.sleep(0)  # let it start waiting
     assert not waiting.done()
-    await board.record(job, {"kind": "started", "replica": "b"})  # no new event, no new status: keeps waiting
+    board.record(job, {"kind": "started", "replica": "b"})  # no new event, no new status: keeps waiting
     await asyncio.sleep(0)
     assert not waiting.done()
-    await board.record(job, progress(1))
+    board.record(job, progress(1))
     async with asyncio.timeout(5):
         await waiting
 
 
 async def test_wait_for_change_wakes_when_the_job_ends(board: JobBoard) -> None:
     job, _ = board.create("key-0001", "m")
-    await board.record(job, progress(1))
+    board.record(job, progress(1))
     waiting = asyncio.create_task(board.wait_for_change(job, 1, 30))  # already saw event 0
     await asyncio.sleep(0)
     assert not waiting.done()
-    await board.fail(job, "cancelled", "cancelled", retryable=False)
+    board.fail(job, "cancelled", "cancelled", retryable=False)
     async with asyncio.timeout(5):
         await waiting
 
 
 async def test_wait_for_change_returns_at_once_when_events_are_already_past_after(board: JobBoard) -> None:
     job, _ = board.create("key-0001", "m")
-    await board.record(job, progress(1))
+    board.record(job, progress(1))
     async with asyncio.timeout(5):
         await board.wait_for_change(job, 0, 30)
 
@@ -189,7 +189,7 @@ async def test_wait_for_change_times_out_quietly_and_the_board_still_works(board
     # the condition's lock was given back: a waiter after the timeout still wakes
     waiting = asyncio.create_task(board.wait_for_change(job, 0, 30))
     await asyncio.sleep(0)
-    await board.record(job, progress(1))
+    board.record(job, progress(1))
     async with asyncio.timeout(5):
         await waiting
 
@@ -198,7 +198,7 @@ async def test_wait_for_change_wakes_every_waiter(board: JobBoard) -> None:
     job, _ = board.create("key-0001", "m")
     waiters = [asyncio.create_task(board.wait_for_change(job, 0, 30)) for _ in range(5)]
     await asyncio.sleep(0)
-    await board.record(job, progress(1))
+    board.record(job, progress(1))
     async with asyncio.timeout(5):
         await asyncio.gather(*waiters)
 
@@ -208,7 +208,7 @@ async def test_wait_for_change_wakes_every_waiter(board: JobBoard) -> None:
 
 async def test_a_result_expires_after_its_ttl_and_the_job_says_so(board: JobBoard, clock: Clock) -> None:
     job, _ = board.create("key-0001", "m")
-    await board.record(job, RESULT)
+    board.record(job, RESULT)
     clock.advance(RESULT_TTL_S)
     assert board.get(job.id) is job and job.result is not None and not job.expired  # not past the TTL yet
     clock.advance(1)
@@ -221,7 +221,7 @@ async def test_a_result_expires_after_its_ttl_and_the_job_says_so(board: JobBoar
 async def test_the_result_ttl_is_the_boards_own(clock: Clock) -> None:
     board = JobBoard(clock=clock, result_ttl_s=10)
     job, _ = board.create("key-0001", "m")
-    await board.record(job, RESULT)
+    board.record(job, RESULT)
     clock.advance(11)
     board.sweep()
     assert job.expired
@@ -229,14 +229,14 @@ async def test_the_result_ttl_is_the_boards_own(clock: Clock) -> None:
 
 async def test_a_failed_job_never_says_expired(board: JobBoard, clock: Clock) -> None:
     job, _ = board.create("key-0001", "m")
-    await board.fail(job, "lost", "gone", retryable=True)
+    board.fail(job, "lost", "gone", retryable=True)
     clock.advance(RESULT_TTL_S + 1)
     assert board.get(job.id) is job and not job.expired
 
 
 async def test_an_ended_job_is_forgotten_after_its_tombstone_ttl_with_its_key(board: JobBoard, clock: Clock) -> None:
     job, _ = board.create("key-0001", "m")
-    await board.record(job, RESULT)
+    board.record(job, RESULT)
     clock.advance(TOMBSTONE_TTL_S)
     assert board.get(job.id) is job
     clock.advance(1)
@@ -260,7 +260,7 @@ async def test_past_max_jobs_the_oldest_ended_jobs_go_first(
     for i in range(4):
         clock.advance(1)
         job, _ = board.create(f"key-ended-{i}", "m")
-        await board.fail(job, "job_failed", "no", retryable=False)
+        board.fail(job, "job_failed", "no", retryable=False)
         ended.append(job)
     board.sweep()
     assert len(board.jobs) == 4
@@ -279,7 +279,7 @@ async def test_the_board_never_holds_more_than_max_jobs(board: JobBoard, monkeyp
     monkeypatch.setattr(jobs, "MAX_JOBS", 3)
     for i in range(6):
         job, _ = board.create(f"key-{i:04}", "m")
-        await board.fail(job, "job_failed", "no", retryable=False)
+        board.fail(job, "job_failed", "no", retryable=False)
         assert len(board.jobs) <= 3
 
 
@@ -292,9 +292,9 @@ async def test_counts_say_how_many_jobs_are_in_each_state(board: JobBoard) -> No
     running, _ = board.create("key-0002", "m")
     done, _ = board.create("key-0003", "m")
     cancelled, _ = board.create("key-0004", "m")
-    await board.record(running, {"kind": "started", "replica": "a"})
-    await board.record(done, RESULT)
-    await board.fail(cancelled, "cancelled", "by the router", retryable=False)
+    board.record(running, {"kind": "started", "replica": "a"})
+    board.record(done, RESULT)
+    board.fail(cancelled, "cancelled", "by the router", retryable=False)
     assert board.counts() == {"queued": 1, "running": 1, "succeeded": 1, "cancelled": 1}
 
 
@@ -303,7 +303,7 @@ async def test_results_past_the_byte_cap_expire_fetched_ones_first_then_the_olde
 
     async def finish(key: str) -> jobs.FleetJob:
         job, _ = board.create(key, "m")
-        await board.record(job, {"kind": "result", "result": {"images": [{"data": b"x" * 100}]}})
+        board.record(job, {"kind": "result", "result": {"images": [{"data": b"x" * 100}]}})
         clock.advance(1)
         return job
 
@@ -315,3 +315,16 @@ async def test_results_past_the_byte_cap_expire_fetched_ones_first_then_the_olde
     await finish("key-0004")  # none fetched now: the oldest goes
     assert oldest.expired and not newest.expired
     assert sum(j.result_bytes for j in board.jobs.values()) <= 250
+
+
+def test_the_queue_of_jobs_waiting_for_a_replica_is_bounded_by_count_and_bytes(clock: Clock) -> None:
+    board = JobBoard(clock=clock, max_queued=2, max_queued_bytes=1000)
+    first, _ = board.create("key-0001", "m", 400)
+    board.create("key-0002", "m", 400)
+    with pytest.raises(jobs.QueueFull):
+        board.create("key-0003", "m", 10)  # two wait already
+    assert board.create("key-0001", "m", 400)[0] is first  # a retried key is still answered
+    board.record(first, {"kind": "started", "replica": "a"})  # one left the queue
+    with pytest.raises(jobs.QueueFull):
+        board.create("key-0004", "m", 700)  # 400 + 700 bytes would wait
+    assert board.create("key-0005", "m", 600)[1]

@@ -50,9 +50,9 @@ def require_ray() -> None:
 
 
 @pytest.fixture(scope="module")
-def fleet_url(tiny_flux_path: Path, tiny_flux_lora: Path) -> Iterator[str]:
-    """The fleet: Ray started here with 2 CPUs, two worker replicas of one CPU each (with one LoRA, me/ink, on this
-    machine), Serve's proxy on a free port."""
+def fleet_url(tiny_flux_path: Path, tiny_flux_lora: Path, tiny_krea2_path: Path) -> Iterator[str]:
+    """The fleet: Ray started here with 2 CPUs, two worker replicas of one CPU each (FLUX and Krea 2 Turbo weights,
+    one LoRA, me/ink, no content checker), Serve's proxy on a free port."""
     require_local_extra()
     require_ray()
     import ray
@@ -65,6 +65,7 @@ def fleet_url(tiny_flux_path: Path, tiny_flux_lora: Path) -> Iterator[str]:
             local_model=tiny_flux_path,
             local_device="cpu",
             local_loras={"me/ink": tiny_flux_lora},
+            local_models={"krea/Krea-2-Turbo": tiny_krea2_path},
             ray_token=TOKEN,  # type: ignore[arg-type]
         ),
         replicas=2,
@@ -369,3 +370,34 @@ def test_ray_deploy_beyond_loopback_without_a_token_exits_with_the_reason(
     monkeypatch.delenv("FLUXROUTE_RAY_TOKEN", raising=False)
     assert main(["ray", "deploy", "--host", "0.0.0.0", "--replicas", "2"]) == 6
     assert "set FLUXROUTE_RAY_TOKEN" in capsys.readouterr().err
+
+
+async def test_a_replica_without_a_checker_refuses_krea_2_for_a_router_others_reach(
+    fleet_url: str, tmp_path: Path
+) -> None:
+    """Krea 2's license asks for content filtering wherever end users reach the deployment. A public router whose own
+    settings name a checker plans the fleet's Krea 2 offer, but the replicas, deployed without one, refuse the job:
+    unbilled, with the reason. The same router unreachable by others gets its image."""
+    settings = fleet_settings(fleet_url, tmp_path).model_copy(
+        update={
+            "usage": "commercial",
+            "revenue_under_1m": True,
+            "local_content_checker": "tests.fleet.test_ray_fleet:no_checker",
+            "remote_reachable": True,
+        }
+    )
+    router = Router(settings)
+    krea_2 = request(model="krea-2", usage="commercial", width=512, height=512)
+    try:
+        with pytest.raises(FluxrouteError) as refused:
+            await router.generate(krea_2)
+        assert "requires content filtering wherever end users can reach the deployment" in str(refused.value)
+        assert router.store.total_charged() == 0 and router.store.spend_summary().reserved_today == 0
+    finally:
+        await router.aclose()
+    private = Router(settings.model_copy(update={"remote_reachable": False}))
+    try:
+        result = await private.generate(krea_2)
+    finally:
+        await private.aclose()
+    assert result.offer_id == "ray-krea-2-turbo" and result.worker is not None
