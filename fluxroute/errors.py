@@ -131,6 +131,9 @@ class ProviderError(FluxrouteError):
     """A provider call failed. `retryable` says whether trying again (or elsewhere) can help."""
 
     retryable: bool = False
+    # the compute (or GPU) time the provider reported for a job that failed after it was billed, where it did:
+    # a per-second price is charged by it instead of the estimate
+    compute_seconds: float | None = None
 
     def __init__(
         self,

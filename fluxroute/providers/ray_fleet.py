@@ -222,13 +222,16 @@ class RayFleetProvider:
                 billing="unbilled",  # the user's own hardware: a job that made nothing bills nothing
                 retryable=bool(error.get("retryable", kind is not Cancelled)),
             )
+        seconds = state.get("gpu_seconds")
         try:
             result = await self._get(f"/v1/jobs/{job_id}/result", pace, job_id, client=self._results)
+            return self._result(job_id, result)
         except JobFailed as exc:
-            exc.billing = "charged"  # it succeeded (its replica spent the GPU time), then its result was lost
+            # it succeeded (its replica spent the GPU time, charged as reported), then its result was lost or unusable
+            exc.billing = "charged"
             exc.retryable = False
+            exc.compute_seconds = float(seconds) if isinstance(seconds, int | float) else None
             raise
-        return self._result(job_id, result)
 
     def _result(self, job_id: str, result: dict[str, Any]) -> ProviderResult:
         images = []

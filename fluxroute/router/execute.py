@@ -509,7 +509,7 @@ class Executor:
             self.store.finish_call(attempt.id, run.reservation, status=status, cost=None, error=_safe(exc))
             return exc
         if billing == "charged":
-            cost = billed_cost(self.catalog, run.candidate, run.request, run.candidate.num_images)
+            cost = billed_cost(self.catalog, run.candidate, run.request, run.candidate.num_images, exc.compute_seconds)
             message = f"{exc} — {run.candidate.provider} billed it: {usd(cost)} charged"
             self.store.finish_call(
                 attempt.id,

@@ -279,7 +279,9 @@ async def test_a_1024_to_4096_cpu_upscale_holds_no_whole_image_float_tensor(tmp_
         f"untiled +{untiled[0] / MB:.0f} MiB; a whole-output float32 tensor is {whole_float_output / MB:.0f} MiB"
     )
     assert tiled[0] < whole_float_output
-    assert untiled[0] > 2 * whole_float_output  # the measurement sees what tiling saves
+    # the measurement sees what tiling saves: the untiled run holds more than one whole-output tensor (alone in a
+    # process about 2.5 of them; after the router and provider suites in the same process, +365 MiB was seen once)
+    assert untiled[0] > 1.5 * whole_float_output
 
 
 def test_spandrel_is_imported_without_torchvision_and_its_placeholders_are_gone(settings: Settings) -> None:

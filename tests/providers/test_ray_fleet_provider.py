@@ -300,6 +300,30 @@ async def test_an_expired_result_is_charged(
     assert (info.value.billing, info.value.status_code, info.value.retryable) == ("charged", 410, False)
     assert info.value.provider_job_id == job_id
     assert fleet_fake.job(job_id).expired
+    # charged by the GPU-seconds the fleet reported for it, not the plan's estimate
+    assert info.value.compute_seconds == fleet_fake.job(job_id).gpu_seconds == 2.0
+
+
+async def test_an_expired_result_is_charged_in_the_ledger_at_the_reported_gpu_seconds(
+    settings: Settings, fleet_fake: FleetFake
+) -> None:
+    from decimal import Decimal
+
+    from fluxroute.errors import FluxrouteError
+
+    priced = settings.model_copy(update={"prices": {"ray-flux-dev": Decimal("0.0007")}, "usage": "non-commercial"})
+    router = Router(priced)
+    fleet_fake.expire_result()
+    try:
+        fox = {"prompt": "a fox", "provider": "ray", "model": "flux-dev", "width": 512, "height": 384}
+        with pytest.raises(FluxrouteError, match="expired"):
+            await router.generate(ImageRequest.parse(fox))
+    finally:
+        await router.aclose()
+    assert fleet_fake.fired == Counter({"expire_result:submit": 1})
+    (job,) = fleet_fake.jobs.values()
+    assert job.gpu_seconds == 2.0
+    assert router.store.total_charged() == Decimal("0.0007") * 2  # what the fleet reported, not the estimate
 
 
 async def test_a_job_the_fleet_lost_is_unbilled_and_retryable(
