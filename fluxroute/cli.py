@@ -38,6 +38,7 @@ from fluxroute.types import PROVIDER_NAMES, GenerationResult, ImageRequest, Plan
 # `fluxroute --version`, `--help` and argument errors do not load them.
 if TYPE_CHECKING:
     from fluxroute.providers.base import Progress
+    from fluxroute.providers.ray_fleet import FleetReport
     from fluxroute.router import Router
     from fluxroute.settings import Settings
 
@@ -490,14 +491,20 @@ def _print_at_risk(settings: Settings) -> None:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from fluxroute.providers.ray_fleet import FleetReport, read_fleet
     from fluxroute.router import Router
     from fluxroute.tools import ModelsOutput
 
     router = Router(settings)
     listing = ModelsOutput.from_catalog(router.catalog, router.availability, settings=settings)
+    fleet = read_fleet(settings) if settings.ray_url else None
     if args.json:
-        fleet = _fleet_data(settings)
-        _print_json(listing.model_dump(mode="json") | ({"fleet": fleet} if fleet is not None else {}))
+        data = listing.model_dump(mode="json")
+        if isinstance(fleet, FleetReport):
+            data["fleet"] = dataclasses.asdict(fleet)
+        elif fleet is not None:
+            data["fleet"] = {"url": settings.ray_url, "error": fleet}
+        _print_json(data)
         return 0
     for model in listing.models:
         print(f"{model.id}  {model.name} - {model.summary}")
@@ -517,28 +524,13 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {offer.offer_id:<24} {price:<44} {state}")
             print(f"  {'':<24} does: {', '.join(offer.modes)}")
             print(f"  {'':<24} license: {offer.license}" + (f" ({use})" if use else ""))
-    if settings.ray_url:
-        _print_fleet(settings)
+    if fleet is not None:
+        _print_fleet(fleet)
     return 0
 
 
-def _fleet_data(settings: Settings) -> dict[str, Any] | None:
-    """The fleet's report as data (None when no fleet is set)."""
-    from fluxroute.providers.ray_fleet import read_fleet
-
-    if settings.ray_url is None:
-        return None
-    report = read_fleet(settings)
-    if isinstance(report, str):
-        return {"url": settings.ray_url, "error": report}
-    return {"url": report.url, "replicas": report.replicas, "weights": report.weights, "jobs": report.jobs}
-
-
-def _print_fleet(settings: Settings) -> None:
-    """The fleet's replicas and their state (FLUXROUTE_RAY_URL)."""
-    from fluxroute.providers.ray_fleet import read_fleet
-
-    report = read_fleet(settings)
+def _print_fleet(report: FleetReport | str) -> None:
+    """The fleet's replicas and their state (FLUXROUTE_RAY_URL), or why they cannot be read."""
     if isinstance(report, str):
         print(f"\nfleet: {report}")
         return

@@ -196,19 +196,19 @@ class FleetWorker:
         why = self.weights.get(candidate.endpoint)
         if why:
             return f"{self.replica}: {why}"
-        if public and self.settings.local_content_checker is None:
-            from fluxroute.catalog import load_catalog
+        if not public:
+            return None
+        from fluxroute.catalog import license_refusal, load_catalog
 
-            catalog = load_catalog()
-            twin = "local-" + candidate.offer_id.removeprefix("ray-")
-            offer = next((o for o in catalog.offers if o.id == twin), None)
-            license_ = catalog.licenses.get(offer.license) if offer is not None else None
-            if license_ is not None and license_.content_filter == "required_when_public":
-                return (
-                    f"{license_.name} requires content filtering wherever end users can reach the deployment, and "
-                    "the fleet has no local_content_checker (deploy it with FLUXROUTE_LOCAL_CONTENT_CHECKER set)"
-                )
-        return None
+        catalog = load_catalog()
+        try:  # the local offer this fleet offer mirrors: its license, as the router planned it
+            offer = catalog.offer("local-" + candidate.offer_id.removeprefix("ray-"))
+        except KeyError:
+            return None
+        # only the content-filter clause is the replica's to judge (usage was the router's): asked as non-commercial
+        reachable = self.settings.model_copy(update={"remote_reachable": True})
+        why = license_refusal(catalog.licenses[offer.license], offer, reachable, "non-commercial")
+        return f"{self.replica}, deployed without FLUXROUTE_LOCAL_CONTENT_CHECKER: {why}" if why else None
 
     async def run(self, job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Run one job, streaming {"kind": "started"}, {"kind": "progress", "events"}s, then {"kind": "result"} or

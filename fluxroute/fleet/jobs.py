@@ -165,9 +165,7 @@ class JobBoard:
             self._end(job, "succeeded")
             self._bound_results()
         elif kind == "failed":
-            job.error = dict(item["error"])
-            job.gpu_seconds = item.get("gpu_seconds")
-            self._end(job, "cancelled" if job.error.get("kind") == "cancelled" else "failed")
+            self._fail(job, dict(item["error"]))
         job.touch()
 
     def fail(self, job: FleetJob, kind: str, message: str, *, retryable: bool) -> None:
@@ -175,9 +173,12 @@ class JobBoard:
         the request was lost); nothing when it has ended already."""
         if job.status in ENDED:
             return
-        job.error = {"kind": kind, "message": message, "retryable": retryable}
-        self._end(job, "cancelled" if kind == "cancelled" else "failed")
+        self._fail(job, {"kind": kind, "message": message, "retryable": retryable})
         job.touch()
+
+    def _fail(self, job: FleetJob, error: dict[str, Any]) -> None:
+        job.error = error
+        self._end(job, "cancelled" if error.get("kind") == "cancelled" else "failed")
 
     def _end(self, job: FleetJob, status: Status) -> None:
         job.status = status

@@ -222,7 +222,6 @@ class RayFleetProvider:
                 billing="unbilled",  # the user's own hardware: a job that made nothing bills nothing
                 retryable=bool(error.get("retryable", kind is not Cancelled)),
             )
-        seconds = state.get("gpu_seconds")
         try:
             result = await self._get(f"/v1/jobs/{job_id}/result", pace, job_id, client=self._results)
             return self._result(job_id, result)
@@ -230,7 +229,7 @@ class RayFleetProvider:
             # it succeeded (its replica spent the GPU time, charged as reported), then its result was lost or unusable
             exc.billing = "charged"
             exc.retryable = False
-            exc.compute_seconds = float(seconds) if isinstance(seconds, int | float) else None
+            exc.compute_seconds = _float_or_none(state.get("gpu_seconds"))
             raise
 
     def _result(self, job_id: str, result: dict[str, Any]) -> ProviderResult:
@@ -253,7 +252,6 @@ class RayFleetProvider:
             )
         if not images:
             raise JobFailed(f"fleet job {job_id} succeeded without images", provider=NAME, billing="charged")
-        seconds = result.get("compute_seconds")
         timings = result.get("timings")
         return ProviderResult(
             job_id,
@@ -263,7 +261,7 @@ class RayFleetProvider:
             warnings=[str(w) for w in result.get("warnings") or []],
             review=str(result["review"]) if result.get("review") else None,
             seeds=[int(s) for s in result.get("seeds") or [] if isinstance(s, int)],
-            compute_seconds=float(seconds) if isinstance(seconds, int | float) else None,
+            compute_seconds=_float_or_none(result.get("compute_seconds")),
             worker=str(result["worker"]) if result.get("worker") else None,
         )
 
@@ -332,6 +330,10 @@ def _progress(event: object) -> Progress:
 
 def _int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _detail(response: httpx.Response) -> str:
