@@ -853,9 +853,9 @@ def billed_cost(
     second or per-GPU-second price is settled at the time the provider (or the local worker, or the fleet replica)
     reported (`compute_seconds`), else at the estimate."""
     price = catalog.offer(candidate.offer_id).price
-    if price.unit in ("gpu_second", "compute_second") and compute_seconds is not None:
-        return compute_time_cost(price, compute_seconds)
     if price.unit in ("gpu_second", "compute_second"):
+        if compute_seconds is not None:
+            return compute_time_cost(price, compute_seconds)
         return Decimal(str(candidate.cost_usd))
     return estimate_cost(
         price,
